@@ -1,0 +1,143 @@
+"""BarkEngine: loads the three GPTs, the codec and the tokenizer once and generates batches."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from bark_model.checkpoints import detect_layout, fingerprint, load_models
+from bark_model.codec import load_codec_state_dict
+from bark_model.coarse import CoarseRow, check_prompt_ratio, generate_coarse, trim_history
+from bark_model.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
+from bark_model.device import resolve_device, resolve_dtype
+from bark_model.fine import FineRow, generate_fine
+from bark_model.request import GenerationRequest, GenerationResult
+from bark_model.sampling import RowSampling
+from bark_model.semantic import SemanticRow, generate_semantic, max_tokens_for_duration
+from bark_model.tokenizer import BarkTokenizer
+from bark_model.voices import VoiceLibrary, VoicePrompt
+
+
+@dataclass
+class _Prepared:
+    request: GenerationRequest
+    voice: VoicePrompt | None
+    text_ids: np.ndarray
+    dropped: int
+
+
+class BarkEngine:
+    """Bark's three stages and the codec on one device; `generate` takes a batch of requests."""
+
+    def __init__(self, models: dict, codec, tokenizer: BarkTokenizer, voices: VoiceLibrary, device, dtype, info: dict):
+        self.text_model, self.coarse_model, self.fine_model = models["text"], models["coarse"], models["fine"]
+        self.codec = codec
+        self.tokenizer = tokenizer
+        self.voices = voices
+        self.device = device
+        self.dtype = dtype
+        self.model_info = info
+
+    @classmethod
+    def from_pretrained(cls, weights_dir: str | Path, device: str = "auto", precision: str = "fp32") -> "BarkEngine":
+        """Load from a Suno- or Hugging Face-layout directory (detected from its files)."""
+        layout = detect_layout(weights_dir)
+        torch_device, dtype = resolve_device(device), resolve_dtype(precision)
+        models, codec_state = load_models(layout)
+        for role, model in models.items():
+            models[role] = model.to(device=torch_device, dtype=dtype)
+        if precision == "int8":
+            from bark_model.quantize import quantize_int8
+
+            models = {role: quantize_int8(model) for role, model in models.items()}
+        # The codec stays fp32: it is a small share of the time, and its LSTM is sensitive.
+        codec = load_codec_state_dict(codec_state).to(torch_device).eval()
+        tokenizer = BarkTokenizer.from_file(layout.files["tokenizer"])
+        text_cfg = models["text"].config
+        info = {
+            "weights": str(layout.root),
+            "layout": layout.kind,
+            "size": f"{text_cfg.n_layer}L-{text_cfg.n_embd}d",
+            "checksum": fingerprint(layout),
+            "device": str(torch_device),
+            "precision": precision,
+        }
+        return cls(models, codec, tokenizer, VoiceLibrary(layout.root), torch_device, dtype, info)
+
+    # -- checks a caller can run before spending compute ------------------------------------
+    def load_voice(self, voice) -> VoicePrompt | None:
+        return self.voices.load(voice)
+
+    def count_text_tokens(self, text: str) -> int:
+        return self.tokenizer.count(text)
+
+    def _prepare(self, request: GenerationRequest) -> _Prepared:
+        voice = self.load_voice(request.voice)
+        if voice is not None:
+            check_prompt_ratio(voice.semantic, voice.coarse, voice.name)
+        encoded = self.tokenizer.encode(request.text)
+        return _Prepared(request, voice, encoded.ids, encoded.n_dropped)
+
+    # -- generation -------------------------------------------------------------------------
+    def generate(self, requests: list[GenerationRequest], batch_size: int | None = None, progress=None) -> list[GenerationResult]:
+        """Results in request order. Bad requests raise before any compute."""
+        prepared = [self._prepare(r) for r in requests]
+        batch_size = batch_size or max(1, len(prepared))
+        results = []
+        for start in range(0, len(prepared), batch_size):
+            results.extend(self._generate_batch(prepared[start : start + batch_size]))
+            if progress is not None:
+                progress("rows", len(results), len(prepared))
+        return results
+
+    def _generate_batch(self, batch: list[_Prepared]) -> list[GenerationResult]:
+        timings = {}
+        seeds = [p.request.seed for p in batch]
+
+        def timed(stage, fn, *args):
+            start = time.perf_counter()
+            out = fn(*args)
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            timings[stage] = time.perf_counter() - start
+            return out
+
+        sem_rows = [
+            SemanticRow(p.text_ids, None if p.voice is None else p.voice.semantic, p.request.min_eos_p,
+                        max_tokens_for_duration(p.request.max_duration_s))
+            for p in batch
+        ]  # fmt: skip
+        semantic = timed("semantic", generate_semantic, self.text_model, sem_rows, self._sampling(batch, "semantic", seeds))
+        for p, tokens in zip(batch, semantic):
+            if len(tokens) == 0:
+                raise ValueError(f"the model produced no speech for {p.request.text[:60]!r} (EOS at the first step)")
+        coarse_rows = []
+        for p, tokens in zip(batch, semantic):
+            hist = trim_history(p.voice.semantic, p.voice.coarse) if p.voice is not None else (np.zeros(0, np.int64),) * 2
+            coarse_rows.append(CoarseRow(hist[0], hist[1], tokens))
+        coarse = timed("coarse", generate_coarse, self.coarse_model, coarse_rows, self._sampling(batch, "coarse", seeds))
+        fine_rows = [FineRow(c, None if p.voice is None else p.voice.fine) for p, c in zip(batch, coarse)]
+        fine = timed("fine", generate_fine, self.fine_model, fine_rows, self._sampling(batch, "fine", seeds))
+        audio = timed("decode", self.decode, fine)
+        return [
+            GenerationResult(a, s, c, f, SAMPLE_RATE, p.dropped, dict(timings))
+            for p, s, c, f, a in zip(batch, semantic, coarse, fine, audio)
+        ]
+
+    def _sampling(self, batch: list[_Prepared], stage: str, seeds: list[int]) -> RowSampling:
+        return RowSampling.build([getattr(p.request, stage) for p in batch], seeds, self.device)
+
+    @torch.inference_mode()
+    def decode(self, fine_codes: list[np.ndarray]) -> list[np.ndarray]:
+        """Waveforms for codes [8, T_i]; rows are right-padded into one batch and cut after."""
+        lengths = [c.shape[1] for c in fine_codes]
+        batch = np.zeros((len(fine_codes), fine_codes[0].shape[0], max(lengths)), dtype=np.int64)
+        for i, codes in enumerate(fine_codes):
+            batch[i, :, : codes.shape[1]] = codes
+        audio = self.codec.decode_lengths(torch.as_tensor(batch, device=self.device), lengths)
+        audio = audio.float().cpu().numpy()
+        return [audio[i, : n * SAMPLES_PER_FRAME].copy() for i, n in enumerate(lengths)]
