@@ -1,0 +1,265 @@
+"""Sentence splitting and packing of normalised text into Bark-sized chunks."""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pysbd
+from pysbd.languages import LANGUAGE_CODES as PYSBD_LANGUAGES
+
+from pipeline.textprep import PROTECTED_PATTERN
+
+# Speaking-rate estimate, by script. Bark reads roughly at conversational speed:
+# ~150 words/min of English is ~12 letters/s (spaces not counted); Mandarin runs at
+# ~4-5 syllables/s with one Han character per syllable; Japanese at ~7 morae/s with
+# about one kana per mora (a kanji averages ~2 morae, so it counts as two kana);
+# Korean at ~5 Hangul syllable blocks/s.
+ALPHABETIC_CHARS_PER_S = 12.0
+HAN_CHARS_PER_S = 4.5
+KANA_CHARS_PER_S = 7.0
+HANGUL_CHARS_PER_S = 5.0
+JAPANESE_KANJI_MORAE = 2.0
+# Pauses Bark makes at punctuation, and the length of a non-verbal cue.
+SENTENCE_PAUSE_S = 0.3
+CLAUSE_PAUSE_S = 0.15
+CUE_SECONDS = 1.0
+# Sung text is slower than spoken text.
+SUNG_SLOWDOWN = 1.5
+
+# Conservative mBERT token estimate when no counter is given: WordPiece splits
+# every punctuation mark and every Han character into its own token and a rare
+# word into pieces of ~2-4 letters; counting one token per 2 letters stays above
+# the real count for ordinary prose in the languages we serve.
+LETTERS_PER_TOKEN_ESTIMATE = 2
+
+_SENTENCE_END = "。！？!?."
+_CLAUSE_MARKS = ",;:、，；：—"
+# Simple splitter for languages pysbd lacks: a sentence ends at . ! ? … (plus closing
+# quotes/brackets) before whitespace, or at a CJK full stop with or without space.
+_SIMPLE_BOUNDARY = re.compile(r"[.!?…]+[\"'»”)\]]*\s+|[。！？]+[」』）\"']*\s*")
+_CLAUSE_CUT = re.compile(r"[,;:—]\s+|[、，；：]\s*")
+_PARAGRAPH_SEP = re.compile(r"\n[^\S\n]*\n\s*")
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """One synthesis unit. `text == source[start:end]` of the text that was split."""
+
+    text: str
+    index: int
+    paragraph_break_after: bool
+    est_seconds: float
+    start: int = 0
+    end: int = 0
+
+
+@dataclass(frozen=True)
+class _Limits:
+    count_tokens: Callable[[str], int]
+    max_tokens: int
+    target_seconds: float
+    max_seconds: float
+
+    def fits(self, text: str, seconds: float) -> bool:
+        return estimate_seconds(text) <= seconds and self.count_tokens(text) <= self.max_tokens
+
+
+def split_into_chunks(
+    text: str,
+    *,
+    language: str = "en",
+    count_tokens: Callable[[str], int] | None = None,
+    max_tokens: int = 256,
+    target_seconds: float = 12.0,
+    max_seconds: float = 14.0,
+) -> list[Chunk]:
+    """Split normalised `text` (see textprep.normalize_text) into chunks.
+
+    Whole sentences are packed up to `target_seconds`; a sentence over `max_seconds`
+    or `max_tokens` is cut at clauses, then at words (between characters for Han and
+    kana). Cues `[...]` and `♪…♪` spans are never cut, nor is a word; one that alone
+    breaks a limit raises ValueError. Chunks never span a paragraph break.
+    Invariant: the chunks are in-order slices of `text` separated only by whitespace.
+    """
+    if not isinstance(text, str):
+        raise ValueError(f"text must be a str, got {type(text).__name__}")
+    if not isinstance(max_tokens, int) or max_tokens < 1:
+        raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
+    if not 0 < target_seconds <= max_seconds:
+        raise ValueError(
+            f"need 0 < target_seconds <= max_seconds, got target_seconds={target_seconds!r}, "
+            f"max_seconds={max_seconds!r}")
+    if count_tokens is not None and not callable(count_tokens):
+        raise ValueError(f"count_tokens must be a callable(str) -> int or None, got {count_tokens!r}")
+    limits = _Limits(count_tokens or estimate_tokens, max_tokens, target_seconds, max_seconds)
+    spans = [m.span() for m in PROTECTED_PATTERN.finditer(text)]
+    ranges: list[tuple[int, int, bool]] = []
+    for p_start, p_end in _paragraphs(text, spans):
+        pieces = []
+        for s, e in _sentences(text, p_start, p_end, language, spans):
+            pieces.extend(_fit(text, s, e, spans, limits, level=0))
+        packed = _pack(text, pieces, limits)
+        ranges.extend((s, e, i == len(packed) - 1) for i, (s, e) in enumerate(packed))
+    return [
+        Chunk(text[s:e], i, brk and i < len(ranges) - 1, estimate_seconds(text[s:e]), s, e)
+        for i, (s, e, brk) in enumerate(ranges)
+    ]
+
+
+def estimate_seconds(text: str) -> float:
+    """Seconds Bark is expected to take to say `text`, from its characters (see the rates above)."""
+    seconds = 0.0
+    pos = 0
+    for m in PROTECTED_PATTERN.finditer(text):
+        seconds += _spoken_seconds(text[pos:m.start()])
+        span = m[0]
+        seconds += CUE_SECONDS if span.startswith("[") else SUNG_SLOWDOWN * _spoken_seconds(span)
+        pos = m.end()
+    return round(seconds + _spoken_seconds(text[pos:]), 3)
+
+
+def estimate_tokens(text: str) -> int:
+    """A conservative stand-in for the engine's count_text_tokens (mBERT, no specials)."""
+    tokens = 0
+    for m in re.finditer(r"[^\W\d_]+|\d+|\S", text):
+        run = m[0]
+        if len(run) == 1 or _script(run[0]) != "alphabetic":
+            tokens += len(run)
+        else:
+            tokens += math.ceil(len(run) / LETTERS_PER_TOKEN_ESTIMATE)
+    return tokens
+
+
+def _spoken_seconds(text: str) -> float:
+    seconds = 0.0
+    japanese = any(_script(c) == "kana" for c in text)
+    for c in text:
+        script = _script(c)
+        if script == "alphabetic" and c.isalnum():
+            seconds += 1.0 / ALPHABETIC_CHARS_PER_S
+        elif script == "han":
+            seconds += JAPANESE_KANJI_MORAE / KANA_CHARS_PER_S if japanese else 1.0 / HAN_CHARS_PER_S
+        elif script == "kana":
+            seconds += 1.0 / KANA_CHARS_PER_S
+        elif script == "hangul":
+            seconds += 1.0 / HANGUL_CHARS_PER_S
+        elif c in _SENTENCE_END:
+            seconds += SENTENCE_PAUSE_S
+        elif c in _CLAUSE_MARKS:
+            seconds += CLAUSE_PAUSE_S
+    return seconds
+
+
+def _script(c: str) -> str:
+    o = ord(c)
+    if 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x2FA1F:
+        return "han"
+    if 0x3040 <= o <= 0x30FF or 0x31F0 <= o <= 0x31FF or 0xFF66 <= o <= 0xFF9F:
+        return "kana"
+    if 0xAC00 <= o <= 0xD7AF or 0x1100 <= o <= 0x11FF:
+        return "hangul"
+    return "alphabetic"
+
+
+def _inside(pos: int, spans: list[tuple[int, int]]) -> bool:
+    """True when a cut at `pos` would fall strictly inside a protected span."""
+    return any(s < pos < e for s, e in spans)
+
+
+def _past_span(pos: int, spans: list[tuple[int, int]]) -> int:
+    return next((e for s, e in spans if s < pos < e), pos)
+
+
+def _strip(text: str, s: int, e: int) -> tuple[int, int]:
+    while s < e and text[s].isspace():
+        s += 1
+    while e > s and text[e - 1].isspace():
+        e -= 1
+    return s, e
+
+
+def _split_at(text: str, s: int, e: int, cuts: list[int]) -> list[tuple[int, int]]:
+    bounds = [s, *cuts, e]
+    pieces = [_strip(text, a, b) for a, b in zip(bounds, bounds[1:])]
+    return [(a, b) for a, b in pieces if a < b]
+
+
+def _paragraphs(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    # A blank line inside a ♪…♪ span (a song's stanzas) is not a paragraph break.
+    cuts = [m.start() for m in _PARAGRAPH_SEP.finditer(text) if not _inside(m.start(), spans)]
+    return _split_at(text, 0, len(text), cuts)
+
+
+def _sentences(text: str, s: int, e: int, language: str,
+               spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    # A boundary inside a span moves to its end: pysbd often opens the next sentence
+    # with a song's closing ♪, which belongs to the sentence before.
+    starts = sorted({_past_span(s + b, spans) for b in _sentence_starts(text[s:e], language)})
+    cuts = [b for b in starts if s < b < e and not _in_word(text, b)]
+    return _split_at(text, s, e, cuts)
+
+
+def _sentence_starts(paragraph: str, language: str) -> list[int]:
+    """Offsets where sentences begin: pysbd's, aligned back onto the text, else the simple splitter."""
+    lang = language.lower().replace("_", "-").split("-")[0]
+    if lang in PYSBD_LANGUAGES:
+        segmenter = pysbd.Segmenter(language=lang, clean=False)
+        starts, cursor = [], 0
+        for sentence in segmenter.segment(paragraph):
+            sentence = sentence.strip()
+            found = paragraph.find(sentence, cursor) if sentence else cursor
+            if found < 0:
+                break  # pysbd changed the text; its boundaries can't be trusted here
+            starts.append(found)
+            cursor = found + len(sentence)
+        else:
+            return starts
+    return [m.end() for m in _SIMPLE_BOUNDARY.finditer(paragraph)]
+
+
+def _in_word(text: str, pos: int) -> bool:
+    a, b = text[pos - 1], text[pos]
+    return a.isalnum() and b.isalnum() and _script(a) == _script(b) == "alphabetic"
+
+
+def _cut_points(text: str, s: int, e: int, level: int) -> list[int]:
+    if level == 0:
+        return [m.end() for m in _CLAUSE_CUT.finditer(text, s, e)]
+    cuts = [m.end() for m in re.finditer(r"\s+", text[s:e])]
+    # Han and kana are written without spaces: a cut between two of them is a word
+    # boundary as good as we can find without a dictionary.
+    cuts += [i - s for i in range(s + 1, e) if _script(text[i - 1]) in ("han", "kana")
+             and _script(text[i]) in ("han", "kana")]
+    return sorted(s + c for c in cuts)
+
+
+def _fit(text: str, s: int, e: int, spans: list[tuple[int, int]], limits: _Limits,
+         level: int) -> list[tuple[int, int]]:
+    """Cut text[s:e] into pieces each within max_seconds and max_tokens."""
+    if limits.fits(text[s:e], limits.max_seconds):
+        return [(s, e)]
+    if level > 1:
+        raise ValueError(
+            f"cannot split {text[s:e][:60]!r}... ({limits.count_tokens(text[s:e])} tokens, "
+            f"~{estimate_seconds(text[s:e]):.1f} s) to fit max_tokens={limits.max_tokens} and "
+            f"max_seconds={limits.max_seconds}: a cue, ♪…♪ span or word this long must be shortened")
+    cuts = [c for c in _cut_points(text, s, e, level) if s < c < e and not _inside(c, spans)]
+    # Pieces come back as small as the cuts make them; _pack merges them up to the target.
+    out = []
+    for a, b in _split_at(text, s, e, cuts):
+        out.extend(_fit(text, a, b, spans, limits, level + 1))
+    return out
+
+
+def _pack(text: str, pieces: list[tuple[int, int]], limits: _Limits) -> list[tuple[int, int]]:
+    """Greedily merge consecutive pieces while the merged text stays within the target."""
+    out: list[tuple[int, int]] = []
+    for s, e in pieces:
+        if out and limits.fits(text[out[-1][0]:e], limits.target_seconds):
+            out[-1] = (out[-1][0], e)
+        else:
+            out.append((s, e))
+    return out

@@ -1,0 +1,175 @@
+"""Tests for pipeline.segment: sentence packing, limits, cues intact, nothing lost or reordered."""
+
+import re
+from pathlib import Path
+
+import pytest
+
+from pipeline.segment import Chunk, estimate_seconds, estimate_tokens, split_into_chunks
+from pipeline.textprep import normalize_text, protected_spans
+
+VOCAB = Path(__file__).resolve().parents[3] / "shared" / "data" / "bert-base-multilingual-cased-vocab.txt"
+
+LONG_EN = ("[sighs] This is a sentence that keeps going, with clause after clause, because the "
+           "narrator, who is TIRED, will not stop; she says 3 things: first, second and third, "
+           "and then she adds more words without any commas at all just to see what the splitter "
+           "does with a very long run of plain words that has no natural place to break " * 3)
+TEXTS = {
+    "en": ("Hello there, Mr. Smith. [laughs] It cost $5.50 in 1999! Did it? ♪ La la. La la la. "
+           "Sing it again. ♪ Well... maybe — not.\n\n" + LONG_EN + "The end.\n\n[music] Short."),
+    "de": ("Am 3. Mai 2024 kam er, z. B. mit 1.234,50 €. [clears throat] Wirklich? Ja! "
+           + "Er sprach und sprach, ohne Pause, über die Donaudampfschifffahrtsgesellschaft, "
+             "die Eisenbahn und das Wetter, das IMMER schlechter wurde " * 4 + "Ende."),
+    "fr": ("Bonjour ! Le 1er mai, M. Dupont a payé 1 000 €. [laughter] « Vraiment ? » "
+           + "Il parlait longuement, sans jamais s'arrêter, de la pluie et du beau temps, "
+             "des 3 chats de sa voisine et de bien d'autres choses encore " * 4 + "Fin."),
+    "zh": ("你好。我很好！[laughs]你呢？我有3个苹果。♪ 啦啦啦。啦啦。 ♪"
+           + "这是一个非常长的句子，里面有很多很多的字，" * 12 + "结束。"
+           + "没有标点的一长串文字" * 12 + "。"),
+    "ja": ("こんにちは。元気ですか？[sighs]はい、元気です！2024年に3人が来た。"
+           + "これはとても長い文で、読点がたくさんあり、" * 10 + "終わりです。"
+           + "句読点のないとても長い文章" * 10 + "。"),
+}
+
+
+def _check_invariants(text: str, chunks: list[Chunk], count, max_tokens: int, max_seconds: float):
+    pos = 0
+    for i, chunk in enumerate(chunks):
+        assert chunk.index == i
+        assert chunk.text == text[chunk.start:chunk.end] and chunk.text == chunk.text.strip()
+        assert chunk.text, "empty chunk"
+        gap = text[pos:chunk.start]
+        assert gap.strip() == "", f"text lost or reordered before chunk {i}: {gap!r}"
+        if i:
+            assert chunks[i - 1].paragraph_break_after == ("\n\n" in gap)
+            if not gap:  # no whitespace between chunks: must not be mid-word
+                a, b = text[chunk.start - 1], text[chunk.start]
+                assert not (a.isascii() and a.isalnum() and b.isascii() and b.isalnum())
+        assert "\n\n" not in chunk.text
+        assert count(chunk.text) <= max_tokens
+        assert chunk.est_seconds <= max_seconds
+        assert chunk.est_seconds == estimate_seconds(chunk.text)
+        pos = chunk.end
+    assert text[pos:].strip() == ""
+    assert not chunks[-1].paragraph_break_after
+    for s, e in protected_spans(text):
+        assert any(c.start <= s and e <= c.end for c in chunks), f"cue cut: {text[s:e]!r}"
+
+
+@pytest.fixture(scope="module")
+def mbert_count():
+    tokenizers = pytest.importorskip("tokenizers")
+    if not VOCAB.is_file():
+        pytest.skip(f"mBERT vocabulary not found at {VOCAB}")
+    tok = tokenizers.BertWordPieceTokenizer(str(VOCAB), lowercase=False, strip_accents=False)
+    return lambda text: len(tok.encode(text, add_special_tokens=False).ids)
+
+
+@pytest.mark.parametrize("language", sorted(TEXTS))
+@pytest.mark.parametrize("max_tokens, target, maximum", [(256, 12.0, 14.0), (40, 4.0, 5.0)])
+def test_invariants_with_estimated_tokens(language, max_tokens, target, maximum):
+    text = normalize_text(TEXTS[language], language)
+    chunks = split_into_chunks(text, language=language, max_tokens=max_tokens,
+                               target_seconds=target, max_seconds=maximum)
+    _check_invariants(text, chunks, estimate_tokens, max_tokens, maximum)
+    assert len(chunks) > 2
+
+
+@pytest.mark.parametrize("language", sorted(TEXTS))
+def test_invariants_with_mbert_token_counter(language, mbert_count):
+    text = normalize_text(TEXTS[language], language)
+    chunks = split_into_chunks(text, language=language, count_tokens=mbert_count, max_tokens=24,
+                               target_seconds=30.0, max_seconds=40.0)
+    _check_invariants(text, chunks, mbert_count, 24, 40.0)
+    # The token limit, not the duration, cut these: some chunk must come close to it.
+    assert max(mbert_count(c.text) for c in chunks) > 12
+
+
+@pytest.mark.parametrize("language", ["en", "de", "fr"])
+def test_space_join_reproduces_text(language):
+    text = normalize_text(TEXTS[language], language)
+    chunks = split_into_chunks(text, language=language)
+    assert " ".join(c.text for c in chunks) == re.sub(r"\s+", " ", text).strip()
+
+
+@pytest.mark.parametrize("language", ["zh", "ja"])
+def test_cjk_concatenation_reproduces_text(language):
+    text = normalize_text(TEXTS[language], language)
+    chunks = split_into_chunks(text, language=language, max_seconds=6.0, target_seconds=5.0)
+    # Spaces inside a chunk (the ♪ span) stay; the chunks meet with no space between.
+    assert re.sub(r"\s+", "", "".join(c.text for c in chunks)) == re.sub(r"\s+", "", text)
+    assert all(chunks[i].end == chunks[i + 1].start for i in range(len(chunks) - 1))
+
+
+def test_estimate_tokens_is_conservative(mbert_count):
+    for language, raw in TEXTS.items():
+        text = normalize_text(raw, language)
+        for sentence in re.split(r"(?<=[.!?。！？])\s*", text):
+            assert estimate_tokens(sentence) >= mbert_count(sentence), (language, sentence)
+
+
+def test_whole_sentences_are_packed_to_target():
+    sentence = "This sentence takes about four seconds to say out loud."
+    text = " ".join([sentence] * 6)
+    chunks = split_into_chunks(text, target_seconds=10.0, max_seconds=14.0)
+    assert [c.text for c in chunks] == [f"{sentence} {sentence}"] * 3
+
+
+def test_chunks_never_cross_paragraphs():
+    text = "One. Two.\n\nThree.\n\nFour. Five."
+    chunks = split_into_chunks(text)
+    assert [(c.text, c.paragraph_break_after) for c in chunks] == [
+        ("One. Two.", True), ("Three.", True), ("Four. Five.", False)]
+
+
+def test_song_with_blank_line_stays_one_span():
+    text = "Intro. ♪ First verse line.\n\nSecond verse line. ♪ Outro."
+    chunks = split_into_chunks(text, target_seconds=1.0, max_seconds=8.0)
+    assert [c.text for c in chunks] == [
+        "Intro.", "♪ First verse line.\n\nSecond verse line. ♪", "Outro."]
+
+
+def test_long_sentence_prefers_clause_boundaries():
+    text = "alpha beta gamma delta, " * 12 + "end."
+    chunks = split_into_chunks(text, target_seconds=4.0, max_seconds=5.0)
+    assert len(chunks) > 1
+    assert all(c.text.endswith((",", ".")) for c in chunks)
+
+
+def test_cue_is_kept_whole_under_tight_limits():
+    text = "word " * 5 + "[clears throat] " + "word " * 5
+    chunks = split_into_chunks(text.strip(), max_tokens=9)
+    assert any("[clears throat]" in c.text for c in chunks)
+    _check_invariants(text.strip(), chunks, estimate_tokens, 9, 14.0)
+
+
+def test_unsplittable_span_over_limit_raises():
+    text = "♪ " + "la " * 80 + "♪"
+    with pytest.raises(ValueError, match="max_tokens=20"):
+        split_into_chunks(text, max_tokens=20)
+
+
+@pytest.mark.parametrize("language", ["pt", "ko", "xx"])
+def test_fallback_splitter_for_languages_pysbd_lacks(language):
+    text = "Primeira frase. Segunda frase! Terceira? 첫 문장입니다. 두 번째."
+    chunks = split_into_chunks(text, language=language, target_seconds=0.5, max_seconds=14.0)
+    assert [c.text for c in chunks] == [
+        "Primeira frase.", "Segunda frase!", "Terceira?", "첫 문장입니다.", "두 번째."]
+
+
+def test_cjk_estimate_is_slower_per_character_than_latin():
+    assert estimate_seconds("你好你好你好") > estimate_seconds("abcdef")
+    assert estimate_seconds("[laughs]") == pytest.approx(1.0)
+
+
+def test_empty_text_gives_no_chunks():
+    assert split_into_chunks("  \n\n ") == []
+
+
+@pytest.mark.parametrize("kwargs", [
+    {"max_tokens": 0}, {"target_seconds": 15.0}, {"target_seconds": 0.0},
+    {"count_tokens": "mbert"},
+])
+def test_bad_limits_raise_value_error(kwargs):
+    with pytest.raises(ValueError):
+        split_into_chunks("Hello.", **kwargs)

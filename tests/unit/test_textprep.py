@@ -1,0 +1,99 @@
+"""Tests for pipeline.textprep: whitespace, quotes, dashes, numbers, abbreviations, cues."""
+
+import pytest
+
+from pipeline.textprep import PARAGRAPH_BREAK, normalize_text, protected_spans
+
+
+def test_whitespace_collapses_and_paragraphs_survive():
+    text = "  One\ttwo\n three.\n\n\n   Four   five.\r\n \r\nSix.  "
+    assert normalize_text(text) == "One two three.\n\nFour five.\n\nSix."
+    assert normalize_text("   \n\n  ") == ""
+
+
+def test_quotes_dashes_and_ellipsis():
+    text = "“Well…” she said — ‘maybe’ -- or not. Pages 10–20."
+    assert normalize_text(text) == "\"Well...\" she said — 'maybe' — or not. Pages ten to twenty."
+
+
+def test_spaced_en_dash_becomes_hesitation_dash():
+    assert normalize_text("Er kam – und ging.", "de") == "Er kam — und ging."
+
+
+def test_cues_lyrics_and_capitals_pass_through():
+    text = "[clears   throat] I have 5 CATS. ♪ 99 red “balloons” ♪ [MAN] NO 2 WAY [laughs]"
+    out = normalize_text(text)
+    assert out == ("[clears throat] I have five CATS. ♪ 99 red “balloons” ♪ "
+                   "[MAN] NO two WAY [laughs]")
+    assert [out[s:e] for s, e in protected_spans(out)] == [
+        "[clears throat]", "♪ 99 red “balloons” ♪", "[MAN]", "[laughs]"]
+
+
+@pytest.mark.parametrize("raw, spoken", [
+    ("It costs $5.50.", "It costs five dollars, fifty cents."),
+    ("It costs $12.", "It costs twelve dollars."),
+    ("Born in 1999.", "Born in nineteen ninety-nine."),
+    ("The 21st time.", "The twenty-first time."),
+    ("Half off: 50%.", "Half off: fifty percent."),
+    ("It fell to -5 today.", "It fell to minus five today."),
+    ("We have 1,234 ships.", "We have one thousand, two hundred and thirty-four ships."),
+    ("Pi is 3.14.", "Pi is three point one four."),
+])
+def test_english_numbers(raw, spoken):
+    assert normalize_text(raw, "en") == spoken
+
+
+def test_numbers_inside_words_times_and_versions_stay():
+    text = "Play MP3 files at 10:30 with v1.2.3 and COVID-19."
+    assert normalize_text(text) == "Play MP3 files at 10:30 with v1.2.3 and COVID-nineteen."
+
+
+def test_english_abbreviations():
+    text = "Mr. Smith met Dr. Jones on Baker St. near St. Paul, e.g. at noon, cats etc. Then we left, etc."
+    assert normalize_text(text) == (
+        "Mister Smith met Doctor Jones on Baker Street near Saint Paul, for example at noon, "
+        "cats et cetera. Then we left, et cetera.")
+
+
+def test_german_numbers_dates_and_abbreviations():
+    text = "Am 3. Mai 2024 kostete es 1.234,50 € bzw. 12 EUR, z. B. 3,5 %."
+    assert normalize_text(text, "de") == (
+        "Am dritten Mai zweitausendvierundzwanzig kostete es eintausendzweihundertvierunddreißig "
+        "Euro und fünfzig Cent beziehungsweise zwölf Euro, zum Beispiel drei Komma fünf Prozent.")
+
+
+def test_french_ordinals_thousands_and_titles():
+    text = "Le 1er mai, M. Dupont a payé 1 000 € (3,5 %) — la 2e fois."
+    assert normalize_text(text, "fr") == (
+        "Le premier mai, Monsieur Dupont a payé mille euros (trois virgule cinq pour cent)"
+        " — la deuxième fois.")
+
+
+def test_spanish_feminine_ordinal_and_region_code():
+    assert normalize_text("La 1ª vez, el 2º día.", "es-MX") == "La primera vez, el segundo día."
+
+
+def test_japanese_and_korean_numbers():
+    assert normalize_text("2024年に3人が来た。¥500です。", "ja") == "二千二十四年に三人が来た。五百円です。"
+    assert normalize_text("사과 3개", "ko") == "사과 삼개"
+
+
+@pytest.mark.parametrize("language", ["zh", "hi", "xx"])
+def test_languages_without_num2words_keep_digits(language):
+    assert normalize_text("我有3个 “apples”", language) == '我有3个 "apples"'
+
+
+def test_normalisation_is_idempotent():
+    text = "“Mr. Smith,” he said -- in 1999 -- paid $5.50 for the 2nd [laughs] book… ♪ la 1 ♪"
+    once = normalize_text(text)
+    assert normalize_text(once) == once
+
+
+def test_paragraph_marker_constant():
+    assert normalize_text("a\n\nb").split(PARAGRAPH_BREAK) == ["a", "b"]
+
+
+@pytest.mark.parametrize("text, language", [(None, "en"), (5, "en"), ("hi", ""), ("hi", None)])
+def test_bad_arguments_raise_value_error(text, language):
+    with pytest.raises(ValueError):
+        normalize_text(text, language)
