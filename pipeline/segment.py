@@ -86,6 +86,8 @@ def split_into_chunks(
     """
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
+    if not isinstance(language, str) or not language.strip():
+        raise ValueError(f"language must be a code like 'en' or 'zh', got {language!r}")
     if not isinstance(max_tokens, int) or max_tokens < 1:
         raise ValueError(f"max_tokens must be a positive int, got {max_tokens!r}")
     if not 0 < target_seconds <= max_seconds:

@@ -89,7 +89,12 @@ def normalize_text(text: str, language: str = "en") -> str:
     # Thousands written with (narrow) no-break spaces, "1 000", become one number
     # before those spaces turn into ordinary ones.
     text = re.sub(r"(?<=\d)[\u00a0\u202f](?=\d{3}(?!\d))", "", text.replace("\r\n", "\n"))
-    paragraphs = re.split(r"\n[^\S\n]*\n", text)
+    # A blank line inside a ♪…♪ span separates stanzas, not paragraphs: the song stays one span.
+    spans = protected_spans(text)
+    cuts = [m for m in re.finditer(r"\n[^\S\n]*\n", text)
+            if not any(s < m.start() < e for s, e in spans)]
+    bounds = [0, *(p for m in cuts for p in m.span()), len(text)]
+    paragraphs = [text[a:b] for a, b in zip(bounds[::2], bounds[1::2])]
     out = []
     for paragraph in paragraphs:
         paragraph = _collapse(paragraph)

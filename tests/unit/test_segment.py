@@ -168,8 +168,27 @@ def test_empty_text_gives_no_chunks():
 
 @pytest.mark.parametrize("kwargs", [
     {"max_tokens": 0}, {"target_seconds": 15.0}, {"target_seconds": 0.0},
-    {"count_tokens": "mbert"},
+    {"count_tokens": "mbert"}, {"language": ""}, {"language": None},
 ])
 def test_bad_limits_raise_value_error(kwargs):
     with pytest.raises(ValueError):
         split_into_chunks("Hello.", **kwargs)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_invariants_on_random_texts(seed):
+    import random
+
+    rng = random.Random(seed)
+    atoms = ["word", "Wort", "mot", "très", "CAPS", "你好", "こんにちは", "文字", "[laughs]",
+             "[clears throat]", "♪ la la. la ♪", "3", "—", "...", ",", ".", "!", "?", "。", "、",
+             "，", "\n\n", "—", "Mr.", "e.g.", "longerwordhere"]
+    text = normalize_text(" ".join(rng.choice(atoms) for _ in range(rng.randint(1, 400))),
+                          rng.choice(["en", "de", "zh", "ja"]))
+    if not text:
+        return
+    language = rng.choice(["en", "de", "fr", "zh", "ja", "pt"])
+    max_tokens = rng.choice([12, 30, 256])
+    chunks = split_into_chunks(text, language=language, max_tokens=max_tokens,
+                               target_seconds=3.0, max_seconds=4.0)
+    _check_invariants(text, chunks, estimate_tokens, max_tokens, 4.0)

@@ -11,6 +11,11 @@ def test_whitespace_collapses_and_paragraphs_survive():
     assert normalize_text("   \n\n  ") == ""
 
 
+def test_blank_line_inside_a_song_is_not_a_paragraph_break():
+    text = "Intro 5.\n\n♪ Verse 1 line\n\nverse 2 line ♪\n\nOutro."
+    assert normalize_text(text) == "Intro five.\n\n♪ Verse 1 line verse 2 line ♪\n\nOutro."
+
+
 def test_quotes_dashes_and_ellipsis():
     text = "“Well…” she said — ‘maybe’ -- or not. Pages 10–20."
     assert normalize_text(text) == "\"Well...\" she said — 'maybe' — or not. Pages ten to twenty."
