@@ -1,0 +1,121 @@
+"""What a run tells its user: the dry-run plan, the accounting check, summary.json and the final table."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from pipeline.config import public_dict
+
+
+def plan(prep) -> dict:
+    """Rows, chunks, batches and actors a run would use, without loading a model.
+
+    Chunks are counted with the segmenter's token estimate (the real tokenizer lives in the engine).
+    """
+    import pyarrow.dataset as pads
+
+    from pipeline.manifest import clean
+    from pipeline.segment import split_into_chunks
+    from pipeline.textprep import normalize_text
+
+    cfg, info = prep.config, prep.manifest
+    columns = [info.id_column, info.text_column] + (["language"] if "language" in info.optional else [])
+    table = pads.dataset(info.files, filesystem=info.fs, format="parquet").to_table(columns=columns)
+    skip, window, size = prep.skip, prep.window(), cfg.compute.batch_size
+    per_row, seconds = [], 0.0
+    for row in table.to_pylist():
+        text = row[info.text_column]
+        if row[info.id_column] in skip or not isinstance(text, str) or not text.strip():
+            continue
+        language = clean(row.get("language")) or cfg.segment.language
+        try:
+            chunks = split_into_chunks(
+                normalize_text(text, language), language=language, max_tokens=cfg.segment.max_tokens,
+                target_seconds=cfg.segment.target_seconds, max_seconds=cfg.segment.max_seconds,
+            )
+        except ValueError:
+            chunks = []  # the run will report this row as a segment error
+        per_row.append(len(chunks))
+        seconds += sum(c.est_seconds for c in chunks)
+    windows = [per_row[i:i + window] for i in range(0, len(per_row), window)]
+    return {
+        "input_rows": info.num_rows,
+        "manifest_errors": len(prep.manifest_errors),
+        "already_done": len(prep.committed.done_ids & set(prep.ids)),
+        "rows_to_run": prep.todo,
+        "chunks": sum(per_row),
+        "estimated_audio_s": round(seconds, 1),
+        "windows": len(windows),
+        "window_rows": window,
+        "micro_batches": sum(math.ceil(sum(w) / size) for w in windows),
+        "batch_size": size,
+        "actors": cfg.compute.actors,
+        "continuity": cfg.generation.continuity,
+        "config_hash": prep.config_hash,
+    }
+
+
+def finish_summary(prep, totals, wall_s: float, committed) -> dict:
+    """Check that every input row is accounted for, write summary.json, return the summary."""
+    valid = {i for i in prep.ids if isinstance(i, str) and i not in prep.excluded}
+    ok = valid & set(committed.ok)
+    row_errors = {i for i, _ in committed.errors if i in valid} - ok
+    missing = sorted(valid - ok - row_errors)
+    audio_total = sum(committed.ok[i] or 0.0 for i in ok)
+    actors = prep.config.compute.actors
+    summary = {
+        "input_rows": len(prep.ids),
+        "ok": len(ok),
+        "errors": len(row_errors) + len(prep.manifest_errors),
+        "manifest_errors": len(prep.manifest_errors),
+        "accounted": len(ok) + len(row_errors) + len(prep.manifest_errors) == len(prep.ids),
+        "missing_ids": missing[:20],
+        "duplicate_metadata_rows": committed.duplicate_ok,
+        "this_run": {
+            "rows": totals.ok + totals.errors,
+            "ok": totals.ok,
+            "flagged": totals.flagged,
+            "errors": totals.errors,
+            "skipped_already_done": len(prep.committed.done_ids & valid),
+            "audio_s": round(totals.audio_s, 3),
+            "wall_s": round(wall_s, 3),
+            "rows_per_s": round((totals.ok + totals.errors) / wall_s, 4) if wall_s else 0.0,
+            "audio_s_per_s": round(totals.audio_s / wall_s, 4) if wall_s else 0.0,
+            "engine_s": round(totals.engine_s, 3),
+            # Engine time is summed over actors working in parallel; divide to compare with wall time.
+            "overhead_s": round(wall_s - totals.engine_s / actors, 3),
+            "error_samples": totals.error_samples,
+        },
+        "audio_hours": round(audio_total / 3600, 6),
+        "config_hash": prep.config_hash,
+        "config": public_dict(prep.config),
+    }
+    prep.store.write("summary.json", json.dumps(summary, indent=2).encode())
+    return summary
+
+
+def table(summary: dict) -> str:
+    """The final summary as an aligned two-column text table."""
+    run = summary["this_run"]
+    lines = [
+        ("input rows", summary["input_rows"]),
+        ("ok (all runs)", summary["ok"]),
+        ("errors (all runs)", f"{summary['errors']} ({summary['manifest_errors']} from the manifest)"),
+        ("accounted", "yes" if summary["accounted"] else f"NO: missing {summary['missing_ids']}"),
+        ("this run: rows", f"{run['rows']} ({run['ok']} ok, {run['flagged']} flagged, {run['errors']} errors)"),
+        ("this run: skipped", run["skipped_already_done"]),
+        ("this run: audio", f"{run['audio_s']:.1f} s"),
+        ("this run: wall", f"{run['wall_s']:.1f} s"),
+        ("throughput", f"{run['rows_per_s']:.3f} rows/s, {run['audio_s_per_s']:.3f} audio-s/s"),
+        ("engine / overhead", f"{run['engine_s']:.1f} s / {run['overhead_s']:.1f} s"),
+        ("audio total", f"{summary['audio_hours']:.4f} h"),
+        ("config hash", summary["config_hash"]),
+    ]
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
+
+
+def plan_table(p: dict) -> str:
+    width = max(len(k) for k in p)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in p.items())

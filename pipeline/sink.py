@@ -1,0 +1,121 @@
+"""Writing results: audio files first, then one create-only metadata and errors part per block.
+
+Only ids in committed parts count as done, so an audio file without metadata (a crash in
+between) is an orphan that the resumed run simply overwrites. Part names are a digest of
+their ids, so a retried block finds its own part already there instead of writing it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import time
+from dataclasses import dataclass, field
+
+from pipeline.schema import TRANSIENT_COLUMNS, error_schema, summary_schema
+from pipeline.storage import Store
+
+AUDIO, METADATA, ERRORS = "audio", "metadata", "errors"
+
+
+def part_name(kind: str, ids: list[str]) -> str:
+    digest = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:24]
+    return f"{kind}/part-{digest}.parquet"
+
+
+def to_parquet(table) -> bytes:
+    import pyarrow.parquet as pq
+
+    buf = io.BytesIO()
+    pq.write_table(table, buf)
+    return buf.getvalue()
+
+
+def write_block(batch, *, output_url: str, storage_options: dict, config_hash: str):
+    """Ray Data map_batches function: write one block of synthesized rows, return per-row summaries."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    store = Store.open(output_url, storage_options)
+    ok = batch.filter(pc.equal(batch["ok"], True))
+    bad = batch.filter(pc.invert(pc.equal(batch["ok"], True)))
+    write_s = []
+    for name, data in zip(ok["audio_name"].to_pylist(), ok["audio"].to_pylist()):
+        start = time.perf_counter()
+        store.write(f"{AUDIO}/{name}", data)
+        write_s.append(time.perf_counter() - start)
+    if ok.num_rows:
+        store.commit(part_name(METADATA, ok["id"].to_pylist()), to_parquet(_metadata(ok, write_s, config_hash)))
+    if bad.num_rows:
+        errors = pa.table(
+            {"id": bad["id"], "stage": bad["error_stage"], "error": bad["error"]}, schema=error_schema()
+        )
+        store.commit(part_name(ERRORS, [str(i) for i in bad["id"].to_pylist()]), to_parquet(errors))
+    return pa.table(
+        {
+            "id": batch["id"], "ok": batch["ok"], "flagged": batch["flagged"], "duration_s": batch["duration_s"],
+            "engine_s": batch["engine_s"], "stage": batch["error_stage"], "error": batch["error"],
+        },
+        schema=summary_schema(),
+    )
+
+
+def _metadata(ok, write_s: list[float], config_hash: str):
+    """Metadata rows: the stage's columns minus the audio bytes, plus audio_path and the write time."""
+    import pyarrow as pa
+
+    timings = ok["timings"].to_pylist()  # each a list of (stage, seconds) pairs
+    timings = [dict(pairs) | {"write": s} for pairs, s in zip(timings, write_s)]
+    table = ok.drop_columns(list(TRANSIENT_COLUMNS))
+    table = table.set_column(table.schema.get_field_index("timings"), "timings",
+                             pa.array(timings, type=ok.schema.field("timings").type))
+    paths = pa.array([f"{AUDIO}/{name}" for name in ok["audio_name"].to_pylist()], pa.string())
+    table = table.add_column(1, "audio_path", paths)
+    return table.append_column("config_hash", pa.array([config_hash] * ok.num_rows, pa.string()))
+
+
+def write_manifest_errors(store: Store, records: list[dict]) -> bool:
+    """Commit the manifest-level error rows once; their name is a digest of their content."""
+    import pyarrow as pa
+
+    if not records:
+        return False
+    table = pa.Table.from_pylist(records, schema=error_schema())
+    key = [f"{r['id']!r}|{r['error']}" for r in records]
+    name = part_name(ERRORS, key).replace("part-", "manifest-")
+    # Manifest errors describe the current manifest only; older ones would be counted twice.
+    for stale in store.glob(f"{ERRORS}/manifest-*.parquet"):
+        if not stale.endswith(name.split("/")[-1]):
+            store.fs.rm(stale)
+    return store.commit(name, to_parquet(table))
+
+
+@dataclass
+class Committed:
+    """What earlier (and this) run committed under the output root."""
+
+    ok: dict = field(default_factory=dict)  # id -> duration_s, from metadata parts
+    errors: list = field(default_factory=list)  # (id, stage) per row error (manifest errors are recomputed)
+    duplicate_ok: int = 0  # metadata rows whose id was already seen (should stay 0)
+
+    @property
+    def done_ids(self) -> set:
+        """Ids to skip on resume: written, or failed for a reason of their own."""
+        return set(self.ok) | {i for i, _ in self.errors if i is not None}
+
+
+def read_committed(store: Store) -> Committed:
+    import pyarrow.parquet as pq
+
+    from pipeline.storage import retry
+
+    out = Committed()
+    for path in store.glob(f"{METADATA}/part-*.parquet"):
+        table = retry(pq.read_table, path, columns=["id", "duration_s"], filesystem=store.fs)
+        for row_id, seconds in zip(table["id"].to_pylist(), table["duration_s"].to_pylist()):
+            out.duplicate_ok += row_id in out.ok
+            out.ok[row_id] = seconds
+    for path in store.glob(f"{ERRORS}/part-*.parquet"):
+        table = retry(pq.read_table, path, columns=["id", "stage"], filesystem=store.fs)
+        out.errors.extend(zip(table["id"].to_pylist(), table["stage"].to_pylist()))
+    return out
