@@ -109,6 +109,8 @@ class Store:
         path = self.path(rel)
         try:
             if _is_local(self.fs):
+                if os.path.exists(path):  # the common resume case: skip the temp file entirely
+                    return False
                 tmp = _tmp_name(path)
                 _write_local(tmp, data)
                 try:

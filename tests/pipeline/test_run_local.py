@@ -1,0 +1,169 @@
+"""The whole pipeline on local Ray with tiny random weights and a local output folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import soundfile as sf
+
+from pipeline.config import validate_config
+from pipeline.runner import run
+
+pytestmark = pytest.mark.slow
+REPO = Path(__file__).resolve().parents[2]
+SECRET = "s3cr3t-do-not-print-0f9c"  # passed as a storage option; must never be written anywhere
+GOOD = [
+    {"id": "plain", "text": "Hello there, this is a short row.", "voice": None, "seed": 1, "chapter": 1},
+    {"id": "../../escape", "text": "A hostile id must stay inside the output.", "voice": None, "seed": 2, "chapter": 1},
+    {"id": "voiced", "text": "First paragraph.\n\nSecond paragraph here.", "voice": "v2/en_speaker_1", "seed": None,
+     "chapter": 2},
+]
+BAD = [
+    {"id": "empty", "text": " ", "voice": None, "seed": None, "chapter": 3},
+    {"id": "nobody", "text": "Unknown voice.", "voice": "no_such_voice", "seed": None, "chapter": 3},
+    {"id": "twice", "text": "First copy.", "voice": None, "seed": None, "chapter": 4},
+    {"id": "twice", "text": "Second copy.", "voice": None, "seed": None, "chapter": 4},
+    {"id": None, "text": "No id at all.", "voice": None, "seed": None, "chapter": 4},
+]
+SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("voice", pa.string()), ("seed", pa.int64()),
+                    ("chapter", pa.int32())])
+
+
+def write_manifest(path: Path, rows: list[dict]) -> Path:
+    pq.write_table(pa.Table.from_pylist(rows, schema=SCHEMA), path)
+    return path
+
+
+def config_dict(manifest: Path, out: Path, weights: Path, **compute) -> dict:
+    return {
+        "input": {"path": str(manifest)},
+        "output": {"path": str(out), "format": "flac", "storage_options": {"secret_token": SECRET}},
+        "model": {"weights": str(weights), "device": "cpu"},
+        "generation": {"max_duration": 1.0},
+        "segment": {"target_seconds": 4.0, "max_seconds": 6.0},
+        "compute": {"actors": 1, "cpus_per_actor": 0.5, "batch_size": 4, "window_rows": 4, **compute},
+    }
+
+
+def read_parts(folder: Path) -> list[dict]:
+    return [r for p in sorted(folder.glob("*.parquet")) for r in pq.read_table(p).to_pylist()]
+
+
+@pytest.fixture(scope="module")
+def first_run(ray_local, tiny_weights, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("run")
+    manifest = write_manifest(tmp / "m.parquet", GOOD + BAD)
+    cfg = validate_config(config_dict(manifest, tmp / "out", tiny_weights))
+    summary = run(cfg, progress=False)
+    return cfg, tmp / "out", summary
+
+
+def test_every_row_is_written_or_errored(first_run):
+    _, out, summary = first_run
+    assert summary["accounted"] is True
+    assert summary["input_rows"] == len(GOOD) + len(BAD)
+    assert summary["ok"] == len(GOOD) and summary["errors"] == len(BAD)
+    assert json.loads((out / "summary.json").read_text())["ok"] == len(GOOD)
+    assert summary["this_run"]["rows_per_s"] > 0 and summary["this_run"]["audio_s"] > 0
+
+
+def test_audio_and_metadata_agree(first_run):
+    _, out, _ = first_run
+    meta = read_parts(out / "metadata")
+    assert sorted(r["id"] for r in meta) == sorted(r["id"] for r in GOOD)
+    audio_files = {p.relative_to(out).as_posix() for p in (out / "audio").iterdir()}
+    assert audio_files == {r["audio_path"] for r in meta}
+    required = {"id", "audio_path", "duration_s", "sample_rate", "n_chunks", "seed", "voice", "model",
+                "model_checksum", "timings", "chunks", "chapter"}
+    assert required <= set(meta[0])
+    for row in meta:
+        path = (out / row["audio_path"]).resolve()
+        assert path.parent == (out / "audio").resolve()  # no id escapes audio/
+        data, rate = sf.read(path)
+        assert rate == row["sample_rate"] == 24_000
+        assert abs(len(data) / rate - row["duration_s"]) < 0.01
+        assert len(row["chunks"]) == row["n_chunks"] >= 1
+        assert {"generate", "write"} <= {k for k, _ in row["timings"]}
+        assert row["model_checksum"].startswith("sha256:")
+    by_id = {r["id"]: r for r in meta}
+    assert by_id["voiced"]["voice"] == "v2/en_speaker_1" and by_id["plain"]["seed"] == 1
+    assert "/" not in by_id["../../escape"]["audio_name"]
+
+
+def test_errors_name_row_stage_and_fix(first_run):
+    _, out, _ = first_run
+    errors = read_parts(out / "errors")
+    stages = sorted((r["id"] or "", r["stage"]) for r in errors)
+    assert stages == [("", "manifest"), ("empty", "validate"), ("nobody", "voice"),
+                      ("twice", "manifest"), ("twice", "manifest")]
+    assert all(len(r["error"]) > 20 for r in errors)
+
+
+def test_secrets_never_reach_outputs(first_run):
+    _, out, summary = first_run
+    assert summary["config"]["output"]["storage_options"]["secret_token"] == "***"
+    for path in out.rglob("*"):
+        if path.suffix in (".json", ".parquet"):
+            text = path.read_text() if path.suffix == ".json" else json.dumps(pq.read_table(path).to_pylist(), default=str)
+            assert SECRET not in text, path
+
+
+def test_rerun_resumes_and_writes_nothing(first_run):
+    cfg, out, first = first_run
+    before = {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != "summary.json"}
+    summary = run(cfg, progress=False)
+    assert summary["this_run"]["rows"] == 0
+    assert summary["this_run"]["skipped_already_done"] == len(GOOD) + 2  # ok rows + own-reason errors
+    assert summary["accounted"] and summary["ok"] == first["ok"] and summary["errors"] == first["errors"]
+    assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != "summary.json"} == before
+
+
+def test_resume_after_a_kill_loses_nothing_and_duplicates_nothing(ray_local, tiny_weights, tmp_path):
+    rows = [{"id": f"row{i:02d}", "text": f"Row number {i} says a few words.", "voice": None, "seed": i,
+             "chapter": i} for i in range(12)]
+    manifest = write_manifest(tmp_path / "m.parquet", rows)
+    out = tmp_path / "out"
+    cfg_dict = config_dict(manifest, out, tiny_weights, window_rows=1)
+    killed_with = kill_after_first_commit(cfg_dict, out)
+    assert 0 < killed_with < len(rows), "the run must be killed part-way for this test to mean anything"
+
+    summary = run(validate_config(cfg_dict), progress=False)
+    meta = read_parts(out / "metadata")
+    ids = [r["id"] for r in meta]
+    assert sorted(ids) == [r["id"] for r in rows]  # nothing lost, nothing twice
+    assert summary["accounted"] and summary["ok"] == len(rows) and summary["errors"] == 0
+    assert summary["this_run"]["skipped_already_done"] >= killed_with
+    assert summary["this_run"]["rows"] == len(rows) - summary["this_run"]["skipped_already_done"]
+    assert {p.name for p in (out / "audio").iterdir()} == {f"{i}.flac" for i in ids}
+
+
+def kill_after_first_commit(cfg_dict: dict, out: Path, timeout_s: float = 180.0) -> int:
+    """Run the pipeline in a child process (its own local Ray) and SIGKILL its process group once
+    the first metadata part is committed; returns how many rows were committed by then."""
+    code = ("import json, sys; from pipeline.config import validate_config; from pipeline.runner import run; "
+            "run(validate_config(json.loads(sys.argv[1])), progress=False)")
+    env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO))
+    env.pop("RAY_ADDRESS", None)
+    log = out.parent / "child.log"  # a file, not a pipe: a full pipe would block the child
+    with open(log, "wb") as sink:
+        child = subprocess.Popen([sys.executable, "-c", code, json.dumps(cfg_dict)], cwd=REPO, env=env,
+                                 start_new_session=True, stdout=sink, stderr=subprocess.STDOUT)
+    deadline = time.monotonic() + timeout_s
+    try:
+        while not list((out / "metadata").glob("part-*.parquet")):
+            assert child.poll() is None, f"child ended early: {log.read_text()[-2000:]}"
+            assert time.monotonic() < deadline, "no metadata part committed in time"
+            time.sleep(0.05)
+    finally:
+        os.killpg(child.pid, signal.SIGKILL)  # the child's whole session: driver, raylet, actors
+        child.wait()
+    return len(read_parts(out / "metadata"))
