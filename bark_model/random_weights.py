@@ -133,6 +133,27 @@ HF_CODEC_CONFIG = {
 }  # fmt: skip
 
 
+# The hub's generation_config.json (sampling values as published: 0.7 / 0.7 / 0.5, top-k 50).
+HF_GENERATION_CONFIG = {
+    "model_type": "bark", "sample_rate": 24000, "codebook_size": 1024,
+    "semantic_config": {
+        "max_new_tokens": 768, "do_sample": True, "temperature": 0.7, "top_k": 50, "top_p": 1.0,
+        "renormalize_logits": True, "eos_token_id": 10000, "text_encoding_offset": 10048,
+        "text_pad_token": 129595, "semantic_infer_token": 129599, "semantic_vocab_size": 10000,
+        "max_input_semantic_length": 256, "semantic_rate_hz": 49.9, "min_eos_p": None,
+    },
+    "coarse_acoustics_config": {
+        "do_sample": True, "temperature": 0.7, "top_k": 50, "top_p": 1.0, "renormalize_logits": True,
+        "coarse_semantic_pad_token": 12048, "coarse_rate_hz": 75, "n_coarse_codebooks": 2,
+        "coarse_infer_token": 12050, "max_coarse_input_length": 256, "max_coarse_history": 630,
+        "sliding_window_len": 60,
+    },
+    "fine_acoustics_config": {
+        "temperature": 0.5, "max_fine_history_length": 512, "max_fine_input_length": 1024, "n_fine_codebooks": 8,
+    },
+}  # fmt: skip
+
+
 def _write_hf(out: Path, configs: dict, models: dict, codec: dict, voices: dict) -> None:
     from safetensors.torch import save_file
 
@@ -147,6 +168,11 @@ def _write_hf(out: Path, configs: dict, models: dict, codec: dict, voices: dict)
             if role == "fine" and name.startswith("lm_heads."):
                 continue  # tied to input_embeds_layers.{j+1}; safetensors stores shared tensors once
             tensors[HF_PREFIXES[role] + name] = value.contiguous()
+        if role != "fine":
+            # HF saves each causal layer's lower-triangular mask as a persistent buffer.
+            mask = torch.tril(torch.ones(1024, 1024, dtype=torch.bool)).view(1, 1, 1024, 1024)
+            for i in range(model.config.n_layer):
+                tensors[f"{HF_PREFIXES[role]}layers.{i}.attn.bias"] = mask.clone()
     tensors.update({HF_PREFIXES["codec"] + k: v.contiguous() for k, v in codec.items()})
     save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
     config = {
@@ -158,6 +184,7 @@ def _write_hf(out: Path, configs: dict, models: dict, codec: dict, voices: dict)
         "codec_config": HF_CODEC_CONFIG,
     }
     (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / "generation_config.json").write_text(json.dumps(HF_GENERATION_CONFIG, indent=2))
     (out / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "BertTokenizer", "do_lower_case": False, "strip_accents": None,
          "tokenize_chinese_chars": True, "model_max_length": 512}, indent=2))  # fmt: skip
