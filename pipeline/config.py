@@ -186,25 +186,32 @@ def _allowed_keys(loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def redact(value: Any) -> Any:
-    """Copy of a storage_options-like value with secret-looking keys replaced by '***'."""
-    if isinstance(value, dict):
+def redact(options: Any) -> Any:
+    """Copy of storage_options with secret-looking keys (at any depth) replaced by '***'."""
+    if isinstance(options, dict):
         return {
-            k: REDACTED if any(p in str(k).lower() for p in SECRET_KEY_PARTS) and v is not None else redact(v)
-            for k, v in value.items()
+            k: REDACTED if v is not None and any(p in str(k).lower() for p in SECRET_KEY_PARTS) else redact(v)
+            for k, v in options.items()
         }
-    if isinstance(value, list):
-        return [redact(v) for v in value]
-    if isinstance(value, str):
-        from pipeline.storage import redact_url
+    if isinstance(options, list):
+        return [redact(v) for v in options]
+    return _redact_urls(options)
 
-        return redact_url(value)
-    return value
+
+def _redact_urls(value: Any) -> Any:
+    from pipeline.storage import redact_url
+
+    if isinstance(value, dict):
+        return {k: _redact_urls(v) for k, v in value.items()}
+    return redact_url(value) if isinstance(value, str) else value
 
 
 def public_dict(config: RunConfig) -> dict:
-    """The config as plain data with every secret redacted: safe to log, hash and store."""
-    return redact(config.model_dump(mode="json"))
+    """The config as plain data with storage secrets and URL passwords redacted: safe to log, hash, store."""
+    data = _redact_urls(config.model_dump(mode="json"))
+    for section in ("input", "output"):
+        data[section]["storage_options"] = redact(data[section]["storage_options"])
+    return data
 
 
 def config_hash(config: RunConfig) -> str:

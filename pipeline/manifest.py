@@ -13,7 +13,7 @@ ID, TEXT = "id", "text"  # canonical names inside the pipeline, whatever the man
 # Optional per-row overrides and the Arrow type families they accept.
 OPTIONAL_COLUMNS = {
     "voice": "string",
-    "seed": "integer",
+    "seed": "number",  # pandas writes an int column with gaps as float64; rows check integrality
     "text_temp": "number",
     "waveform_temp": "number",
     "max_duration": "number",
@@ -43,14 +43,19 @@ def find_files(url: str, storage_options: dict | None = None):
     from pipeline.storage import open_fs, redact_url, retry
 
     fs, path = open_fs(url, storage_options)
-    if any(ch in path for ch in "*?["):
-        files = retry(fs.glob, path)
-    elif retry(fs.isdir, path):
-        files = [p for p in retry(fs.find, path) if not _hidden(p)]
-    elif retry(fs.exists, path):
-        files = [path]
-    else:
-        raise FileNotFoundError(f"input.path {redact_url(url)!r} does not exist (expected a Parquet file, folder or glob)")
+    try:
+        if any(ch in path for ch in "*?["):
+            files = retry(fs.glob, path)
+        elif retry(fs.isdir, path):
+            files = [p for p in retry(fs.find, path) if not _hidden(p)]
+        elif retry(fs.exists, path):
+            files = [path]
+        else:
+            raise FileNotFoundError(
+                f"input.path {redact_url(url)!r} does not exist (expected a Parquet file, folder or glob)"
+            )
+    except TypeError as exc:  # s3fs checks its options only when it first connects
+        raise ValueError(f"input.storage_options are not accepted: {exc}") from None
     files = sorted(p for p in files if p.endswith(".parquet") or p == path)
     if not files:
         raise FileNotFoundError(f"input.path {redact_url(url)!r} holds no .parquet files")
@@ -176,8 +181,8 @@ def row_problem(row: dict) -> str | None:
         return "text is missing (null); fill the text column or drop the row"
     if not isinstance(text, str) or not text.strip():
         return "text is empty; fill the text column or drop the row"
-    seed = row.get("seed")
-    if seed is not None and (_is_nan(seed) or int(seed) < 0):
+    seed = clean(row.get("seed"))
+    if seed is not None and (seed < 0 or seed != int(seed) or seed >= 2**63):
         return f"seed {seed!r} is invalid; use an integer >= 0 or leave it empty"
     for name in ("text_temp", "waveform_temp"):
         value = row.get(name)

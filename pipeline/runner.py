@@ -90,7 +90,10 @@ def prepare(cfg: RunConfig) -> Prepared:
     ids = read_ids(info)
     excluded, manifest_errors = id_problems(ids)
     store = Store.open(cfg.output.path, cfg.output.storage_options)
-    committed = Committed() if cfg.output.overwrite else read_committed(store)
+    try:
+        committed = Committed() if cfg.output.overwrite else read_committed(store)
+    except TypeError as exc:  # s3fs checks its options only when it first connects
+        raise ValueError(f"output.storage_options are not accepted: {exc}") from None
     return Prepared(cfg, info, store, ids, excluded, manifest_errors, committed, config_hash(cfg))
 
 

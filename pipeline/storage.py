@@ -19,6 +19,7 @@ _TRANSIENT_MARKERS = (
     "internalerror", "internal error", "connection reset", "connection aborted", "connectionerror",
     "broken pipe", "requesttimeout", "endpointconnectionerror", "server disconnected",
 )
+_STORAGE_LIBRARIES = ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests", "s3fs", "gcsfs", "adlfs", "fsspec")
 _TRANSIENT_STATUS = re.compile(r"\b(500|502|503|504)\b")
 _URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
 
@@ -34,6 +35,8 @@ def is_transient(exc: BaseException) -> bool:
         return False
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
+    if not isinstance(exc, OSError) and not type(exc).__module__.startswith(_STORAGE_LIBRARIES):
+        return False  # a KeyError("row 500") is a bug, whatever its message says
     text = f"{type(exc).__name__} {exc}".lower()
     return any(marker in text for marker in _TRANSIENT_MARKERS) or bool(_TRANSIENT_STATUS.search(text))
 
@@ -59,10 +62,9 @@ def open_fs(url: str, storage_options: dict[str, Any] | None = None):
     if protocol in ("s3", "s3a"):
         # The driver must see objects the workers wrote; s3fs caches listings by default.
         options.setdefault("use_listings_cache", False)
-        options.setdefault("retries", 5)
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
-    except (ImportError, ValueError) as exc:
+    except (ImportError, ValueError, TypeError) as exc:  # TypeError: an option the filesystem does not take
         raise ValueError(f"cannot open {redact_url(url)!r}: {exc}") from None
     return fs, path
 

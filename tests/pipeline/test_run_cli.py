@@ -1,0 +1,99 @@
+"""`barkpipe run` / `validate`: one clear line and exit code 2 for user mistakes; --dry-run plans without models."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from pipeline.run_cli import register
+
+REPO = Path(__file__).resolve().parents[2]
+LONG = " ".join(["This sentence is here to make the row long enough for several chunks."] * 6)
+
+
+@pytest.fixture
+def app():
+    app = typer.Typer()
+
+    @app.callback()
+    def main():  # a callback keeps typer from collapsing the commands into one
+        pass
+
+    register(app)
+    return app
+
+
+@pytest.fixture
+def config(tmp_path):
+    manifest = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"id": ["a", "long", "d", "d", "c"],
+                                "text": ["Hello.", LONG, "Dup.", "Dup again.", "Short one."]}), manifest)
+    (tmp_path / "weights").mkdir()
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump({
+        "input": {"path": str(manifest)},
+        "output": {"path": str(tmp_path / "out"), "storage_options": {"password": "pw-123-secret"}},
+        "model": {"weights": str(tmp_path / "weights")},
+        "segment": {"target_seconds": 4.0, "max_seconds": 6.0},
+        "compute": {"actors": 2, "batch_size": 2, "window_rows": 8},
+    }))
+    return path
+
+
+def invoke(app, *args):
+    result = CliRunner().invoke(app, [str(a) for a in args])
+    return result.exit_code, result.output
+
+
+def test_validate_reports_rows_and_manifest_problems(app, config):
+    code, out = invoke(app, "validate", config)
+    assert code == 0, out
+    assert "5 rows in 1 file(s)" in out and "2 row(s) will be error rows" in out
+
+
+@pytest.mark.parametrize("override,message", [
+    ("input.path=/no/such/manifest.parquet", "error: input.path '/no/such/manifest.parquet' does not exist"),
+    ("input.text_column=body", "error: manifest has no column 'body' (input.text_column)"),
+    ("model.weights=/no/weights", "error: model.weights '/no/weights' is not a directory"),
+    ("output.format=mp3", "error: output.format: Input should be 'wav', 'flac' or 'ogg'"),
+    ("compute.gpus=1", "error: unknown key 'compute.gpus'"),
+])
+@pytest.mark.parametrize("command", ["run", "validate"])
+def test_user_mistakes_exit_2_with_one_line(app, config, command, override, message):
+    code, out = invoke(app, command, config, "--set", override)
+    assert code == 2
+    assert out.startswith(message) and out.count("\n") == 1 and "Traceback" not in out
+
+
+def test_dry_run_prints_the_plan_without_loading_a_model_or_ray(config):
+    code = (
+        "import sys; from pathlib import Path; from pipeline.run_cli import run_command; "
+        f"run_command(Path({str(config)!r}), [], True); "
+        "heavy = [m for m in ('torch', 'ray', 'bark_model.engine') if m in sys.modules]; "
+        "print('HEAVY', heavy)"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "HEAVY []" in out
+    plan = dict(line.split(None, 1) for line in out.split("---\n")[1].splitlines() if not line.startswith("HEAVY"))
+    assert plan["input_rows"] == "5" and plan["manifest_errors"] == "2" and plan["rows_to_run"] == "3"
+    assert int(plan["chunks"]) >= 4 and plan["actors"] == "2" and plan["windows"] == "2"
+    assert int(plan["micro_batches"]) >= 2
+    assert "pw-123-secret" not in out and "password: '***'" in out
+    assert not (config.parent / "out").exists()  # nothing written
+
+
+def test_importing_the_commands_stays_light():
+    code = "import sys, pipeline.run_cli; print(json.dumps([m for m in ('torch', 'ray', 'pyarrow') if m in sys.modules]))"
+    proc = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, cwd=REPO)
+    assert json.loads(proc.stdout) == [], proc.stderr
