@@ -1,10 +1,10 @@
-"""barkpipe command line: `run` and `validate` from pipeline.run_cli (the engine lead adds `say`, `weights`)."""
+"""barkpipe command line: `say`, `weights`, `run`, `validate` (heavy imports live inside commands)."""
 
 import typer
 
-from pipeline import run_cli
+from pipeline import run_cli, say_cli
 
-app = typer.Typer(no_args_is_help=True, add_completion=False)
+app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 
 
 @app.callback()
@@ -12,6 +12,7 @@ def main() -> None:
     """Batch text-to-speech with Bark."""
 
 
+say_cli.register(app)
 run_cli.register(app)
 
 if __name__ == "__main__":

@@ -1,0 +1,70 @@
+"""Speak one text of any length: normalise, split into Bark-sized chunks, generate, join."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from bark_model import GenerationRequest
+
+
+@dataclass
+class SpokenText:
+    audio: np.ndarray  # float32, joined
+    sample_rate: int
+    results: list  # one GenerationResult per chunk, in order
+    chunks: list  # the segment.Chunk each result spoke
+
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / self.sample_rate
+
+
+def chunk_requests(engine, text: str, *, voice=None, seed: int = 0, text_temp: float = 0.7,
+                   waveform_temp: float = 0.7, max_duration: float | None = None, language: str = "en"):  # fmt: skip
+    """(chunks, requests) for a text; chunk k's seed is derived from `seed` as in `barkpipe run`."""
+    from pipeline.segment import split_into_chunks
+    from pipeline.synthesize import chunk_seed
+    from pipeline.textprep import normalize_text
+
+    chunks = split_into_chunks(normalize_text(text, language), language=language, count_tokens=engine.count_text_tokens)
+    if not chunks:
+        raise ValueError("text is empty (after normalisation there is nothing to say)")
+    requests = [
+        GenerationRequest.simple(c.text, voice=voice, seed=chunk_seed(seed, c.index), text_temp=text_temp,
+                                 waveform_temp=waveform_temp, max_duration_s=max_duration)  # fmt: skip
+        for c in chunks
+    ]
+    return chunks, requests
+
+
+def speak_many(engine, texts: list[str], *, batch_size: int = 8, pause_s: float = 0.25,
+               paragraph_pause_s: float = 0.7, progress=None, **kwargs) -> list[SpokenText]:  # fmt: skip
+    """Every chunk of every text goes through the engine in shared batches; then each is joined."""
+    planned = [chunk_requests(engine, text, **kwargs) for text in texts]
+    flat = [request for _, requests in planned for request in requests]
+    results = engine.generate(flat, batch_size=batch_size, progress=progress)
+    spoken, start = [], 0
+    for chunks, requests in planned:
+        mine = results[start : start + len(requests)]
+        start += len(requests)
+        spoken.append(_join(chunks, mine, pause_s, paragraph_pause_s))
+    return spoken
+
+
+def speak(engine, text: str, **kwargs) -> SpokenText:
+    return speak_many(engine, [text], **kwargs)[0]
+
+
+def _join(chunks, results, pause_s, paragraph_pause_s) -> SpokenText:
+    from pipeline.assemble import join_chunks, trim_silence
+
+    sr = results[0].sample_rate
+    if len(results) == 1:
+        audio = results[0].audio
+    else:
+        pieces = [trim_silence(r.audio, sr) for r in results]
+        audio = join_chunks(pieces, sr, pause_s=pause_s, paragraph_pause_s=paragraph_pause_s,
+                            paragraph_breaks=[c.paragraph_break_after for c in chunks])  # fmt: skip
+    return SpokenText(audio.astype(np.float32), sr, results, chunks)

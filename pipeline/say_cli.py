@@ -1,0 +1,145 @@
+"""`barkpipe say` and `barkpipe weights`: one or a few utterances, and getting weights."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+USER_ERROR_EXIT = 2
+
+weights_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Get Bark weights.")
+
+
+def _fail(message: str) -> None:
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(USER_ERROR_EXIT)
+
+
+def _texts(texts: list[str], text_file: Optional[Path]) -> list[str]:
+    texts = list(texts or [])
+    if text_file is not None:
+        if not text_file.is_file():
+            _fail(f"text file not found: {text_file}")
+        texts += [line.strip() for line in text_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if not texts:
+        _fail("nothing to say: give TEXT arguments or --text-file")
+    return texts
+
+
+def _out_paths(out: Path, n: int) -> list[Path]:
+    """One text: `out` is the file. Several: `out` is a folder of 000.wav, 001.wav, ..."""
+    if n == 1 and out.suffix.lower() == ".wav":
+        out.parent.mkdir(parents=True, exist_ok=True)
+        return [out]
+    if n == 1 and not out.exists() and out.suffix:
+        _fail(f"--out {out}: one text writes a .wav file; give a path ending in .wav")
+    if out.is_file():
+        _fail(f"--out {out} is a file, but {n} texts need a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    return [out / f"{i:03d}.wav" for i in range(n)]
+
+
+def say_command(texts, text_file, weights, out, voice, seed, temperature, text_temp, waveform_temp,
+                max_duration, batch_size, save_codes, device, precision) -> None:  # fmt: skip
+    """Synthesise each text to a WAV; long texts are split into chunks and joined."""
+    import soundfile as sf
+    from tqdm import tqdm
+
+    from bark_model import BarkEngine
+    from pipeline.longform import speak_many
+
+    texts = _texts(texts, text_file)
+    if temperature is not None:
+        text_temp = waveform_temp = temperature
+    paths = _out_paths(out, len(texts))
+    if save_codes is not None and len(texts) != 1:
+        _fail("--save-codes writes the codes of one text; give exactly one text")
+    try:
+        engine = BarkEngine.from_pretrained(weights, device=device, precision=precision)
+        engine.load_voice(voice)
+    except (ValueError, FileNotFoundError) as err:
+        _fail(str(err))
+    if (weights / "RANDOM_WEIGHTS.txt").is_file():
+        typer.echo("note: these are random test weights; the audio will be noise", err=True)
+    bar = tqdm(total=0, unit="chunk", desc="say")
+
+    def progress(_stage, done, total):
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+
+    try:
+        spoken = speak_many(engine, texts, voice=voice, seed=seed, text_temp=text_temp, waveform_temp=waveform_temp,
+                            max_duration=max_duration, batch_size=batch_size, progress=progress)  # fmt: skip
+    except ValueError as err:
+        _fail(str(err))
+    finally:
+        bar.close()
+    if save_codes is not None:
+        if len(spoken[0].results) != 1:
+            _fail("--save-codes needs a text short enough for one chunk (it writes one utterance's codes)")
+        spoken[0].results[0].save_codes(save_codes)
+    for one, path in zip(spoken, paths):
+        sf.write(path, one.audio, one.sample_rate, subtype="PCM_16")
+        typer.echo(f"wrote {path} ({one.duration_s:.2f} s, {len(one.results)} chunk(s))")
+
+
+@weights_app.command("download")
+def _download(
+    out_dir: Annotated[Path, typer.Argument(help="Where to put the weights.")],
+    model: Annotated[str, typer.Option("--model", help="large | small")] = "large",
+    layout: Annotated[str, typer.Option("--layout", help="hf (one BarkModel file, smaller) | suno (raw .pt files)")] = "hf",
+) -> None:
+    """Download Bark from the Hugging Face Hub (resumes if interrupted)."""
+    from bark_model.download import DownloadError, download_weights
+
+    try:
+        path = download_weights(out_dir, model=model, layout=layout)
+    except (ValueError, DownloadError) as err:
+        _fail(str(err))
+    typer.echo(f"Bark {model} weights ({layout} layout) are in {path}")
+
+
+@weights_app.command("make-random")
+def _make_random(
+    out_dir: Annotated[Path, typer.Argument(help="Where to write them.")],
+    size: Annotated[str, typer.Option("--size", help="tiny | small | large")] = "tiny",
+    layout: Annotated[str, typer.Option("--layout", help="suno | hf")] = "suno",
+    seed: Annotated[int, typer.Option("--seed")] = 0,
+) -> None:
+    """Random weights in the real formats, for tests, demos and benchmarks (the audio is noise)."""
+    from bark_model.random_weights import make_random_weights
+
+    try:
+        path = make_random_weights(out_dir, size=size, layout=layout, seed=seed)
+    except ValueError as err:
+        _fail(str(err))
+    typer.echo(f"wrote random {size} weights ({layout} layout) to {path}; they only make noise")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `say` and the `weights` group to the barkpipe CLI."""
+    app.add_typer(weights_app, name="weights")
+
+    @app.command("say")
+    def _say(
+        texts: Annotated[Optional[list[str]], typer.Argument(help="Text(s) to speak.")] = None,
+        text_file: Annotated[Optional[Path], typer.Option("--text-file", help="One text per line.")] = None,
+        weights: Annotated[Path, typer.Option("--weights", help="Weights directory (Suno or HF layout).")] = Path("weights/tiny"),
+        out: Annotated[Path, typer.Option("--out", help="A .wav for one text, a folder for several.")] = Path("out/say.wav"),
+        voice: Annotated[Optional[str], typer.Option("--voice", help="Preset (v2/en_speaker_6) or .npz path.")] = None,
+        seed: Annotated[int, typer.Option("--seed")] = 0,
+        temperature: Annotated[Optional[float], typer.Option("--temperature", help="Both temperatures; 0 = greedy.")] = None,
+        text_temp: Annotated[float, typer.Option("--text-temp")] = 0.7,
+        waveform_temp: Annotated[float, typer.Option("--waveform-temp")] = 0.7,
+        max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Seconds per chunk.")] = None,
+        batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 8,
+        save_codes: Annotated[Optional[Path], typer.Option("--save-codes", help="Write the codes as a voice .npz.")] = None,
+        device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | mps")] = "auto",
+        precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 | bf16 | int8")] = "fp32",
+    ) -> None:
+        """Speak one or a few texts to WAV files."""
+        say_command(texts, text_file, weights, out, voice, seed, temperature, text_temp, waveform_temp,
+                    max_duration, batch_size, save_codes, device, precision)  # fmt: skip
