@@ -218,3 +218,10 @@ def config_hash(config: RunConfig) -> str:
     """sha256 of the redacted config, so a rotated secret does not change the identity of a run."""
     canonical = json.dumps(public_dict(config), sort_keys=True, separators=(",", ":"))
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def content_hash(config: RunConfig) -> str:
+    """Hash of the settings that shape the audio (not paths or compute): resume should not mix two."""
+    data = public_dict(config)
+    shaping = {k: data[k] for k in ("model", "generation", "segment", "quality")} | {"format": data["output"]["format"]}
+    return "sha256:" + hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()

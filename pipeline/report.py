@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from pipeline.config import public_dict
+from pipeline.config import content_hash, public_dict
 
 
 def plan(prep) -> dict:
@@ -89,10 +89,19 @@ def finish_summary(prep, totals, wall_s: float, committed) -> dict:
         },
         "audio_hours": round(audio_total / 3600, 6),
         "config_hash": prep.config_hash,
+        "content_hash": content_hash(prep.config),
         "config": public_dict(prep.config),
     }
     prep.store.write("summary.json", json.dumps(summary, indent=2).encode())
     return summary
+
+
+def previous_content_hash(store) -> str | None:
+    """content_hash of the run that last wrote summary.json under the output root, if any."""
+    try:
+        return json.loads(store.read("summary.json")).get("content_hash")
+    except (FileNotFoundError, ValueError):
+        return None
 
 
 def table(summary: dict) -> str:

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import gc
+import logging
 import math
 import os
 import time
 import warnings
 from dataclasses import dataclass, field
-from functools import partial
+from functools import cached_property, partial
 from pathlib import Path
 
 from pipeline.config import RunConfig, config_hash
@@ -16,6 +17,7 @@ from pipeline.manifest import ID, TEXT, ManifestInfo, id_problems, inspect_manif
 from pipeline.sink import Committed, read_committed, write_block, write_manifest_errors
 from pipeline.storage import Store
 
+log = logging.getLogger(__name__)
 # Under this many rows the manifest is re-split so every actor gets work; a small file
 # arrives as one block, and one block goes to one actor. Bigger manifests have blocks enough.
 SMALL_MANIFEST_ROWS = 100_000
@@ -39,7 +41,7 @@ class Prepared:
     def skip(self) -> set:
         return self.excluded | self.committed.done_ids
 
-    @property
+    @cached_property
     def todo(self) -> int:
         valid = [i for i in self.ids if i not in self.excluded]
         return sum(1 for i in valid if i not in self.committed.done_ids)
@@ -103,6 +105,7 @@ def run(cfg: RunConfig, *, progress: bool = True) -> dict:
 
     check_weights(cfg)
     prep = prepare(cfg)
+    warn_if_config_changed(prep)
     if cfg.output.overwrite:
         for name in (*OUTPUT_DIRS, "summary.json"):
             prep.store.remove(name)
@@ -115,6 +118,18 @@ def run(cfg: RunConfig, *, progress: bool = True) -> dict:
         execute(prep, totals, progress)
     wall_s = time.perf_counter() - started
     return finish_summary(prep, totals, wall_s, read_committed(prep.store))
+
+
+def warn_if_config_changed(prep: Prepared) -> None:
+    from pipeline.config import content_hash
+    from pipeline.report import previous_content_hash
+
+    before = None if prep.config.output.overwrite else previous_content_hash(prep.store)
+    if before and before != content_hash(prep.config) and prep.committed.ok:
+        log.warning(
+            "output.path holds %d rows made with different model/generation/segment/quality settings; "
+            "resuming mixes both (set output.overwrite=true to start over)", len(prep.committed.ok),
+        )
 
 
 def execute(prep: Prepared, totals: Progress, progress: bool) -> None:

@@ -133,7 +133,7 @@ class SynthesizeStage:
                  prompt_from_result: Callable[[Any], Any] | None = None):
         start = time.perf_counter()
         self.engine = engine_factory()
-        log.warning("engine loaded in %.2f s: %s", time.perf_counter() - start, self.engine.model_info)
+        log.info("engine loaded in %.2f s: %s", time.perf_counter() - start, self.engine.model_info)
         self.settings = settings
         self.prompt_from_result = prompt_from_result
         self.engine_seconds = 0.0  # total time inside engine.generate in this actor
@@ -150,8 +150,8 @@ class SynthesizeStage:
         else:
             self._run_chain(live)
         table = output_table(batch, rows, self)
-        log.warning("window of %d rows in %.2f s (engine %.2f s so far)", len(rows), time.perf_counter() - start,
-                    self.engine_seconds)
+        log.info("window of %d rows in %.2f s (engine %.2f s so far)", len(rows), time.perf_counter() - start,
+                 self.engine_seconds)
         return table
 
     # -- preparing rows ----------------------------------------------------------------------
@@ -202,6 +202,9 @@ class SynthesizeStage:
         s = self.settings
         try:
             text = normalize_text(row.text, row.language)
+        except ValueError as exc:
+            raise _staged(ValueError(f"text cannot be prepared for language {row.language!r}: {exc}"), "validate") from None
+        try:
             chunks = split_into_chunks(
                 text, language=row.language, count_tokens=self.engine.count_text_tokens,
                 max_tokens=s.max_tokens, target_seconds=s.target_seconds, max_seconds=s.max_seconds,

@@ -127,6 +127,19 @@ def test_rerun_resumes_and_writes_nothing(first_run):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != "summary.json"} == before
 
 
+def test_resuming_with_other_audio_settings_warns(first_run, caplog):
+    cfg, _, _ = first_run
+    changed = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={"text_temp": 0.5})})
+    with caplog.at_level("WARNING", logger="pipeline.runner"):
+        summary = run(changed, progress=False)
+    assert summary["this_run"]["rows"] == 0
+    assert "different model/generation/segment/quality settings" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pipeline.runner"):
+        run(changed, progress=False)  # same settings as the summary now on disk: quiet
+    assert caplog.text == ""
+
+
 def test_resume_after_a_kill_loses_nothing_and_duplicates_nothing(ray_local, tiny_weights, tmp_path):
     rows = [{"id": f"row{i:02d}", "text": f"Row number {i} says a few words.", "voice": None, "seed": i,
              "chapter": i} for i in range(12)]
