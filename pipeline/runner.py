@@ -137,6 +137,7 @@ def execute(prep: Prepared, totals: Progress, progress: bool) -> None:
 
     started_ray = ensure_ray()
     try:
+        check_resources(prep.config, strict=started_ray)
         ds = build_dataset(prep)
         bar = tqdm(total=prep.todo, unit="row", desc="synthesize", disable=not progress, dynamic_ncols=True)
         start = time.perf_counter()
@@ -168,6 +169,32 @@ def ensure_ray() -> bool:
         return False
     ray.init(address="auto" if os.environ.get("RAY_ADDRESS") else None, log_to_driver=True)
     return True
+
+
+def check_resources(cfg: RunConfig, strict: bool) -> None:
+    """Catch the plans that would wait forever: actors holding every CPU, or GPUs the cluster lacks.
+
+    strict (a cluster this run started) raises; a connected cluster may autoscale, so it only warns.
+    """
+    import ray
+
+    c = cfg.compute
+    have = ray.cluster_resources()
+    problems = []
+    if c.actors * c.cpus_per_actor + c.writer_cpus > have.get("CPU", 0) - 1e-9:
+        problems.append(
+            f"compute.actors x compute.cpus_per_actor = {c.actors * c.cpus_per_actor:g} CPUs leaves none for "
+            f"reading and writing on this {have.get('CPU', 0):g}-CPU cluster; lower compute.cpus_per_actor (e.g. 0.5)"
+        )
+    if c.actors * c.gpus_per_actor > have.get("GPU", 0) + 1e-9:
+        problems.append(
+            f"compute.actors x compute.gpus_per_actor = {c.actors * c.gpus_per_actor:g} GPUs but the cluster has "
+            f"{have.get('GPU', 0):g}; set compute.gpus_per_actor=0 and model.device=cpu, or fewer actors"
+        )
+    for problem in problems:
+        if strict:
+            raise ValueError(problem)
+        log.warning(problem)
 
 
 def build_dataset(prep: Prepared):

@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.config import validate_config
-from pipeline.runner import run
+from pipeline.runner import check_resources, run
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -62,7 +62,8 @@ def read_parts(folder: Path) -> list[dict]:
 def first_run(ray_local, tiny_weights, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("run")
     manifest = write_manifest(tmp / "m.parquet", GOOD + BAD)
-    cfg = validate_config(config_dict(manifest, tmp / "out", tiny_weights))
+    cfg = validate_config(config_dict(manifest, tmp / "out", tiny_weights, gpus_per_actor=1))
+    cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"device": "auto"})})
     summary = run(cfg, progress=False)
     return cfg, tmp / "out", summary
 
@@ -138,6 +139,21 @@ def test_resuming_with_other_audio_settings_warns(first_run, caplog):
     with caplog.at_level("WARNING", logger="pipeline.runner"):
         run(changed, progress=False)  # same settings as the summary now on disk: quiet
     assert caplog.text == ""
+
+
+def test_plans_that_would_wait_forever_fail_fast(ray_local, caplog):
+    base = {"input": {"path": "m"}, "output": {"path": "o"}, "model": {"weights": "w"}}
+    hog = validate_config({**base, "compute": {"actors": 4, "cpus_per_actor": 1}})
+    with pytest.raises(ValueError, match=r"4 CPUs leaves none .* lower compute.cpus_per_actor"):
+        check_resources(hog, strict=True)
+    greedy = validate_config({**base, "compute": {"actors": 3, "gpus_per_actor": 1, "cpus_per_actor": 0.5}})
+    with pytest.raises(ValueError, match="3 GPUs but the cluster has 2"):
+        check_resources(greedy, strict=True)
+    with caplog.at_level("WARNING", logger="pipeline.runner"):
+        check_resources(greedy, strict=False)  # a connected cluster may autoscale
+    assert "3 GPUs" in caplog.text
+    check_resources(validate_config({**base, "compute": {"actors": 2, "gpus_per_actor": 1, "cpus_per_actor": 1}}),
+                    strict=True)
 
 
 def test_resume_after_a_kill_loses_nothing_and_duplicates_nothing(ray_local, tiny_weights, tmp_path):
