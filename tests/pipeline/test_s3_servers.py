@@ -35,3 +35,13 @@ def test_buckets_are_isolated(s3):
     a, b = s3.make_bucket(), s3.make_bucket()
     s3.filesystem().pipe(f"{a}/k", b"x")
     assert s3.filesystem().ls(b, detail=False) == []
+
+
+def test_pipeline_store_commit_is_create_only(s3):
+    # What makes a retried write block harmless: its second commit of a part is a no-op.
+    from pipeline.storage import Store
+
+    store = Store.open(f"s3://{s3.make_bucket()}/run", s3.storage_options)
+    assert store.commit("metadata/part-1.parquet", b"first") is True
+    assert store.commit("metadata/part-1.parquet", b"second") is False
+    assert store.read("metadata/part-1.parquet") == b"first"

@@ -61,8 +61,9 @@ class RayHead:
     keeps its address file away from a plain `ray.init()`, which would otherwise attach to it.
     """
 
-    def __init__(self, num_cpus: int = 2, object_store_mb: int = 512):
+    def __init__(self, num_cpus: int = 2, object_store_mb: int = 512, env: dict[str, str] | None = None):
         self.num_cpus = num_cpus
+        self.env = env or {}  # what the cluster's nodes see, e.g. secrets a runtime_env references
         self.object_store_mb = object_store_mb
         # Short path: Ray puts unix sockets under it (108-byte limit).
         self.temp_dir = tempfile.mkdtemp(prefix="rayh-", dir="/tmp")
@@ -87,8 +88,10 @@ class RayHead:
                f"--object-store-memory={self.object_store_mb * 2**20}", "--disable-usage-stats",
                *(f"{flag}={port}" for flag, port in ports.items())]
         with open(self._log_path, "wb") as log:
+            # No drain on SIGTERM: it waits up to 30 s for Serve proxies this cluster never has.
+            env = ray_env(RAY_GRACEFUL_SHUTDOWN_DRAIN_TIMEOUT_S="0", **self.env)
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, env=ray_env(),
+                                          stdin=subprocess.DEVNULL, env=env,
                                           start_new_session=True)
         deadline = time.monotonic() + START_TIMEOUT_S
         # The job API is served by the dashboard, so it answering means submit will work.
