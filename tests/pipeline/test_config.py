@@ -107,3 +107,10 @@ def test_missing_file_and_bad_yaml_fail_clearly(tmp_path):
         load_config(tmp_path / "nope.yaml")
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_config(write(tmp_path, "input: [unclosed\n"))
+
+
+def test_the_pipeline_doc_names_every_key():
+    doc = (Path(__file__).resolve().parents[2] / "docs" / "PIPELINE.md").read_text()
+    keys = [f"{section}.{name}" for section, field in RunConfig.model_fields.items()
+            for name in field.annotation.model_fields]
+    assert [k for k in keys if f"`{k}`" not in doc] == []
