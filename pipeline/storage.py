@@ -106,6 +106,14 @@ class Store:
             retry(self.fs.pipe_file, path, data)
         return path
 
+    def write_many(self, items: dict[str, bytes]) -> None:
+        """Write (replacing) several files; on object stores in one concurrent call (s3fs pipes in parallel)."""
+        if _is_local(self.fs) or len(items) < 2:
+            for rel, data in items.items():
+                self.write(rel, data)
+        else:
+            retry(self.fs.pipe, {self.path(rel): data for rel, data in items.items()})
+
     def commit(self, rel: str, data: bytes) -> bool:
         """Create rel only if absent (S3 If-None-Match / local hard link); False when it already existed."""
         path = self.path(rel)

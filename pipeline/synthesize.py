@@ -43,30 +43,30 @@ def load_engine(weights: str, device: str, precision: str):
 
 @dataclass(frozen=True)
 class StageSettings:
-    """Everything the stage needs from the run config, as plain picklable data."""
+    """Everything the stage needs from the run config, as plain picklable data (built by from_config)."""
 
-    voice: str | None = None
-    seed: int | None = None
-    text_temp: float = 0.7
-    waveform_temp: float = 0.7
-    max_duration: float | None = None
-    continuity: str = "fixed"
-    reset_every: int = 4
-    language: str = "en"
-    max_tokens: int = 256
-    target_seconds: float = 12.0
-    max_seconds: float = 14.0
-    sentence_pause_s: float = 0.25
-    paragraph_pause_s: float = 0.7
-    crossfade_ms: float = 10.0
-    trim_silence: bool = True
-    loudness_lufs: float | None = None
-    quality: bool = False
-    quality_limits: tuple = ()  # (name, value) pairs for GateLimits
-    max_retries: int = 2
-    on_fail: str = "flag"
-    batch_size: int = 8
-    audio_format: str = "flac"
+    voice: str | None
+    seed: int | None
+    text_temp: float
+    waveform_temp: float
+    max_duration: float | None
+    continuity: str
+    reset_every: int
+    language: str
+    max_tokens: int
+    target_seconds: float
+    max_seconds: float
+    sentence_pause_s: float
+    paragraph_pause_s: float
+    crossfade_ms: float
+    trim_silence: bool
+    loudness_lufs: float | None
+    quality: bool
+    quality_limits: tuple  # (name, value) pairs for GateLimits
+    max_retries: int
+    on_fail: str
+    batch_size: int
+    audio_format: str
 
     @classmethod
     def from_config(cls, cfg) -> "StageSettings":
@@ -93,9 +93,9 @@ class Row:
     voice_spec: str | None = None
     voice: Any = None
     seed: int = 0
-    language: str = "en"
-    text_temp: float = 0.7
-    waveform_temp: float = 0.7
+    language: str | None = None
+    text_temp: float | None = None
+    waveform_temp: float | None = None
     max_duration: float | None = None
     jobs: list["Job"] = field(default_factory=list)
     timings: dict = field(default_factory=lambda: defaultdict(float))

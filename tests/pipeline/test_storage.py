@@ -102,3 +102,11 @@ def test_manifest_errors_are_written_once_and_replaced_when_the_manifest_changes
     assert write_manifest_errors(store, records[:1]) is True
     assert len(list((tmp_path / "errors").glob("manifest-*.parquet"))) == 1
     assert read_committed(store).errors == []  # recomputed from the manifest each run, not read back
+
+
+def test_write_many_on_an_object_store_writes_every_file():
+    import fsspec
+
+    store = Store(fsspec.filesystem("memory"), "/bucket/many")
+    store.write_many({f"audio/{i}.wav": bytes([i]) for i in range(5)})
+    assert [store.read(f"audio/{i}.wav") for i in range(5)] == [bytes([i]) for i in range(5)]

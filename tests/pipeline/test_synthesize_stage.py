@@ -10,15 +10,18 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
+from pipeline.config import validate_config
 from pipeline.segment import estimate_seconds
 from pipeline.synthesize import StageSettings, SynthesizeStage, chunk_seed, derive_seed
 
 SR = 24_000
 # Settings that keep the arithmetic easy: no trimming, no fades, 0.1 s between chunks.
-BASE = StageSettings(
-    target_seconds=2.0, max_seconds=3.0, sentence_pause_s=0.1, paragraph_pause_s=0.3,
-    crossfade_ms=0.0, trim_silence=False, batch_size=3, audio_format="wav",
-)
+BASE = StageSettings.from_config(validate_config({
+    "input": {"path": "m.parquet"}, "output": {"path": "out", "format": "wav"}, "model": {"weights": "w"},
+    "segment": {"target_seconds": 2.0, "max_seconds": 3.0, "sentence_pause_s": 0.1, "paragraph_pause_s": 0.3,
+                "crossfade_ms": 0.0, "trim_silence": False},
+    "compute": {"batch_size": 3},
+}))
 LONG = " ".join(f"Sentence number {w} is here." for w in ["one", "two", "three", "four", "five", "six"])
 
 
