@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 # arrives as one block, and one block goes to one actor. Bigger manifests have blocks enough.
 SMALL_MANIFEST_ROWS = 100_000
 OUTPUT_DIRS = ("audio", "metadata", "errors")
+READ_TASK_CPUS = 1  # Ray Data's default for read tasks
 
 
 @dataclass
@@ -43,8 +44,8 @@ class Prepared:
 
     @cached_property
     def todo(self) -> int:
-        valid = [i for i in self.ids if i not in self.excluded]
-        return sum(1 for i in valid if i not in self.committed.done_ids)
+        skip = self.skip
+        return sum(1 for i in self.ids if isinstance(i, str) and i not in skip)  # null ids are manifest errors
 
     def window(self) -> int:
         """Rows per actor call; small runs get smaller windows so that every actor has one."""
@@ -103,6 +104,7 @@ def run(cfg: RunConfig, *, progress: bool = True) -> dict:
     """Run the whole pipeline (resuming unless output.overwrite) and return the summary."""
     from pipeline.report import finish_summary
 
+    started = time.perf_counter()
     check_weights(cfg)
     prep = prepare(cfg)
     warn_if_config_changed(prep)
@@ -112,7 +114,6 @@ def run(cfg: RunConfig, *, progress: bool = True) -> dict:
     for name in OUTPUT_DIRS:
         prep.store.makedirs(name)
     write_manifest_errors(prep.store, prep.manifest_errors)
-    started = time.perf_counter()
     totals = Progress()
     if prep.todo:
         execute(prep, totals, progress)
@@ -181,10 +182,12 @@ def check_resources(cfg: RunConfig, strict: bool) -> None:
     c = cfg.compute
     have = ray.cluster_resources()
     problems = []
-    if c.actors * c.cpus_per_actor + c.writer_cpus > have.get("CPU", 0) - 1e-9:
+    # Actors hold their CPUs for the whole run; a read task needs one whole CPU beside them.
+    if c.actors * c.cpus_per_actor + READ_TASK_CPUS > have.get("CPU", 0) + 1e-9:
         problems.append(
-            f"compute.actors x compute.cpus_per_actor = {c.actors * c.cpus_per_actor:g} CPUs leaves none for "
-            f"reading and writing on this {have.get('CPU', 0):g}-CPU cluster; lower compute.cpus_per_actor (e.g. 0.5)"
+            f"compute.actors x compute.cpus_per_actor = {c.actors * c.cpus_per_actor:g} CPUs leaves less than "
+            f"{READ_TASK_CPUS} for reading on this {have.get('CPU', 0):g}-CPU cluster; lower compute.cpus_per_actor "
+            f"(e.g. 0.5) or compute.actors"
         )
     if c.actors * c.gpus_per_actor > have.get("GPU", 0) + 1e-9:
         problems.append(

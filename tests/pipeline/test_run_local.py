@@ -16,7 +16,7 @@ import pytest
 import soundfile as sf
 
 from pipeline.config import validate_config
-from pipeline.runner import check_resources, run
+from pipeline.runner import check_resources, prepare, run
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -141,10 +141,17 @@ def test_resuming_with_other_audio_settings_warns(first_run, caplog):
     assert caplog.text == ""
 
 
+def test_the_plan_counts_only_rows_the_actors_will_see(tiny_weights, tmp_path):
+    manifest = write_manifest(tmp_path / "m.parquet", GOOD + BAD)
+    prep = prepare(validate_config(config_dict(manifest, tmp_path / "out", tiny_weights, actors=2)))
+    assert prep.todo == len(GOOD) + 2  # not the duplicated or null ids: they are manifest errors
+    assert prep.window() == 3 and len(prep.manifest_errors) == 3
+
+
 def test_plans_that_would_wait_forever_fail_fast(ray_local, caplog):
     base = {"input": {"path": "m"}, "output": {"path": "o"}, "model": {"weights": "w"}}
-    hog = validate_config({**base, "compute": {"actors": 4, "cpus_per_actor": 1}})
-    with pytest.raises(ValueError, match=r"4 CPUs leaves none .* lower compute.cpus_per_actor"):
+    hog = validate_config({**base, "compute": {"actors": 2, "cpus_per_actor": 2}})
+    with pytest.raises(ValueError, match=r"= 4 CPUs leaves less than 1 for reading .* lower compute.cpus_per_actor"):
         check_resources(hog, strict=True)
     greedy = validate_config({**base, "compute": {"actors": 3, "gpus_per_actor": 1, "cpus_per_actor": 0.5}})
     with pytest.raises(ValueError, match="3 GPUs but the cluster has 2"):
