@@ -108,7 +108,7 @@ class BarkEngine:
 
         sem_rows = [
             SemanticRow(p.text_ids, None if p.voice is None else p.voice.semantic, p.request.min_eos_p,
-                        max_tokens_for_duration(p.request.max_duration_s))
+                        max_tokens_for_duration(p.request.max_duration_s), p.request.allow_early_stop)
             for p in batch
         ]  # fmt: skip
         semantic = timed("semantic", generate_semantic, self.text_model, sem_rows, self._sampling(batch, "semantic", seeds))

@@ -55,6 +55,7 @@ class GenerationRequest:
     fine: Sampling = field(default_factory=lambda: Sampling(DEFAULT_FINE_TEMP))
     min_eos_p: float | None = DEFAULT_MIN_EOS_P
     max_duration_s: float | None = None
+    allow_early_stop: bool = True  # False: never stop on EOS (fixed-length runs, benchmarks)
 
     def __post_init__(self):
         if not isinstance(self.text, str):

@@ -30,6 +30,7 @@ class SemanticRow:
     history: np.ndarray | None  # [S] semantic prompt (any length) or None
     min_eos_p: float | None
     max_tokens: int  # stop after this many tokens (max duration), <= 768
+    allow_early_stop: bool = True
 
 
 def max_tokens_for_duration(max_duration_s: float | None) -> int:
@@ -69,6 +70,8 @@ def generate_semantic(model: GPT, rows: list[SemanticRow], sampling: RowSampling
     hist = torch.as_tensor(np.stack([history_ids(r.history) for r in rows]), device=device)
     min_eos = torch.tensor([r.min_eos_p if r.min_eos_p is not None else 2.0 for r in rows], device=device)
     max_tokens = torch.tensor([r.max_tokens for r in rows], device=device)
+    # Rows that may not stop on EOS never see its logit (the official allow_early_stop=False).
+    eos_allowed = torch.tensor([r.allow_early_stop for r in rows], device=device)
     n_steps = max(r.max_tokens for r in rows)
     cache = KVCache.allocate(model.config, B, PREFIX_LEN + n_steps, device, model.wte.weight.dtype)
     out = torch.zeros(B, n_steps, dtype=torch.int64, device=device)
@@ -80,7 +83,9 @@ def generate_semantic(model: GPT, rows: list[SemanticRow], sampling: RowSampling
     logits = model(embeds=embeds, positions=positions, cache=cache, kv_len=PREFIX_LEN, logit_index=positions[:, -1])
     for step in range(n_steps):
         # Logits 0..9999 are semantic tokens, 10000 is EOS; the rest of the head is never used.
-        token, probs = sample(logits[:, : SEMANTIC_VOCAB_SIZE + 1], sampling, SEMANTIC_STREAM, step, return_probs=True)
+        relevant = logits[:, : SEMANTIC_VOCAB_SIZE + 1].float()
+        relevant[:, SEMANTIC_PAD_TOKEN] = relevant[:, SEMANTIC_PAD_TOKEN].masked_fill(~eos_allowed, float("-inf"))
+        token, probs = sample(relevant, sampling, SEMANTIC_STREAM, step, return_probs=True)
         eos = (token == SEMANTIC_PAD_TOKEN) | (probs[:, SEMANTIC_PAD_TOKEN] >= min_eos)
         done |= eos
         out[:, step] = token
