@@ -205,3 +205,24 @@ def test_a_chunk_that_never_passes_is_flagged_or_errored(on_fail):
         assert row["ok"] and row["flagged"] and row["chunks"][0]["failed"]
     else:
         assert not row["ok"] and row["error_stage"] == "quality" and "on_fail=flag" in row["error"]
+
+
+def test_chain_and_gates_with_the_real_tiny_engine(tiny_weights):
+    """The stage against the real engine: VoicePrompt chaining, per-chunk measures, decodable audio."""
+    from functools import partial
+
+    from pipeline.synthesize import load_engine
+
+    # No preset voice and gates that pass capped audio: prompts and retries only cost time here.
+    settings = replace(BASE, continuity="chain-reset-every", reset_every=2, max_duration=0.5, quality=True,
+                       quality_limits=(("min_duration_ratio", 0.0),), max_retries=1, batch_size=4)
+    stage = SynthesizeStage(partial(load_engine, str(tiny_weights), "cpu", "fp32"), settings)
+    out = stage(batch([("a", "One short line here. " * 3), ("b", "Hi.")]))
+    rows = out.to_pylist()
+    assert [r["ok"] for r in rows] == [True, True], [r["error"] for r in rows]
+    assert rows[0]["n_chunks"] >= 3 and rows[1]["n_chunks"] == 1
+    for row in rows:
+        assert all(c["measures"] and c["passed"] and c["attempts"] == 1 for c in row["chunks"])
+        assert all(0 < c["duration_s"] <= 0.5 + 1e-6 for c in row["chunks"])
+        assert decode(row["audio"]).shape[0] == pytest.approx(row["duration_s"] * SR, abs=1)
+    assert rows[0]["model_checksum"].startswith("sha256:")
