@@ -7,8 +7,6 @@ from functools import lru_cache
 
 from pipeline.manifest import ID, OPTIONAL_COLUMNS, TEXT, safe_name
 
-SAMPLE_RATE = 24_000  # fallback when a result carries none (the engine contract says 24 kHz)
-
 
 @lru_cache(maxsize=8)
 def _limits(pairs: tuple):
@@ -22,8 +20,7 @@ def judge(job, settings) -> bool:
     from pipeline.quality import check_gates, measure_chunk
 
     result = job.result
-    sr = getattr(result, "sample_rate", SAMPLE_RATE)
-    job.measures = measure_chunk(result.audio, sr, max(job.chunk.est_seconds, 1e-3))
+    job.measures = measure_chunk(result.audio, result.sample_rate, max(job.chunk.est_seconds, 1e-3))
     job.failed = check_gates(job.measures, _limits(settings.quality_limits))
     job.passed = not job.failed
     return job.passed
@@ -34,7 +31,7 @@ def assemble(row, settings) -> tuple[bytes, float, int]:
     from pipeline.assemble import encode_audio, join_chunks, normalize_loudness, trim_silence
 
     start = time.perf_counter()
-    sr = getattr(row.jobs[0].result, "sample_rate", SAMPLE_RATE)
+    sr = row.jobs[0].result.sample_rate
     pieces = [job.result.audio for job in row.jobs]
     if settings.trim_silence:
         pieces = [trim_silence(p, sr) for p in pieces]
@@ -87,8 +84,8 @@ def _chunk_record(job) -> dict:
     r = job.result
     return {
         "index": job.chunk.index, "chars": len(job.chunk.text), "seed": job.seed, "attempts": job.attempt + 1,
-        "passed": job.passed, "failed": list(job.failed), "duration_s": len(r.audio) / getattr(r, "sample_rate", SAMPLE_RATE),
-        "dropped_text_tokens": int(getattr(r, "dropped_text_tokens", 0)),
+        "passed": job.passed, "failed": list(job.failed), "duration_s": r.duration_s,
+        "dropped_text_tokens": int(r.dropped_text_tokens),
         "measures": {k: float(v) for k, v in job.measures.items()},
     }
 

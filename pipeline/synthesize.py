@@ -291,7 +291,7 @@ class SynthesizeStage:
         elapsed = time.perf_counter() - start
         assert len(results) == len(batch), f"engine returned {len(results)} results for {len(batch)} requests"
         self.engine_seconds += elapsed
-        stage_times = getattr(results[0], "timings", None) or {}
+        stage_times = results[0].timings  # shared by the whole batch (engine contract)
         for job in batch:  # a batch's time is shared equally by its chunks
             job.row.engine_s += elapsed / len(batch)
             job.row.timings["generate"] += elapsed / len(batch)

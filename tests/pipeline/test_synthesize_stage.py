@@ -35,6 +35,10 @@ class FakeResult:
     timings: dict = field(default_factory=lambda: {"semantic": 0.01, "coarse": 0.01})
     dropped_text_tokens: int = 0
 
+    @property
+    def duration_s(self) -> float:
+        return len(self.audio) / self.sample_rate
+
 
 class FakeEngine:
     """A sine as long as the segmenter expects the text to take; remembers every generate call."""
