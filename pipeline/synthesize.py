@@ -23,6 +23,17 @@ def is_fatal(exc: BaseException) -> bool:
     return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _FATAL_MARKERS)
 
 
+def _is_oom(exc: BaseException) -> bool:
+    return type(exc).__name__ == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
+
+
+def _free_device_memory() -> None:
+    import torch
+
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
 def derive_seed(*parts: Any) -> int:
     """A stable 31-bit seed from any parts (same on every machine and Python run, unlike hash())."""
     digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
@@ -264,6 +275,12 @@ class SynthesizeStage:
         try:
             results = self._call_engine(batch)
         except Exception as exc:
+            if _is_oom(exc) and len(batch) > 1:  # long chunks met in one batch: halve it, keep the actor
+                log.warning("out of device memory with %d chunks; retrying in halves", len(batch))
+                _free_device_memory()
+                self._generate_batch(batch[: len(batch) // 2])
+                self._generate_batch(batch[len(batch) // 2:])
+                return
             if is_fatal(exc):
                 raise
             if len(batch) > 1:  # find the bad request: the others still deserve audio

@@ -40,13 +40,18 @@ class FakeResult:
         return len(self.audio) / self.sample_rate
 
 
+class OutOfMemoryError(RuntimeError):
+    """Named like torch.cuda.OutOfMemoryError, which the stage recognises by name."""
+
+
 class FakeEngine:
     """A sine as long as the segmenter expects the text to take; remembers every generate call."""
 
     model_info = {"layout": "suno", "size": "fake", "checksum": "sha256:fake"}
 
-    def __init__(self, silent_seeds=(), always_silent=False):
+    def __init__(self, silent_seeds=(), always_silent=False, max_batch=None):
         self.calls: list[list] = []
+        self.max_batch = max_batch  # larger batches raise OutOfMemoryError
         self.silent_seeds = set(silent_seeds)
         self.always_silent = always_silent
 
@@ -59,6 +64,8 @@ class FakeEngine:
         return len(text.split())
 
     def generate(self, requests, batch_size=None, progress=None):
+        if self.max_batch and len(requests) > self.max_batch:
+            raise OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         self.calls.append(list(requests))
         out = []
         for r in requests:
@@ -172,6 +179,15 @@ def test_device_errors_propagate_so_ray_restarts_the_actor():
     stage, _ = make_stage()
     with pytest.raises(RuntimeError, match="CUDA"):
         stage(batch([("a", "Fine."), ("b", "CUDA now.")]))
+
+
+def test_out_of_memory_halves_the_micro_batch_until_it_fits():
+    stage, engine = make_stage(FakeEngine(max_batch=1), batch_size=4)
+    out = stage(batch([("a", "One."), ("b", "Two words."), ("c", "Three words here."), ("d", "Four words are here.")]))
+    assert out["ok"].to_pylist() == [True] * 4
+    assert [len(call) for call in engine.calls] == [1, 1, 1, 1]
+    with pytest.raises(OutOfMemoryError):  # a single chunk that does not fit is a device problem
+        make_stage(FakeEngine(max_batch=0.5))[0](batch([("a", "One.")]))
 
 
 @pytest.mark.parametrize("mode,reset_every,fresh", [("chain", 4, {0}), ("chain-reset-every", 2, {0, 2, 4})])
