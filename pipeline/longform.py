@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Iterator
 
 import numpy as np
 
 from bark_model import GenerationRequest
+
+CROSSFADE_MS = 10.0  # fade at each join so no click is heard (stream_speech holds this much back)
 
 
 @dataclass
@@ -57,6 +60,35 @@ def speak(engine, text: str, **kwargs) -> SpokenText:
     return speak_many(engine, [text], **kwargs)[0]
 
 
+def stream_speech(engine, text: str, *, batch_size: int = 1, pause_s: float = 0.25,
+                  paragraph_pause_s: float = 0.7, **kwargs) -> Iterator[np.ndarray]:  # fmt: skip
+    """`speak`'s audio in pieces, one per chunk as soon as it is generated (float32, 24 kHz).
+
+    The pieces concatenate to `speak(...).audio`: each chunk is trimmed and joined with the same
+    pauses, but the last crossfade's worth of samples is held back until the next chunk arrives,
+    because joining fades them out. (Exact up to samples clipped at full scale inside a fade.)
+    """
+    from bark_model.streaming import stream_chunks
+    from pipeline.assemble import join_chunks, trim_silence
+
+    chunks, requests = chunk_requests(engine, text, **kwargs)
+    held = None  # joined audio not yet yielded: the tail that the next join may fade
+    for k, result in enumerate(stream_chunks(engine, requests, batch_size=batch_size)):
+        sr = result.sample_rate
+        if len(chunks) == 1:
+            yield result.audio.astype(np.float32)
+            return
+        piece = trim_silence(result.audio, sr)
+        if held is None:
+            joined = join_chunks([piece], sr, crossfade_ms=CROSSFADE_MS)
+        else:
+            joined = join_chunks([held, piece], sr, pause_s=pause_s, paragraph_pause_s=paragraph_pause_s,
+                                 paragraph_breaks=[chunks[k - 1].paragraph_break_after, False], crossfade_ms=CROSSFADE_MS)  # fmt: skip
+        keep = 0 if k == len(chunks) - 1 else min(len(joined), int(round(CROSSFADE_MS / 1000 * sr)))
+        held = joined[len(joined) - keep :]
+        yield joined[: len(joined) - keep]
+
+
 def _join(chunks, results, pause_s, paragraph_pause_s) -> SpokenText:
     from pipeline.assemble import join_chunks, trim_silence
 
@@ -66,5 +98,5 @@ def _join(chunks, results, pause_s, paragraph_pause_s) -> SpokenText:
     else:
         pieces = [trim_silence(r.audio, sr) for r in results]
         audio = join_chunks(pieces, sr, pause_s=pause_s, paragraph_pause_s=paragraph_pause_s,
-                            paragraph_breaks=[c.paragraph_break_after for c in chunks])  # fmt: skip
+                            paragraph_breaks=[c.paragraph_break_after for c in chunks], crossfade_ms=CROSSFADE_MS)  # fmt: skip
     return SpokenText(audio.astype(np.float32), sr, results, chunks)
