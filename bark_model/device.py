@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import torch
 
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.float32}
+# int8 = int8 weights with bf16 activations (the fused CPU kernel and GPU matmuls want a 16-bit input).
+PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.bfloat16}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
@@ -26,7 +27,7 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 
 def resolve_dtype(precision: str) -> torch.dtype:
-    """Activation dtype; int8 keeps fp32 activations (fp16/bf16 on GPU) with int8 weights."""
+    """Activation dtype of a precision name."""
     if precision not in PRECISIONS:
         raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
     return PRECISIONS[precision]

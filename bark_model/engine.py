@@ -48,12 +48,13 @@ class BarkEngine:
         layout = detect_layout(weights_dir)
         torch_device, dtype = resolve_device(device), resolve_dtype(precision)
         models, codec_state = load_models(layout)
-        for role, model in models.items():
-            models[role] = model.to(device=torch_device, dtype=dtype)
         if precision == "int8":
             from bark_model.quantize import quantize_int8
 
+            # Scales come from the fp32 weights, before anything is rounded to 16 bits.
             models = {role: quantize_int8(model) for role, model in models.items()}
+        for role, model in models.items():
+            models[role] = model.to(device=torch_device, dtype=dtype)
         # The codec stays fp32: it is a small share of the time, and its LSTM is sensitive.
         codec = load_codec_state_dict(codec_state).to(torch_device).eval()
         tokenizer = BarkTokenizer.from_file(layout.files["tokenizer"])

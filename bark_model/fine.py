@@ -99,4 +99,5 @@ def _per_position(params: RowSampling, n: int) -> RowSampling:
         params.top_p.repeat_interleave(n),
         params.seeds.repeat_interleave(n),
         params.needs_filter,
+        params.all_greedy,
     )

@@ -1,8 +1,8 @@
 """Batched sampling on the device: per-row temperature, top-k, top-p and seed, no host syncs.
 
-Randomness is counter-based: the noise for (row seed, stream, step, index) is a hash, so a
+Randomness is counter-based: the uniform number for (row seed, stream, step) is a hash, so a
 row's samples never depend on which other rows share its batch or on the device's RNG state.
-Sampling draws argmax(logits / T + Gumbel noise), which is an exact draw from softmax(logits / T).
+A draw inverts the cumulative distribution of softmax(logits / T) at that one number per row.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class RowSampling:
     top_p: torch.Tensor  # [B] float32; 1 = off
     seeds: torch.Tensor  # [B] int64
     needs_filter: bool  # any row uses top-k or top-p (host-known, so no sync to decide)
+    all_greedy: bool = False  # every row takes the argmax: skip the distribution work
 
     @classmethod
     def build(cls, samplings, seeds, device) -> "RowSampling":
@@ -62,10 +63,13 @@ class RowSampling:
             top_p=torch.tensor(ps, dtype=torch.float32, device=device),
             seeds=torch.tensor([int(s) for s in seeds], dtype=torch.int64, device=device),
             needs_filter=any(k > 0 for k in ks) or any(p < 1.0 for p in ps),
+            all_greedy=all(t == 0 for t in temps),
         )
 
     def select(self, rows: torch.Tensor) -> "RowSampling":
-        return RowSampling(self.temperature[rows], self.top_k[rows], self.top_p[rows], self.seeds[rows], self.needs_filter)
+        return RowSampling(
+            self.temperature[rows], self.top_k[rows], self.top_p[rows], self.seeds[rows], self.needs_filter, self.all_greedy
+        )
 
 
 def filter_logits(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor) -> torch.Tensor:
@@ -86,27 +90,26 @@ def filter_logits(logits: torch.Tensor, top_k: torch.Tensor, top_p: torch.Tensor
     return filtered.masked_fill(filtered < threshold, float("-inf"))
 
 
-def sample(
-    logits: torch.Tensor, params: RowSampling, stream: int, step, return_probs: bool = False
-):
+def sample(logits: torch.Tensor, params: RowSampling, stream: int, step, return_probs: bool = False):
     """Pick one index per row from logits [B, V]; greedy rows take the argmax.
 
     With return_probs, also returns the tempered, filtered probabilities [B, V] (one-hot of
     the argmax for greedy rows), which the semantic stage's EOS rule reads.
     """
+    if params.all_greedy and not return_probs:
+        return logits.argmax(dim=-1)
     scores = logits.float()
     if params.needs_filter:
         scores = filter_logits(scores, params.top_k, params.top_p)
     greedy = params.temperature <= 0
+    best = scores.argmax(dim=-1)
     temp = torch.where(greedy, torch.ones_like(params.temperature), params.temperature)[:, None]
-    tempered = scores / temp
-    gumbel = -torch.log(-torch.log(uniform_noise(params.seeds, stream, step, (scores.shape[-1],))))
-    choice = torch.where(greedy, scores.argmax(dim=-1), (tempered + gumbel).argmax(dim=-1))
+    probs = (scores / temp).softmax(dim=-1)
+    cdf = probs.cumsum(dim=-1)
+    u = uniform_noise(params.seeds, stream, step, (1,)) * cdf[:, -1:]  # [B, 1], scaled for rounding
+    drawn = torch.searchsorted(cdf, u).squeeze(-1).clamp(max=scores.shape[-1] - 1)
+    choice = torch.where(greedy, best, drawn)
     if not return_probs:
         return choice
-    probs = torch.where(
-        greedy[:, None],
-        torch.nn.functional.one_hot(choice, scores.shape[-1]).to(scores.dtype),
-        tempered.softmax(dim=-1),
-    )
-    return choice, probs
+    one_hot = torch.nn.functional.one_hot(best, scores.shape[-1]).to(probs.dtype)
+    return choice, torch.where(greedy[:, None], one_hot, probs)
