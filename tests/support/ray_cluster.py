@@ -75,6 +75,7 @@ class RayHead:
     def start(self) -> "RayHead":
         missing = dashboard_missing()
         if missing:
+            shutil.rmtree(self.temp_dir, ignore_errors=True)
             raise RuntimeError(f"`ray job submit` needs the dashboard, which needs ray[default] "
                                f"({missing}); install the project with `make test` or "
                                f"pip install 'ray[default]'")
@@ -93,17 +94,25 @@ class RayHead:
             self._proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
                                           stdin=subprocess.DEVNULL, env=env,
                                           start_new_session=True)
+        try:
+            self._wait_ready()
+        except BaseException:
+            self.stop()  # start() failing leaves nothing behind: no processes, no temp dir
+            raise
+        return self
+
+    def _wait_ready(self) -> None:
         deadline = time.monotonic() + START_TIMEOUT_S
-        # The job API is served by the dashboard, so it answering means submit will work.
-        while not http_answers(f"{self.address}/api/version"):
+        # The dashboard (the job API) starts before the raylet and answers even when the raylet
+        # then fails, so also wait for the line `ray start` prints once every daemon is up.
+        while not (self._log_path.exists() and b"Ray runtime started" in self._log_path.read_bytes()
+                   and http_answers(f"{self.address}/api/version")):
             if self._proc.poll() is not None:
                 raise RuntimeError(f"ray start exited with {self._proc.returncode}:\n{self.log_tail()}")
             if time.monotonic() > deadline:
-                self.stop()
                 raise TimeoutError(f"Ray dashboard did not answer on {self.address} within "
                                    f"{START_TIMEOUT_S:.0f}s:\n{self.log_tail()}")
             time.sleep(0.25)
-        return self
 
     def submit(self, entrypoint: list[str], working_dir: Path, timeout_s: float,
                env_vars: dict[str, str] | None = None) -> tuple[str, str]:
