@@ -85,49 +85,60 @@ class BarkEngine:
 
     # -- generation -------------------------------------------------------------------------
     def generate(self, requests: list[GenerationRequest], batch_size: int | None = None, progress=None) -> list[GenerationResult]:
-        """Results in request order. Bad requests raise before any compute."""
+        """Results in request order. Bad requests raise before any compute.
+
+        At most `batch_size` rows decode together. The semantic stage refills finished rows'
+        slots as it goes; the later stages take rows in order of length, so rows of similar
+        length share a batch and little work is padding. `progress(stage, done, total)` is
+        called after each stage's batches.
+        """
         prepared = [self._prepare(r) for r in requests]
-        batch_size = batch_size or max(1, len(prepared))
-        results = []
-        for start in range(0, len(prepared), batch_size):
-            results.extend(self._generate_batch(prepared[start : start + batch_size]))
-            if progress is not None:
-                progress("rows", len(results), len(prepared))
-        return results
-
-    def _generate_batch(self, batch: list[_Prepared]) -> list[GenerationResult]:
-        timings = {}
-        seeds = [p.request.seed for p in batch]
-
-        def timed(stage, fn, *args):
-            start = time.perf_counter()
-            out = fn(*args)
-            if self.device.type == "cuda":
-                torch.cuda.synchronize(self.device)
-            timings[stage] = time.perf_counter() - start
-            return out
-
-        sem_rows = [
-            SemanticRow(p.text_ids, None if p.voice is None else p.voice.semantic, p.request.min_eos_p,
-                        max_tokens_for_duration(p.request.max_duration_s), p.request.allow_early_stop)
-            for p in batch
-        ]  # fmt: skip
-        semantic = timed("semantic", generate_semantic, self.text_model, sem_rows, self._sampling(batch, "semantic", seeds))
-        for p, tokens in zip(batch, semantic):
+        if not prepared:
+            return []
+        n, size = len(prepared), max(1, batch_size or len(prepared))
+        seeds = [p.request.seed for p in prepared]
+        timings: dict[str, float] = {}
+        report = progress or (lambda *_: None)
+        with _Timer(timings, "semantic", self.device):
+            semantic = generate_semantic(self.text_model, self._semantic_rows(prepared), self._sampling(prepared, "semantic", seeds), size)
+        report("semantic", n, n)
+        for p, tokens in zip(prepared, semantic):
             if len(tokens) == 0:
                 raise ValueError(f"the model produced no speech for {p.request.text[:60]!r} (EOS at the first step)")
-        coarse_rows = []
-        for p, tokens in zip(batch, semantic):
-            hist = trim_history(p.voice.semantic, p.voice.coarse) if p.voice is not None else (np.zeros(0, np.int64),) * 2
-            coarse_rows.append(CoarseRow(hist[0], hist[1], tokens))
-        coarse = timed("coarse", generate_coarse, self.coarse_model, coarse_rows, self._sampling(batch, "coarse", seeds))
-        fine_rows = [FineRow(c, None if p.voice is None else p.voice.fine) for p, c in zip(batch, coarse)]
-        fine = timed("fine", generate_fine, self.fine_model, fine_rows, self._sampling(batch, "fine", seeds))
-        audio = timed("decode", self.decode, fine)
+        coarse_rows = [self._coarse_row(p, tokens) for p, tokens in zip(prepared, semantic)]
+        order = sorted(range(n), key=lambda i: coarse_rows[i].n_steps, reverse=True)
+        batches = [order[i : i + size] for i in range(0, n, size)]
+        coarse, fine, audio = [None] * n, [None] * n, [None] * n
+        for stage, run in (
+            ("coarse", lambda idx: generate_coarse(self.coarse_model, [coarse_rows[i] for i in idx], self._sampling([prepared[i] for i in idx], "coarse", [seeds[i] for i in idx]))),
+            ("fine", lambda idx: generate_fine(self.fine_model, [FineRow(coarse[i], _fine_history(prepared[i])) for i in idx], self._sampling([prepared[i] for i in idx], "fine", [seeds[i] for i in idx]))),
+            ("decode", lambda idx: self.decode([fine[i] for i in idx])),
+        ):  # fmt: skip
+            target = {"coarse": coarse, "fine": fine, "decode": audio}[stage]
+            with _Timer(timings, stage, self.device):
+                for k, idx in enumerate(batches):
+                    for i, value in zip(idx, run(idx)):
+                        target[i] = value
+                    report(stage, min(n, (k + 1) * size), n)
+        report("rows", n, n)
         return [
             GenerationResult(a, s, c, f, SAMPLE_RATE, p.dropped, dict(timings))
-            for p, s, c, f, a in zip(batch, semantic, coarse, fine, audio)
+            for p, s, c, f, a in zip(prepared, semantic, coarse, fine, audio)
         ]
+
+    def _semantic_rows(self, prepared: list[_Prepared]) -> list[SemanticRow]:
+        return [
+            SemanticRow(p.text_ids, None if p.voice is None else p.voice.semantic, p.request.min_eos_p,
+                        max_tokens_for_duration(p.request.max_duration_s), p.request.allow_early_stop)
+            for p in prepared
+        ]  # fmt: skip
+
+    @staticmethod
+    def _coarse_row(p: _Prepared, tokens: np.ndarray) -> CoarseRow:
+        if p.voice is None:
+            empty = np.zeros(0, np.int64)
+            return CoarseRow(empty, empty, tokens)
+        return CoarseRow(*trim_history(p.voice.semantic, p.voice.coarse), tokens)
 
     def _sampling(self, batch: list[_Prepared], stage: str, seeds: list[int]) -> RowSampling:
         return RowSampling.build([getattr(p.request, stage) for p in batch], seeds, self.device)
@@ -142,3 +153,22 @@ class BarkEngine:
         audio = self.codec.decode_lengths(torch.as_tensor(batch, device=self.device), lengths)
         audio = audio.float().cpu().numpy()
         return [audio[i, : n * SAMPLES_PER_FRAME].copy() for i, n in enumerate(lengths)]
+
+
+def _fine_history(p: _Prepared):
+    return None if p.voice is None else p.voice.fine
+
+
+class _Timer:
+    """Adds a block's wall time to timings[stage] (synchronising CUDA so the time is real)."""
+
+    def __init__(self, timings: dict, stage: str, device):
+        self.timings, self.stage, self.device = timings, stage, device
+
+    def __enter__(self):
+        self.start = time.perf_counter()
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        self.timings[self.stage] = self.timings.get(self.stage, 0.0) + time.perf_counter() - self.start

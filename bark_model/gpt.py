@@ -18,7 +18,7 @@ class CausalSelfAttention(nn.Module):
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
 
-    def forward(self, x, cache_k=None, cache_v=None, positions=None, kv_len=None):
+    def forward(self, x, cache_k=None, cache_v=None, positions=None, kv_len=None, slots=None):
         B, T, C = x.shape
         q, k, v = self.c_attn(x).split(C, dim=2)
         # [B, T, C] -> [B, H, T, hd]; heads are contiguous column slices (q, k, v order)
@@ -30,14 +30,18 @@ class CausalSelfAttention(nn.Module):
         else:
             # Each row writes its new keys at its own positions, so rows may sit at different
             # positions (different prompt lengths, rows admitted mid-run) without padding.
-            rows = torch.arange(B, device=x.device)[:, None]  # [B, 1]
+            # `slots` [B] picks the cache rows of a subset (rows admitted mid-run); else all rows.
+            rows = (torch.arange(B, device=x.device) if slots is None else slots)[:, None]  # [B, 1]
             cache_k[rows, :, positions] = k  # indexed view is [B, T, H, hd]
             cache_v[rows, :, positions] = v
             keys = torch.arange(kv_len, device=x.device)
             # A key is visible to a query iff it sits at or before the query's position;
             # stale entries from an earlier row in this slot are always in the future.
             mask = keys[None, None, None, :] <= positions[:, None, :, None]  # [B, 1, T, kv_len]
-            y = F.scaled_dot_product_attention(q, cache_k[:, :, :kv_len], cache_v[:, :, :kv_len], attn_mask=mask)
+            k_all, v_all = cache_k[:, :, :kv_len], cache_v[:, :, :kv_len]
+            if slots is not None:
+                k_all, v_all = k_all[slots], v_all[slots]
+            y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.c_proj(y)
 
@@ -117,12 +121,14 @@ class GPT(nn.Module):
         cache: KVCache | None = None,
         kv_len: int | None = None,
         logit_index: torch.Tensor | None = None,
+        slots: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Logits [B, T, V] (or [B, V] at `logit_index` [B], one position per row).
 
         idx [B, T] token ids, or `embeds` [B, T, D] (the semantic model's merged prefix).
         Without a cache this is a plain causal forward from position 0. With a cache,
-        `positions` [B, T] says where each row's tokens sit; keys up to `kv_len` are read.
+        `positions` [B, T] says where each row's tokens sit; keys up to `kv_len` are read;
+        `slots` [B] (optional) says which cache rows these B rows are.
         """
         x = self.wte(idx) if embeds is None else embeds
         B, T, _ = x.shape
@@ -139,6 +145,7 @@ class GPT(nn.Module):
                     cache_v=cache.v[layer],
                     positions=positions,
                     kv_len=kv_len or cache.length,
+                    slots=slots,
                 )
         if logit_index is not None:
             # Only one position per row is needed in generation: skip the other lm_head rows.
