@@ -131,6 +131,11 @@ class Store:
                 retry(self.fs.pipe_file, path, data, mode="create")
         except FileExistsError:
             return False
+        except OSError as exc:
+            # Ceph RGW's 412 lacks the Condition field s3fs reads, so it arrives as EINVAL.
+            if _precondition_failed(exc):
+                return False
+            raise
         return True
 
     def read(self, rel: str) -> bytes:
@@ -158,3 +163,9 @@ def _write_local(path: str, data: bytes) -> None:
         f.write(data)
         f.flush()
         os.fsync(f.fileno())
+
+
+def _precondition_failed(exc: OSError) -> bool:
+    """True when an S3 create-only write was refused because the object already exists."""
+    cause = getattr(exc.__cause__, "response", None) or {}
+    return cause.get("Error", {}).get("Code") == "PreconditionFailed"
