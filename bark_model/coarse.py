@@ -17,6 +17,7 @@ from bark_model.constants import (
     MAX_COARSE_INPUT,
     SEMANTIC_TO_COARSE_RATIO,
 )
+from bark_model.decode_step import DecodeStep
 from bark_model.gpt import GPT, KVCache
 from bark_model.sampling import RowSampling, sample
 
@@ -86,7 +87,7 @@ def _window_inputs(rows, n_step, device):
 
 
 @torch.inference_mode()
-def generate_coarse(model: GPT, rows: list[CoarseRow], sampling: RowSampling) -> list[np.ndarray]:
+def generate_coarse(model: GPT, rows: list[CoarseRow], sampling: RowSampling, use_graphs: bool = False) -> list[np.ndarray]:
     """Coarse codes [2, T] per row. All rows advance window by window in lockstep."""
     device = model.wte.weight.device
     B = len(rows)
@@ -97,6 +98,7 @@ def generate_coarse(model: GPT, rows: list[CoarseRow], sampling: RowSampling) ->
     coarse_so_far = [row.coarse_history.copy() for row in rows]
     generated = torch.zeros(B, total, dtype=torch.int64, device=device)
     cache = KVCache.allocate(model.config, B, WINDOW_PREFIX_MAX + COARSE_WINDOW, device, model.wte.weight.dtype)
+    step_fn = DecodeStep(model, cache, use_graphs)
     for window_start in range(0, total, COARSE_WINDOW):
         tokens, lengths, width = _window_inputs(list(zip(rows, coarse_so_far)), window_start, device)
         positions = torch.arange(width, device=device).expand(B, width)
@@ -111,7 +113,7 @@ def generate_coarse(model: GPT, rows: list[CoarseRow], sampling: RowSampling) ->
             if j + 1 == window_len:
                 break
             pos = (lengths + j)[:, None]
-            logits = model(token[:, None], positions=pos, cache=cache, kv_len=width + j + 1, logit_index=torch.zeros_like(token))
+            logits = step_fn(token[:, None], pos, width + j + 1)
         new = generated[:, window_start : window_start + window_len].cpu().numpy()
         coarse_so_far = [np.concatenate([c, n]) for c, n in zip(coarse_so_far, new)]
     out = generated.cpu().numpy()

@@ -12,7 +12,7 @@ import torch
 from bark_model.checkpoints import detect_layout, fingerprint, load_models
 from bark_model.codec import load_codec_state_dict
 from bark_model.coarse import CoarseRow, check_prompt_ratio, generate_coarse, trim_history
-from bark_model.constants import SAMPLE_RATE, SAMPLES_PER_FRAME
+from bark_model.constants import CONTEXT_WINDOW, SAMPLE_RATE, SAMPLES_PER_FRAME
 from bark_model.device import resolve_device, resolve_dtype
 from bark_model.fine import FineRow, generate_fine
 from bark_model.request import GenerationRequest, GenerationResult
@@ -33,7 +33,8 @@ class _Prepared:
 class BarkEngine:
     """Bark's three stages and the codec on one device; `generate` takes a batch of requests."""
 
-    def __init__(self, models: dict, codec, tokenizer: BarkTokenizer, voices: VoiceLibrary, device, dtype, info: dict):
+    def __init__(self, models: dict, codec, tokenizer: BarkTokenizer, voices: VoiceLibrary, device, dtype, info: dict,
+                 cuda_graphs: bool = False):  # fmt: skip
         self.text_model, self.coarse_model, self.fine_model = models["text"], models["coarse"], models["fine"]
         self.codec = codec
         self.tokenizer = tokenizer
@@ -41,10 +42,17 @@ class BarkEngine:
         self.device = device
         self.dtype = dtype
         self.model_info = info
+        self.cuda_graphs = cuda_graphs and device.type == "cuda"
 
     @classmethod
-    def from_pretrained(cls, weights_dir: str | Path, device: str = "auto", precision: str = "fp32") -> "BarkEngine":
-        """Load from a Suno- or Hugging Face-layout directory (detected from its files)."""
+    def from_pretrained(
+        cls, weights_dir: str | Path, device: str = "auto", precision: str = "fp32", cuda_graphs: bool = True
+    ) -> "BarkEngine":
+        """Load from a Suno- or Hugging Face-layout directory (detected from its files).
+
+        cuda_graphs: replay decode steps from CUDA graphs on GPU (ignored elsewhere; falls back
+        to eager decoding if a capture fails).
+        """
         layout = detect_layout(weights_dir)
         torch_device, dtype = resolve_device(device), resolve_dtype(precision)
         models, codec_state = load_models(layout)
@@ -67,7 +75,20 @@ class BarkEngine:
             "device": str(torch_device),
             "precision": precision,
         }
-        return cls(models, codec, tokenizer, VoiceLibrary(layout.root), torch_device, dtype, info)
+        return cls(models, codec, tokenizer, VoiceLibrary(layout.root), torch_device, dtype, info, cuda_graphs)
+
+    def auto_batch_size(self, max_batch: int = 256, memory_fraction: float = 0.8) -> int:
+        """Rows per batch that fit in free GPU memory (KV cache + fine-stage activations); 8 elsewhere."""
+        if self.device.type != "cuda":
+            return 8
+        free, _ = torch.cuda.mem_get_info(self.device)
+        width = self.dtype.itemsize if self.dtype != torch.float32 else 4
+        text = self.text_model.config
+        kv = 2 * text.n_layer * text.n_embd * CONTEXT_WINDOW * width  # semantic cache (the longest)
+        fine = self.fine_model.config
+        # One 1024-frame window: a few activations of width 4·D, fp32 logits and sampling buffers.
+        window = CONTEXT_WINDOW * (8 * fine.n_embd * width + 3 * fine.output_vocab_size * 4)
+        return max(1, min(max_batch, int(free * memory_fraction // (kv + window))))
 
     # -- checks a caller can run before spending compute ------------------------------------
     def load_voice(self, voice) -> VoicePrompt | None:
@@ -100,7 +121,7 @@ class BarkEngine:
         timings: dict[str, float] = {}
         report = progress or (lambda *_: None)
         with _Timer(timings, "semantic", self.device):
-            semantic = generate_semantic(self.text_model, self._semantic_rows(prepared), self._sampling(prepared, "semantic", seeds), size)
+            semantic = generate_semantic(self.text_model, self._semantic_rows(prepared), self._sampling(prepared, "semantic", seeds), size, self.cuda_graphs)
         report("semantic", n, n)
         for p, tokens in zip(prepared, semantic):
             if len(tokens) == 0:
@@ -110,7 +131,7 @@ class BarkEngine:
         batches = [order[i : i + size] for i in range(0, n, size)]
         coarse, fine, audio = [None] * n, [None] * n, [None] * n
         for stage, run in (
-            ("coarse", lambda idx: generate_coarse(self.coarse_model, [coarse_rows[i] for i in idx], self._sampling([prepared[i] for i in idx], "coarse", [seeds[i] for i in idx]))),
+            ("coarse", lambda idx: generate_coarse(self.coarse_model, [coarse_rows[i] for i in idx], self._sampling([prepared[i] for i in idx], "coarse", [seeds[i] for i in idx]), self.cuda_graphs)),
             ("fine", lambda idx: generate_fine(self.fine_model, [FineRow(coarse[i], _fine_history(prepared[i])) for i in idx], self._sampling([prepared[i] for i in idx], "fine", [seeds[i] for i in idx]))),
             ("decode", lambda idx: self.decode([fine[i] for i in idx])),
         ):  # fmt: skip

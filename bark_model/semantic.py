@@ -16,6 +16,7 @@ from bark_model.constants import (
     SEMANTIC_RATE_HZ,
     SEMANTIC_VOCAB_SIZE,
 )
+from bark_model.decode_step import DecodeStep
 from bark_model.gpt import GPT, KVCache
 from bark_model.sampling import RowSampling, sample
 
@@ -73,7 +74,9 @@ class _Slots:
 
 
 @torch.inference_mode()
-def generate_semantic(model: GPT, rows: list[SemanticRow], sampling: RowSampling, max_batch: int | None = None) -> list[np.ndarray]:
+def generate_semantic(
+    model: GPT, rows: list[SemanticRow], sampling: RowSampling, max_batch: int | None = None, use_graphs: bool = False
+) -> list[np.ndarray]:
     """Semantic tokens for each row, decoding at most `max_batch` rows at a time.
 
     Continuous batching: every SYNC_EVERY steps the host looks at which rows finished and
@@ -99,6 +102,7 @@ def generate_semantic(model: GPT, rows: list[SemanticRow], sampling: RowSampling
     vocab = model.config.output_vocab_size
     slots = _Slots(torch.full((S,), dummy, device=device), torch.zeros(S, dtype=torch.int64, device=device),
                    torch.ones(S, dtype=torch.bool, device=device), torch.zeros(S, vocab, device=device), [None] * S)  # fmt: skip
+    step_fn = DecodeStep(model, cache, use_graphs)
     queue = list(range(N))
     _admit(model, slots, list(range(S)), queue, text, hist, cache, 0)
     step = 0
@@ -129,7 +133,7 @@ def generate_semantic(model: GPT, rows: list[SemanticRow], sampling: RowSampling
         active = [step - a for a in slots.admitted_at if a is not None]
         kv_len = PREFIX_LEN + max(active, default=0)
         fresh = slots.logits[admitted].clone() if admitted else None
-        slots.logits = model(feed, positions=pos, cache=cache, kv_len=min(kv_len, cache.length), logit_index=torch.zeros_like(token))
+        slots.logits = step_fn(feed, pos, min(kv_len, cache.length))
         if admitted:
             slots.logits[admitted] = fresh  # a new row's first token comes from its prefill
     out, lengths = out.cpu().numpy(), lengths.cpu().numpy()
