@@ -104,7 +104,17 @@ class ComputeConfig(Section):
     gpus_per_actor: float = Field(0.0, ge=0, description="GPUs reserved per actor (0 on CPU machines).")
     cpus_per_actor: float = Field(1.0, gt=0, description="CPUs reserved per actor; keep it fractional on small machines.")
     writer_cpus: float = Field(0.25, gt=0, description="CPUs reserved per write task (I/O bound).")
-    batch_size: int = Field(8, ge=1, description="Chunks decoded together in one engine.generate call.")
+    batch_size: int | Literal["auto"] = Field(
+        8, description="Chunks decoded together in one engine.generate call (an integer >= 1), or 'auto': "
+        "as many as fit in the GPU's free memory (8 on CPU)."
+    )
+
+    @field_validator("batch_size")
+    @classmethod
+    def _positive_batch(cls, value):
+        if isinstance(value, int) and value < 1:
+            raise ValueError("batch_size must be an integer >= 1 or 'auto'")
+        return value
     window_rows: int = Field(64, ge=1, description="Rows per actor call; chunks are length-sorted within a window.")
     max_restarts: int = Field(2, ge=0, description="Restarts of a crashed actor before the run fails.")
     max_task_retries: int = Field(2, ge=0, description="Retries of a task lost to a crashed actor or worker.")

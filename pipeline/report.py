@@ -23,6 +23,7 @@ def plan(prep) -> dict:
     columns = [info.id_column, info.text_column] + (["language"] if "language" in info.optional else [])
     table = pads.dataset(info.files, filesystem=info.fs, format="parquet").to_table(columns=columns)
     skip, window, size = prep.skip, prep.window(), cfg.compute.batch_size
+    size = 8 if size == "auto" else size  # the plan assumes the CPU default; a GPU fits more
     per_row, seconds = [], 0.0
     for row in table.to_pylist():
         text = row[info.text_column]

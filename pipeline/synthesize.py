@@ -76,7 +76,7 @@ class StageSettings:
     quality_limits: tuple  # (name, value) pairs for GateLimits
     max_retries: int
     on_fail: str
-    batch_size: int
+    batch_size: int | str  # or "auto": the engine sizes it from free memory
     audio_format: str
 
     @classmethod
@@ -268,6 +268,8 @@ class SynthesizeStage:
     def _generate(self, jobs: list[Job]) -> None:
         live = sorted((j for j in jobs if j.row.error is None), key=lambda j: (j.chunk.est_seconds, len(j.chunk.text)))
         size = self.settings.batch_size
+        if size == "auto":
+            size = self.engine.auto_batch_size()
         for start in range(0, len(live), size):
             self._generate_batch(live[start:start + size])
 
