@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# The one prepared device run: GPU tests, then the engine benchmark (--gpu). Torch alone plus
+# transformers; the official bark package and its small deps travel as wheels in .whl/ if present.
+set -u
+export PYTHONUNBUFFERED=1
+OUTDIR=${OUT:-bench/out}
+mkdir -p "$OUTDIR"
+if compgen -G ".whl/*.whl" >/dev/null; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .whl/*.whl && export PYTHONPATH=/tmp/site
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader
+python3 -c "import torch, transformers; print('torch', torch.__version__, 'transformers', transformers.__version__)"
+timeout 150 python3 -m pytest -q -p no:cacheprovider tests/model/test_gpu.py 2>&1 | tail -4
+timeout "${BENCH_TIMEOUT:-480}" python3 bench/engine_bench.py --gpu --budget-s "${BUDGET:-400}" \
+    --json "$OUTDIR/engine_bench_gpu.json" "$@" 2>&1 | tee "$OUTDIR/engine_bench_gpu.txt"
