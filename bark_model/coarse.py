@@ -13,11 +13,12 @@ from bark_model.constants import (
     COARSE_OFFSET,
     COARSE_SEMANTIC_PAD_TOKEN,
     COARSE_WINDOW,
+    MAX_SEMANTIC_TOKENS,
     MAX_COARSE_HISTORY,
     MAX_COARSE_INPUT,
     SEMANTIC_TO_COARSE_RATIO,
 )
-from bark_model.decode_step import DecodeStep
+from bark_model.decode_step import StepRunner
 from bark_model.gpt import GPT, KVCache
 from bark_model.sampling import RowSampling, sample
 
@@ -86,38 +87,78 @@ def _window_inputs(rows, n_step, device):
     return torch.as_tensor(batch, device=device), torch.as_tensor(lengths, device=device), width
 
 
+MAX_COARSE_STEPS = int(round(np.floor(MAX_SEMANTIC_TOKENS * SEMANTIC_TO_COARSE_RATIO / 2) * 2))  # 2308
+
+
+class CoarseWorkspace:
+    """Static buffers of the coarse decode loop for one batch size (graph-replay friendly)."""
+
+    def __init__(self, model: GPT, batch: int, sampling: RowSampling, use_graphs: bool):
+        device, dtype = model.wte.weight.device, model.wte.weight.dtype
+        self.model, self.batch = model, batch
+        self.cache = KVCache.allocate(model.config, batch, WINDOW_PREFIX_MAX + COARSE_WINDOW, device, dtype)
+        self.logits = torch.zeros(batch, model.config.output_vocab_size, dtype=dtype, device=device)
+        self.generated = torch.zeros(batch, MAX_COARSE_STEPS, dtype=torch.int64, device=device)
+        self.pos = torch.zeros(batch, dtype=torch.int64, device=device)
+        self.n_step = torch.zeros((), dtype=torch.int64, device=device)
+        self.codes = torch.arange(CODEBOOK_SIZE, device=device)
+        self.params = RowSampling(*(t.clone() for t in sampling.tensors()), sampling.needs_filter, sampling.all_greedy)
+        self.runner = StepRunner(self._body, device, use_graphs, self.cache.length)
+
+    def fits(self, batch: int, sampling: RowSampling) -> bool:
+        p = self.params
+        return self.batch == batch and (p.needs_filter, p.all_greedy) == (sampling.needs_filter, sampling.all_greedy)
+
+    def _body(self, kv_len: int) -> None:
+        """Sample this step's code (codebook 0 on even steps, 1 on odd), then run the forward."""
+        lo = COARSE_OFFSET + CODEBOOK_SIZE * (self.n_step % 2)  # [] on the device: no host branch
+        relevant = self.logits.index_select(1, lo + self.codes)  # [B, 1024]
+        token = sample(relevant, self.params, COARSE_STREAM, self.n_step) + lo
+        self.generated.index_copy_(1, self.n_step.view(1), token[:, None])
+        rows = torch.zeros_like(token)
+        self.logits.copy_(self.model(token[:, None], positions=self.pos[:, None], cache=self.cache, kv_len=kv_len, logit_index=rows))
+        self.pos += 1
+        self.n_step += 1
+
+
 @torch.inference_mode()
-def generate_coarse(model: GPT, rows: list[CoarseRow], sampling: RowSampling, use_graphs: bool = False) -> list[np.ndarray]:
+def generate_coarse(
+    model: GPT, rows: list[CoarseRow], sampling: RowSampling, use_graphs: bool = False, workspaces: dict | None = None
+) -> list[np.ndarray]:
     """Coarse codes [2, T] per row. All rows advance window by window in lockstep."""
-    device = model.wte.weight.device
     B = len(rows)
     n_steps = [row.n_steps for row in rows]
     total = max(n_steps)
+    ws = _workspace(model, B, sampling, use_graphs, workspaces)
     # Host copy of each row's coarse sequence (history + generated so far); window inputs are
     # built from it once per window, so the token loop itself never touches the host.
     coarse_so_far = [row.coarse_history.copy() for row in rows]
-    generated = torch.zeros(B, total, dtype=torch.int64, device=device)
-    cache = KVCache.allocate(model.config, B, WINDOW_PREFIX_MAX + COARSE_WINDOW, device, model.wte.weight.dtype)
-    step_fn = DecodeStep(model, cache, use_graphs)
     for window_start in range(0, total, COARSE_WINDOW):
-        tokens, lengths, width = _window_inputs(list(zip(rows, coarse_so_far)), window_start, device)
-        positions = torch.arange(width, device=device).expand(B, width)
-        logits = model(tokens, positions=positions, cache=cache, kv_len=width, logit_index=lengths - 1)
+        tokens, lengths, width = _window_inputs(list(zip(rows, coarse_so_far)), window_start, ws.logits.device)
+        positions = torch.arange(width, device=tokens.device).expand(B, width)
+        logits = model(tokens, positions=positions, cache=ws.cache, kv_len=width, logit_index=lengths - 1)
+        ws.logits.copy_(logits)
+        ws.pos.copy_(lengths)
+        ws.n_step.fill_(window_start)
         window_len = min(COARSE_WINDOW, total - window_start)
         for j in range(window_len):
-            n_step = window_start + j
-            # Even steps emit codebook 0, odd steps codebook 1, each from its own 1024-wide range.
-            lo = COARSE_OFFSET + CODEBOOK_SIZE * (n_step % 2)
-            token = sample(logits[:, lo : lo + CODEBOOK_SIZE], sampling, COARSE_STREAM, n_step) + lo
-            generated[:, n_step] = token
-            if j + 1 == window_len:
-                break
-            pos = (lengths + j)[:, None]
-            logits = step_fn(token[:, None], pos, width + j + 1)
-        new = generated[:, window_start : window_start + window_len].cpu().numpy()
+            ws.runner(width + j + 1)
+        new = ws.generated[:, window_start : window_start + window_len].cpu().numpy()
         coarse_so_far = [np.concatenate([c, n]) for c, n in zip(coarse_so_far, new)]
-    out = generated.cpu().numpy()
+    out = ws.generated[:, :total].cpu().numpy()
     return [_unflatten(out[i, : n_steps[i]]) for i in range(B)]
+
+
+def _workspace(model, batch, sampling, use_graphs, workspaces) -> CoarseWorkspace:
+    if workspaces is None:
+        return CoarseWorkspace(model, batch, sampling, use_graphs)
+    key = "coarse"  # one per stage, replaced when the batch size changes (bounded memory)
+    ws = workspaces.get(key)
+    if ws is None or not ws.fits(batch, sampling):
+        ws = workspaces[key] = CoarseWorkspace(model, batch, sampling, use_graphs)
+    for mine, theirs in zip(ws.params.tensors(), sampling.tensors()):
+        mine.copy_(theirs)
+    return ws
 
 
 def _unflatten(tokens: np.ndarray) -> np.ndarray:

@@ -1,66 +1,52 @@
-"""One decode step of a causal GPT, replayed from CUDA graphs on GPU (eager elsewhere).
+"""Run a decode-loop body eagerly, or replay it from CUDA graphs captured per key-length bucket.
 
-A step of the large model is ~500 small kernels; launching them one by one from Python costs
-more than the math at small batch. On CUDA each (batch, key-length bucket) step is captured
-once into a graph with static input/output buffers and replayed after that. The cache is the
-same tensor for every replay, so the graph writes into it directly.
+A step of the large model is ~500 small kernels plus ~80 for sampling and bookkeeping;
+launching them one by one from Python costs far more than the math at small batch. On CUDA
+the whole body (sampling, bookkeeping and the forward pass) is captured once per key-length
+bucket and replayed. The body only works in place on tensors it owns (static addresses), so
+a replay is exactly the eager step. Workspaces live as long as the engine, so graphs are
+captured once per (batch, bucket), not once per call.
 """
 
 from __future__ import annotations
 
+import warnings
+from typing import Callable
+
 import torch
 
-from bark_model.gpt import GPT, KVCache
-
-KV_BUCKET = 128  # key lengths are rounded up to a multiple of this: few graphs, little waste
+KV_BUCKET = 256  # key lengths round up to a multiple of this: few graphs, little wasted reading
 
 
-class DecodeStep:
-    """Callable (token [B,1], positions [B,1], kv_len) -> logits [B, V] for one cache."""
+class StepRunner:
+    """Calls body(kv_len) — eagerly with the exact length, or as a replayed CUDA graph."""
 
-    def __init__(self, model: GPT, cache: KVCache, use_graphs: bool = False):
-        self.model, self.cache = model, cache
-        self.use_graphs = use_graphs and cache.k.device.type == "cuda"
-        self.graphs: dict[int, tuple] = {}
+    def __init__(self, body: Callable[[int], None], device: torch.device, use_graphs: bool, max_len: int):
+        self.body = body
+        self.use_graphs = use_graphs and device.type == "cuda"
+        self.max_len = max_len
+        self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.pool = None
 
-    def _eager(self, token, positions, kv_len):
-        rows = torch.zeros(token.shape[0], dtype=torch.long, device=token.device)
-        return self.model(token, positions=positions, cache=self.cache, kv_len=kv_len, logit_index=rows)
-
-    def __call__(self, token: torch.Tensor, positions: torch.Tensor, kv_len: int) -> torch.Tensor:
+    def __call__(self, kv_len: int) -> None:
         if not self.use_graphs:
-            return self._eager(token, positions, kv_len)
-        bucket = min(self.cache.length, -(-kv_len // KV_BUCKET) * KV_BUCKET)
-        entry = self.graphs.get(bucket)
-        if entry is None:
-            try:
-                entry = self.graphs[bucket] = self._capture(token, positions, bucket)
-            except Exception as err:  # noqa: BLE001  (a capture problem must never cost a run)
-                import warnings
-
-                warnings.warn(f"CUDA graph capture failed ({err}); decoding eagerly", RuntimeWarning)
-                self.use_graphs = False
-                return self._eager(token, positions, kv_len)
-        graph, static_token, static_pos, static_out = entry
-        static_token.copy_(token)
-        static_pos.copy_(positions)
-        graph.replay()
-        return static_out
-
-    def _capture(self, token, positions, kv_len):
-        static_token, static_pos = token.clone(), positions.clone()
-        # Warm up on a side stream (lazy inits, workspace allocations) before capturing; the
-        # writes land at the given positions, which the real step overwrites right after.
-        stream = torch.cuda.Stream()
-        stream.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(stream):
-            for _ in range(2):
-                self._eager(static_token, static_pos, kv_len)
-        torch.cuda.current_stream().wait_stream(stream)
-        graph = torch.cuda.CUDAGraph()
-        if self.pool is None:
-            self.pool = torch.cuda.graph_pool_handle()
-        with torch.cuda.graph(graph, pool=self.pool):
-            static_out = self._eager(static_token, static_pos, kv_len)
-        return graph, static_token, static_pos, static_out
+            self.body(kv_len)
+            return
+        bucket = min(self.max_len, -(-kv_len // KV_BUCKET) * KV_BUCKET)
+        graph = self.graphs.get(bucket)
+        if graph is not None:
+            graph.replay()
+            return
+        # First time at this bucket: the real step runs eagerly (which also warms up cuBLAS and
+        # the allocator), then the same body is recorded, not run, for later replays.
+        self.body(bucket)
+        try:
+            graph = torch.cuda.CUDAGraph()
+            if self.pool is None:
+                self.pool = torch.cuda.graph_pool_handle()
+            with torch.cuda.graph(graph, pool=self.pool):
+                self.body(bucket)
+            self.graphs[bucket] = graph
+        except Exception as err:  # noqa: BLE001  (a capture problem must never cost a run)
+            warnings.warn(f"CUDA graph capture failed ({err}); decoding eagerly", RuntimeWarning)
+            self.use_graphs = False

@@ -43,6 +43,7 @@ class BarkEngine:
         self.dtype = dtype
         self.model_info = info
         self.cuda_graphs = cuda_graphs and device.type == "cuda"
+        self._workspaces: dict = {}  # decode buffers and CUDA graphs, kept across calls
 
     @classmethod
     def from_pretrained(
@@ -121,7 +122,7 @@ class BarkEngine:
         timings: dict[str, float] = {}
         report = progress or (lambda *_: None)
         with _Timer(timings, "semantic", self.device):
-            semantic = generate_semantic(self.text_model, self._semantic_rows(prepared), self._sampling(prepared, "semantic", seeds), size, self.cuda_graphs)
+            semantic = generate_semantic(self.text_model, self._semantic_rows(prepared), self._sampling(prepared, "semantic", seeds), size, self.cuda_graphs, self._workspaces)
         report("semantic", n, n)
         for p, tokens in zip(prepared, semantic):
             if len(tokens) == 0:
@@ -131,7 +132,7 @@ class BarkEngine:
         batches = [order[i : i + size] for i in range(0, n, size)]
         coarse, fine, audio = [None] * n, [None] * n, [None] * n
         for stage, run in (
-            ("coarse", lambda idx: generate_coarse(self.coarse_model, [coarse_rows[i] for i in idx], self._sampling([prepared[i] for i in idx], "coarse", [seeds[i] for i in idx]), self.cuda_graphs)),
+            ("coarse", lambda idx: generate_coarse(self.coarse_model, [coarse_rows[i] for i in idx], self._sampling([prepared[i] for i in idx], "coarse", [seeds[i] for i in idx]), self.cuda_graphs, self._workspaces)),
             ("fine", lambda idx: generate_fine(self.fine_model, [FineRow(coarse[i], _fine_history(prepared[i])) for i in idx], self._sampling([prepared[i] for i in idx], "fine", [seeds[i] for i in idx]))),
             ("decode", lambda idx: self.decode([fine[i] for i in idx])),
         ):  # fmt: skip

@@ -66,6 +66,9 @@ class RowSampling:
             all_greedy=all(t == 0 for t in temps),
         )
 
+    def tensors(self) -> tuple[torch.Tensor, ...]:
+        return self.temperature, self.top_k, self.top_p, self.seeds
+
     def select(self, rows: torch.Tensor) -> "RowSampling":
         return RowSampling(
             self.temperature[rows], self.top_k[rows], self.top_p[rows], self.seeds[rows], self.needs_filter, self.all_greedy
@@ -111,5 +114,6 @@ def sample(logits: torch.Tensor, params: RowSampling, stream: int, step, return_
     choice = torch.where(greedy, best, drawn)
     if not return_probs:
         return choice
-    one_hot = torch.nn.functional.one_hot(best, scores.shape[-1]).to(probs.dtype)
+    # A comparison, not F.one_hot: no value check, so nothing waits on the host (graph-safe).
+    one_hot = (best[:, None] == torch.arange(scores.shape[-1], device=scores.device)).to(probs.dtype)
     return choice, torch.where(greedy[:, None], one_hot, probs)

@@ -16,7 +16,7 @@ from bark_model.constants import (
     SEMANTIC_RATE_HZ,
     SEMANTIC_VOCAB_SIZE,
 )
-from bark_model.decode_step import DecodeStep
+from bark_model.decode_step import StepRunner
 from bark_model.gpt import GPT, KVCache
 from bark_model.sampling import RowSampling, sample
 
@@ -62,111 +62,139 @@ def prefix_embeddings(model: GPT, text_ids: torch.Tensor, history: torch.Tensor)
     return torch.cat([model.wte(text_ids) + model.wte(history), model.wte(infer)], dim=1)
 
 
-@dataclass
-class _Slots:
-    """Which row each cache slot holds; a finished row's slot is refilled from the queue."""
+class SemanticWorkspace:
+    """Per-slot state of the semantic decode loop; every tensor keeps its address for life.
 
-    row: torch.Tensor  # [S] row index per slot (the dummy row N when empty)
-    steps: torch.Tensor  # [S] tokens sampled so far by the slot's row
-    done: torch.Tensor  # [S] finished (or empty)
-    logits: torch.Tensor  # [S, V] next-token logits
-    admitted_at: list  # host: global step at which each slot's row arrived (None = empty)
+    A slot holds one row at a time. Its sampling parameters and EOS rule are copied in when the
+    row is admitted, so the loop body reads slot tensors only and can be replayed as a graph.
+    """
+
+    def __init__(self, model: GPT, slots: int, max_tokens: int, use_graphs: bool):
+        device, dtype = model.wte.weight.device, model.wte.weight.dtype
+        self.model, self.slots, self.max_tokens = model, slots, max_tokens
+        self.cache = KVCache.allocate(model.config, slots, PREFIX_LEN + max_tokens, device, dtype)
+        zeros = lambda dtype: torch.zeros(slots, dtype=dtype, device=device)  # noqa: E731
+        self.logits = torch.zeros(slots, model.config.output_vocab_size, dtype=dtype, device=device)
+        self.out = torch.zeros(slots, max_tokens, dtype=torch.int64, device=device)
+        self.steps, self.done = zeros(torch.int64), torch.ones(slots, dtype=torch.bool, device=device)
+        self.limit, self.min_eos, self.eos_allowed = zeros(torch.int64), zeros(torch.float32), zeros(torch.bool)
+        self.params = RowSampling(zeros(torch.float32), zeros(torch.int64), zeros(torch.float32) + 1, zeros(torch.int64), False)
+        self.runner = StepRunner(self._body, device, use_graphs, self.cache.length)
+
+    def fits(self, slots: int, max_tokens: int, needs_filter: bool) -> bool:
+        return self.slots == slots and self.max_tokens >= max_tokens and self.params.needs_filter == needs_filter
+
+    def _body(self, kv_len: int) -> None:
+        """Sample one token per slot, book it, and run the forward pass for the next one."""
+        relevant = self.logits[:, : SEMANTIC_VOCAB_SIZE + 1].float()
+        relevant[:, SEMANTIC_PAD_TOKEN].masked_fill_(~self.eos_allowed, float("-inf"))
+        token, probs = sample(relevant, self.params, SEMANTIC_STREAM, self.steps, return_probs=True)
+        ended = self.done | (token == SEMANTIC_PAD_TOKEN) | (probs[:, SEMANTIC_PAD_TOKEN] >= self.min_eos)
+        keep = ~ended
+        col = self.steps.clamp(max=self.max_tokens - 1)[:, None]
+        self.out.scatter_(1, col, torch.where(keep, token, self.out.gather(1, col)[:, 0])[:, None])
+        self.steps += keep.long()
+        self.done.copy_(ended | (self.steps >= self.limit))
+        # Finished slots step on a harmless token at a harmless position until refilled.
+        feed = torch.where(self.done, torch.zeros_like(token), token)[:, None]
+        pos = torch.where(self.done, torch.full_like(self.steps, PREFIX_LEN), PREFIX_LEN + self.steps - 1)[:, None]
+        rows = torch.zeros_like(token)
+        self.logits.copy_(self.model(feed, positions=pos, cache=self.cache, kv_len=kv_len, logit_index=rows))
+
+    def admit(self, free: list[int], rows: list[int], batch: "_Rows") -> None:
+        """Prefill rows into free slots (one batched prefill) and copy their settings in."""
+        device = self.logits.device
+        slot_ids = torch.tensor(free, device=device)
+        row_ids = torch.tensor(rows, device=device)
+        positions = torch.arange(PREFIX_LEN, device=device).expand(len(rows), PREFIX_LEN)
+        embeds = prefix_embeddings(self.model, batch.text[row_ids], batch.hist[row_ids])
+        logits = self.model(embeds=embeds, positions=positions, cache=self.cache, kv_len=PREFIX_LEN,
+                            logit_index=positions[:, -1], slots=slot_ids)  # fmt: skip
+        self.logits[slot_ids] = logits.to(self.logits.dtype)
+        self.steps[slot_ids] = 0
+        self.done[slot_ids] = False
+        self.limit[slot_ids] = batch.limit[row_ids]
+        self.min_eos[slot_ids] = batch.min_eos[row_ids]
+        self.eos_allowed[slot_ids] = batch.eos_allowed[row_ids]
+        for mine, theirs in zip(self.params.tensors(), batch.params.tensors()):
+            mine[slot_ids] = theirs[row_ids]
+
+
+@dataclass
+class _Rows:
+    """All rows of one call, on the device, indexed by row."""
+
+    text: torch.Tensor
+    hist: torch.Tensor
+    limit: torch.Tensor
+    min_eos: torch.Tensor
+    eos_allowed: torch.Tensor
+    params: RowSampling
 
 
 @torch.inference_mode()
 def generate_semantic(
-    model: GPT, rows: list[SemanticRow], sampling: RowSampling, max_batch: int | None = None, use_graphs: bool = False
-) -> list[np.ndarray]:
+    model: GPT, rows: list[SemanticRow], sampling: RowSampling, max_batch: int | None = None,
+    use_graphs: bool = False, workspaces: dict | None = None,
+) -> list[np.ndarray]:  # fmt: skip
     """Semantic tokens for each row, decoding at most `max_batch` rows at a time.
 
     Continuous batching: every SYNC_EVERY steps the host looks at which rows finished and
     prefills waiting rows into their slots, so a batch is never held by its longest row.
     Rows never influence each other: each has its own cache slot, positions and noise stream.
+    `workspaces` (a dict the caller keeps) lets later calls reuse buffers and CUDA graphs.
     """
     device = model.wte.weight.device
     N = len(rows)
     S = min(max_batch or N, N)
-    dummy = N  # an extra output row that empty slots write into
-    text = torch.as_tensor(np.stack([r.text_ids for r in rows]), device=device)
-    hist = torch.as_tensor(np.stack([history_ids(r.history) for r in rows]), device=device)
-    per_row = lambda values: torch.tensor(values + [values[0]], device=device)  # noqa: E731  (+ dummy)
-    min_eos = per_row([r.min_eos_p if r.min_eos_p is not None else 2.0 for r in rows])
-    max_tokens = per_row([r.max_tokens for r in rows])
-    eos_allowed = per_row([r.allow_early_stop for r in rows])
-    params = RowSampling(*(torch.cat([t, t[:1]]) for t in (sampling.temperature, sampling.top_k, sampling.top_p, sampling.seeds)),
-                         sampling.needs_filter, sampling.all_greedy)  # fmt: skip
-    n_max = max(r.max_tokens for r in rows)
-    cache = KVCache.allocate(model.config, S, PREFIX_LEN + n_max, device, model.wte.weight.dtype)
-    out = torch.zeros(N + 1, n_max, dtype=torch.int64, device=device)
-    lengths = torch.zeros(N + 1, dtype=torch.int64, device=device)
-    vocab = model.config.output_vocab_size
-    slots = _Slots(torch.full((S,), dummy, device=device), torch.zeros(S, dtype=torch.int64, device=device),
-                   torch.ones(S, dtype=torch.bool, device=device), torch.zeros(S, vocab, device=device), [None] * S)  # fmt: skip
-    step_fn = DecodeStep(model, cache, use_graphs)
+    batch = _Rows(
+        torch.as_tensor(np.stack([r.text_ids for r in rows]), device=device),
+        torch.as_tensor(np.stack([history_ids(r.history) for r in rows]), device=device),
+        torch.tensor([r.max_tokens for r in rows], device=device),
+        torch.tensor([r.min_eos_p if r.min_eos_p is not None else 2.0 for r in rows], device=device),
+        torch.tensor([r.allow_early_stop for r in rows], device=device),
+        sampling,
+    )
+    ws = _workspace(model, S, max(r.max_tokens for r in rows), sampling.needs_filter, use_graphs, workspaces)
+    ws.done.fill_(True)
+    ws.params.all_greedy = sampling.all_greedy
     queue = list(range(N))
-    _admit(model, slots, list(range(S)), queue, text, hist, cache, 0)
+    holder: list[int | None] = [None] * S  # host: the row in each slot
+    admitted_at: list[int] = [0] * S
+    tokens: list[np.ndarray | None] = [None] * N
     step = 0
     while True:
-        row = slots.row
-        relevant = slots.logits[:, : SEMANTIC_VOCAB_SIZE + 1].float()
-        relevant[:, SEMANTIC_PAD_TOKEN] = relevant[:, SEMANTIC_PAD_TOKEN].masked_fill(~eos_allowed[row], float("-inf"))
-        token, probs = sample(relevant, params.select(row), SEMANTIC_STREAM, slots.steps, return_probs=True)
-        ended = slots.done | (token == SEMANTIC_PAD_TOKEN) | (probs[:, SEMANTIC_PAD_TOKEN] >= min_eos[row])
-        keep = ~ended
-        col = slots.steps.clamp(max=n_max - 1)
-        out[row, col] = torch.where(keep, token, out[row, col])
-        lengths.index_put_((row,), keep.long(), accumulate=True)
-        slots.steps += keep.long()
-        slots.done = ended | (lengths[row] >= max_tokens[row])
-        step += 1
-        # Finished rows keep stepping on a harmless token at a harmless position until refilled
-        # (built before the refill, so a just-admitted row's prompt is never overwritten).
-        feed = torch.where(slots.done, torch.zeros_like(token), token)[:, None]
-        pos = torch.where(slots.done, torch.full_like(slots.steps, PREFIX_LEN), PREFIX_LEN + slots.steps - 1)[:, None]
-        if step % SYNC_EVERY == 0 or step >= n_max:
-            # Look at the host only now and then; admitted rows bring their prefill logits.
-            finished, admitted = _refill(model, slots, queue, text, hist, cache, step, dummy)
-            if finished:
+        if step % SYNC_EVERY == 0:
+            # Look at the host only now and then: collect finished rows, admit waiting ones.
+            done = ws.done.cpu().tolist()
+            free = [s for s in range(S) if done[s]]
+            if any(holder[s] is not None for s in free):
+                out, steps = ws.out.cpu().numpy(), ws.steps.cpu().numpy()
+                for s in free:
+                    if holder[s] is not None:
+                        tokens[holder[s]], holder[s] = out[s, : steps[s]].copy(), None
+            take = free[: len(queue)]
+            if take:
+                new_rows = [queue.pop(0) for _ in take]
+                ws.admit(take, new_rows, batch)
+                for s, r in zip(take, new_rows):
+                    holder[s], admitted_at[s] = r, step
+            if all(h is None for h in holder):
                 break
-        else:
-            admitted = []
-        active = [step - a for a in slots.admitted_at if a is not None]
-        kv_len = PREFIX_LEN + max(active, default=0)
-        fresh = slots.logits[admitted].clone() if admitted else None
-        slots.logits = step_fn(feed, pos, min(kv_len, cache.length))
-        if admitted:
-            slots.logits[admitted] = fresh  # a new row's first token comes from its prefill
-    out, lengths = out.cpu().numpy(), lengths.cpu().numpy()
-    return [out[i, : lengths[i]] for i in range(N)]
+        active = [step - admitted_at[s] for s in range(S) if holder[s] is not None]
+        ws.runner(min(PREFIX_LEN + 1 + max(active, default=0), ws.cache.length))
+        step += 1
+    return tokens
 
 
-def _admit(model, slots: _Slots, free: list[int], queue: list[int], text, hist, cache, step: int) -> list[int]:
-    """Prefill waiting rows into the free slots (one batched prefill); returns the slots used."""
-    take = [queue.pop(0) for _ in free[: len(queue)]]
-    if not take:
-        return []
-    device = text.device
-    slot_ids = torch.tensor(free[: len(take)], device=device)
-    row_ids = torch.tensor(take, device=device)
-    positions = torch.arange(PREFIX_LEN, device=device).expand(len(take), PREFIX_LEN)
-    embeds = prefix_embeddings(model, text[row_ids], hist[row_ids])
-    logits = model(embeds=embeds, positions=positions, cache=cache, kv_len=PREFIX_LEN, logit_index=positions[:, -1], slots=slot_ids)
-    slots.logits[slot_ids] = logits.to(slots.logits.dtype)
-    slots.row[slot_ids] = row_ids
-    slots.steps[slot_ids] = 0
-    slots.done[slot_ids] = False
-    for s in free[: len(take)]:
-        slots.admitted_at[s] = step
-    return free[: len(take)]
-
-
-def _refill(model, slots: _Slots, queue, text, hist, cache, step: int, dummy: int) -> tuple[bool, list[int]]:
-    """Host look (one sync): free finished slots, admit waiting rows. (all done?, admitted slots)"""
-    done = slots.done.cpu().tolist()
-    free = [s for s, d in enumerate(done) if d]
-    for s in free:
-        slots.admitted_at[s] = None
-        slots.row[s] = dummy
-    if not queue:
-        return len(free) == len(done), []
-    return False, _admit(model, slots, free, queue, text, hist, cache, step)
+def _workspace(model, slots, max_tokens, needs_filter, use_graphs, workspaces) -> SemanticWorkspace:
+    """A fresh workspace, or the caller's cached one when it fits (graphs need the full length)."""
+    if workspaces is None:
+        ws = SemanticWorkspace(model, slots, max_tokens, use_graphs)
+    else:
+        key = "semantic"  # one workspace per stage: a new batch size replaces it (bounded memory)
+        ws = workspaces.get(key)
+        if ws is None or not ws.fits(slots, max_tokens, needs_filter):
+            ws = workspaces[key] = SemanticWorkspace(model, slots, MAX_SEMANTIC_TOKENS, use_graphs)
+    ws.params.needs_filter = needs_filter
+    return ws
