@@ -120,6 +120,7 @@ def time_batch(system, batch: int, spec: dict, device) -> dict:
         "peak_mb": peak_mb,
         "semantic_tokens_per_row": sorted(set(r.n_semantic_per_row)),
         "repeats": len(runs),
+        "load_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,  # CPU rows: was the machine shared?
     }
 
 
@@ -198,8 +199,7 @@ def run_job(job: dict, args, weights: Path, deadline: float) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         spec = dict(job, weights=str(weights), device=args.device, repeats=args.repeats, warmup=args.warmup,
                     deadline=deadline, result_path=f"{tmp}/result.json",
-                    agree_path=str(args.out / "agree" / f"{job['size']}-{job['system']}-{job['precision']}.npz"))  # fmt: skip
-        (args.out / "agree").mkdir(parents=True, exist_ok=True)
+                    agree_path=str(args.agree_dir / f"{job['size']}-{job['system']}-{job['precision']}.npz"))  # fmt: skip
         Path(f"{tmp}/spec.json").write_text(json.dumps(spec))
         proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--worker", f"{tmp}/spec.json"])
         result = Path(spec["result_path"])
@@ -216,8 +216,9 @@ def main(argv=None) -> int:
 
     args.device = "cuda" if args.device == "auto" and torch.cuda.is_available() else ("cpu" if args.device == "auto" else args.device)
     args.out.mkdir(parents=True, exist_ok=True)
-    for stale in (args.out / "agree").glob("*.npz"):
-        stale.unlink()  # agreement compares codes of this run only
+    # Agreement compares codes of this run only; a folder per run keeps concurrent runs apart.
+    args.agree_dir = args.out / "agree" / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    args.agree_dir.mkdir(parents=True)
     machine = machine_info(args.device)
     print(machine["line"], flush=True)
     from roofline import measure_bandwidth
@@ -238,6 +239,7 @@ def main(argv=None) -> int:
         report["rows"] += [r for r in run_job(job, args, weights, deadline) if job["batches"] or r["status"] != "ok"]
         finish(report, args, bandwidth)
     report["elapsed_s"] = time.time() - start
+    report["machine"]["load_average_end_1m"] = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     finish(report, args, bandwidth)
     print_table(report)
     return 0
@@ -246,7 +248,7 @@ def main(argv=None) -> int:
 def finish(report: dict, args, bandwidth: float) -> None:
     add_roofline(report["rows"], bandwidth)
     add_ratios(report["rows"], reference_hf=args.hf_precisions[0] if args.hf_precisions else None)
-    report["agreement"] = add_agreement(args.out / "agree", args.sizes, args.precisions)
+    report["agreement"] = add_agreement(args.agree_dir, args.sizes, args.precisions)
     for path in {args.out / "engine_bench.json", args.json} - {None}:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(json.dumps(report, indent=1, default=float))
