@@ -244,7 +244,7 @@ def _importable(name: str) -> bool:
 def load_official(weights: Path, device: torch.device):
     """Fill bark's global model registry from our Suno-layout files, with no downloads.
 
-    Mirrors tests/support/official_bark.py (which needs pytest, absent on GPU machines): an empty
+    Shared with the parity tests (tests/support/official_bark.py). An empty
     `torchaudio` stand-in when the real one can't load (encodec imports it; the token path and
     the decoder never use it), the tokenizer served from the weights directory, numpy scalars
     allowed in the checkpoints, and EnCodec built without its pretrained download.
