@@ -122,7 +122,9 @@ class BarkEngine:
         timings: dict[str, float] = {}
         report = progress or (lambda *_: None)
         with _Timer(timings, "semantic", self.device):
-            semantic = generate_semantic(self.text_model, self._semantic_rows(prepared), self._sampling(prepared, "semantic", seeds), size, self.cuda_graphs, self._workspaces)
+            params = self._sampling(prepared, "semantic", seeds)
+            rows = self._semantic_rows(prepared)
+            semantic = generate_semantic(self.text_model, rows, params, size, self.cuda_graphs, self._workspaces)
         report("semantic", n, n)
         for p, tokens in zip(prepared, semantic):
             if len(tokens) == 0:
@@ -131,12 +133,17 @@ class BarkEngine:
         order = sorted(range(n), key=lambda i: coarse_rows[i].n_steps, reverse=True)
         batches = [order[i : i + size] for i in range(0, n, size)]
         coarse, fine, audio = [None] * n, [None] * n, [None] * n
-        for stage, run in (
-            ("coarse", lambda idx: generate_coarse(self.coarse_model, [coarse_rows[i] for i in idx], self._sampling([prepared[i] for i in idx], "coarse", [seeds[i] for i in idx]), self.cuda_graphs, self._workspaces)),
-            ("fine", lambda idx: generate_fine(self.fine_model, [FineRow(coarse[i], _fine_history(prepared[i])) for i in idx], self._sampling([prepared[i] for i in idx], "fine", [seeds[i] for i in idx]))),
-            ("decode", lambda idx: self.decode([fine[i] for i in idx])),
-        ):  # fmt: skip
-            target = {"coarse": coarse, "fine": fine, "decode": audio}[stage]
+
+        def coarse_batch(idx):
+            params = self._sampling([prepared[i] for i in idx], "coarse", [seeds[i] for i in idx])
+            return generate_coarse(self.coarse_model, [coarse_rows[i] for i in idx], params, self.cuda_graphs, self._workspaces)
+
+        def fine_batch(idx):
+            params = self._sampling([prepared[i] for i in idx], "fine", [seeds[i] for i in idx])
+            return generate_fine(self.fine_model, [FineRow(coarse[i], _fine_history(prepared[i])) for i in idx], params)
+
+        for stage, run, target in (("coarse", coarse_batch, coarse), ("fine", fine_batch, fine),
+                                   ("decode", lambda idx: self.decode([fine[i] for i in idx]), audio)):  # fmt: skip
             with _Timer(timings, stage, self.device):
                 for k, idx in enumerate(batches):
                     for i, value in zip(idx, run(idx)):
