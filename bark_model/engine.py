@@ -46,7 +46,7 @@ class BarkEngine:
         self._workspaces: dict = {}  # decode buffers and CUDA graphs, kept across calls
 
     @classmethod
-    def from_pretrained(
+    def from_dir(
         cls, weights_dir: str | Path, device: str = "auto", precision: str = "fp32", cuda_graphs: bool = True
     ) -> "BarkEngine":
         """Load from a Suno- or Hugging Face-layout directory (detected from its files).

@@ -16,7 +16,7 @@ import tempfile, time
 from bark_model import BarkEngine, GenerationRequest
 from bark_model.random_weights import make_random_weights
 w = make_random_weights(tempfile.mkdtemp(), size="tiny", layout="suno")
-e = BarkEngine.from_pretrained(w, device="cuda", precision="fp16")
+e = BarkEngine.from_dir(w, device="cuda", precision="fp16")
 e.generate([GenerationRequest.simple("warm up", max_duration_s=2.0)])
 t = time.perf_counter(); e.generate([GenerationRequest.simple("graphs?", max_duration_s=2.0)]); dt = time.perf_counter() - t
 for stage, ws in e._workspaces.items():

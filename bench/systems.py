@@ -74,7 +74,7 @@ class OursSystem:
 
         self.device = device
         self.precision = precision
-        self.engine = BarkEngine.from_pretrained(weights, device=str(device), precision=precision)
+        self.engine = BarkEngine.from_dir(weights, device=str(device), precision=precision)
 
     def run(self, batch: int, n_tokens: int, greedy: bool = False) -> Run:
         from bark_model import GenerationRequest

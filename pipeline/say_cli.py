@@ -93,7 +93,7 @@ def _load_engine(weights: Path, voice, device: str, precision: str):
     from bark_model import BarkEngine
 
     try:
-        engine = BarkEngine.from_pretrained(weights, device=device, precision=precision)
+        engine = BarkEngine.from_dir(weights, device=device, precision=precision)
         engine.load_voice(voice)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))

@@ -49,7 +49,7 @@ def load_engine(weights: str, device: str, precision: str):
     """Engine factory for the actors (module level so it pickles by reference)."""
     from bark_model import BarkEngine
 
-    return BarkEngine.from_pretrained(weights, device=device, precision=precision)
+    return BarkEngine.from_dir(weights, device=device, precision=precision)
 
 
 @dataclass(frozen=True)

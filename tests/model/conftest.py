@@ -18,4 +18,4 @@ def tiny_hf(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def engine(tiny_suno):
-    return BarkEngine.from_pretrained(tiny_suno, device="cpu", precision="fp32")
+    return BarkEngine.from_dir(tiny_suno, device="cpu", precision="fp32")

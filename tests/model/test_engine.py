@@ -21,7 +21,7 @@ ROWS = [
 
 
 def test_suno_and_hf_layouts_give_identical_output(engine, tiny_hf):
-    hf_engine = BarkEngine.from_pretrained(tiny_hf, device="cpu")
+    hf_engine = BarkEngine.from_dir(tiny_hf, device="cpu")
     assert hf_engine.model_info["layout"] == "hf" and engine.model_info["layout"] == "suno"
     sampled = GenerationRequest.simple("Same weights, two formats.", voice="v2/en_speaker_1", seed=5, max_duration_s=0.8)
     for a, b in zip(engine.generate([ROWS[1], sampled]), hf_engine.generate([ROWS[1], sampled])):

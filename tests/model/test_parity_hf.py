@@ -17,7 +17,7 @@ def hf_bark(tiny_hf):
 
 @pytest.fixture(scope="module")
 def ours(tiny_hf):
-    return BarkEngine.from_pretrained(tiny_hf, device="cpu", precision="fp32")
+    return BarkEngine.from_dir(tiny_hf, device="cpu", precision="fp32")
 
 
 def assert_close(actual, expected):
