@@ -71,14 +71,14 @@ def generate_fine(model: FineGPT, rows: list[FineRow], sampling: RowSampling) ->
         )  # [B', 1024, 8]
         rel = torch.as_tensor([r for _, r in spans], device=device)
         fill = positions[None, :] >= rel[:, None]  # [B', 1024] positions this window writes
-        row_sampling = sampling.select(torch.as_tensor(active, device=device))
+        # Positions are sampled as rows: each row's parameters repeated for its 1024 positions.
+        position_sampling = sampling.select(torch.as_tensor(active, device=device).repeat_interleave(FINE_WINDOW))
         for codebook in range(n_coarse, N_FINE_CODEBOOKS):
             logits = model(codebook, window)[:, :, :CODEBOOK_SIZE]  # [B', 1024, 1024]
             flat = logits.reshape(-1, CODEBOOK_SIZE)
             # One noise stream per (loop, codebook); positions index it, so draws stay per row.
             step = (loop * N_FINE_CODEBOOKS + codebook) * FINE_WINDOW + positions.repeat(len(active))
-            flat_sampling = _per_position(row_sampling, FINE_WINDOW)
-            pred = sample(flat, flat_sampling, FINE_STREAM, step).view(len(active), FINE_WINDOW)
+            pred = sample(flat, position_sampling, FINE_STREAM, step).view(len(active), FINE_WINDOW)
             window[:, :, codebook] = torch.where(fill, pred, window[:, :, codebook])
         result = window.cpu().numpy()
         for k, (i, (start, _)) in enumerate(zip(active, spans)):
@@ -90,14 +90,3 @@ def generate_fine(model: FineGPT, rows: list[FineRow], sampling: RowSampling) ->
         out.append(codes)
     return out
 
-
-def _per_position(params: RowSampling, n: int) -> RowSampling:
-    """Repeat each row's parameters for its n positions (positions are sampled as rows)."""
-    return RowSampling(
-        params.temperature.repeat_interleave(n),
-        params.top_k.repeat_interleave(n),
-        params.top_p.repeat_interleave(n),
-        params.seeds.repeat_interleave(n),
-        params.needs_filter,
-        params.all_greedy,
-    )

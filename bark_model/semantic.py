@@ -157,7 +157,6 @@ def generate_semantic(
     )
     ws = _workspace(model, S, max(r.max_tokens for r in rows), sampling.needs_filter, use_graphs, workspaces)
     ws.done.fill_(True)
-    ws.params.all_greedy = sampling.all_greedy
     queue = list(range(N))
     holder: list[int | None] = [None] * S  # host: the row in each slot
     admitted_at: list[int] = [0] * S
