@@ -8,7 +8,8 @@ from typing import Annotated, Optional
 
 import typer
 
-USER_ERROR_EXIT = 2
+from pipeline.cli_errors import fail as _fail
+
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")  # en, pt-BR, zh_Hans
 
 manifest_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Make manifests from books.")
@@ -16,11 +17,6 @@ manifest_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Mak
 OutOption = Annotated[Path, typer.Option("--out", help="Parquet file to write (local path or s3://...).")]
 PrefixOption = Annotated[Optional[str], typer.Option("--id-prefix", help="Row ids are PREFIX-001, ... [default: the file name].")]
 LanguageOption = Annotated[Optional[str], typer.Option("--language", help="Add a language column (en, de, ...) for every row.")]
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(USER_ERROR_EXIT)
 
 
 def _write(df, book: Path, out: Path, language: str | None) -> None:

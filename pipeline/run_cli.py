@@ -7,16 +7,9 @@ from typing import Annotated, Optional
 
 import typer
 
-# User mistakes: a wrong path, a missing column, a bad key, missing weights. Exit 2 without a traceback.
-USER_ERROR_EXIT = 2
+from pipeline.cli_errors import fail
+
 UNACCOUNTED_EXIT = 1
-
-
-def _fail(exc: Exception) -> None:
-    from pipeline.storage import redact_url
-
-    typer.echo(f"error: {redact_url(str(exc))}", err=True)
-    raise typer.Exit(USER_ERROR_EXIT)
 
 
 def validate_command(config: Path, overrides: list[str]) -> None:
@@ -32,7 +25,7 @@ def validate_command(config: Path, overrides: list[str]) -> None:
         info = inspect_manifest(i.path, i.storage_options, i.id_column, i.text_column)
         _, problems = id_problems(read_ids(info))
     except (ValueError, FileNotFoundError, PermissionError) as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(f"config ok; manifest: {info.num_rows} rows in {len(info.files)} file(s), "
                f"columns {', '.join(info.schema.names)}")
     if problems:
@@ -57,7 +50,7 @@ def run_command(config: Path, overrides: list[str], dry_run: bool) -> None:
             return
         summary = run(cfg)
     except (ValueError, FileNotFoundError, PermissionError) as exc:
-        _fail(exc)
+        fail(exc)
     typer.echo(table(summary))
     if not summary["accounted"]:
         typer.echo("error: some input rows are neither written nor in errors/; rerun to resume them", err=True)

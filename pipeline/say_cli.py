@@ -7,16 +7,12 @@ from typing import Annotated, Optional
 
 import typer
 
-USER_ERROR_EXIT = 2
+from pipeline.cli_errors import fail as _fail
+
 DEFAULT_BATCH_SIZE = 8  # chunks per engine call when not streaming
 PCM_SCALE = 32767  # float [-1, 1] -> signed 16-bit
 
 weights_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Get Bark weights.")
-
-
-def _fail(message: str) -> None:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(USER_ERROR_EXIT)
 
 
 def _texts(texts: list[str], text_file: Optional[Path]) -> list[str]:
