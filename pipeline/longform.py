@@ -27,9 +27,9 @@ class SpokenText:
 def chunk_requests(engine, text: str, *, voice=None, seed: int = 0, text_temp: float = 0.7,
                    waveform_temp: float = 0.7, max_duration: float | None = None, language: str = "en"):  # fmt: skip
     """(chunks, requests) for a text; chunk k's seed is derived from `seed` as in `barkpipe run`."""
-    from pipeline.segment import split_into_chunks
-    from pipeline.synthesize import chunk_seed
-    from pipeline.textprep import normalize_text
+    from pipeline.text.segment import split_into_chunks
+    from pipeline.batch.synthesize import chunk_seed
+    from pipeline.text.normalize import normalize_text
 
     chunks = split_into_chunks(normalize_text(text, language), language=language, count_tokens=engine.count_text_tokens)
     if not chunks:
@@ -69,7 +69,7 @@ def stream_speech(engine, text: str, *, batch_size: int = 1, pause_s: float = 0.
     because joining fades them out. (Exact up to samples clipped at full scale inside a fade.)
     """
     from bark_model.streaming import stream_chunks
-    from pipeline.assemble import join_chunks, trim_silence
+    from pipeline.audio.assemble import join_chunks, trim_silence
 
     chunks, requests = chunk_requests(engine, text, **kwargs)
     held = None  # joined audio not yet yielded: the tail that the next join may fade
@@ -90,7 +90,7 @@ def stream_speech(engine, text: str, *, batch_size: int = 1, pause_s: float = 0.
 
 
 def _join(chunks, results, pause_s, paragraph_pause_s) -> SpokenText:
-    from pipeline.assemble import join_chunks, trim_silence
+    from pipeline.audio.assemble import join_chunks, trim_silence
 
     sr = results[0].sample_rate
     if len(results) == 1:

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
-from pipeline.config import validate_config
-from pipeline.synthesize import StageSettings, SynthesizeStage
+from pipeline.batch.config import validate_config
+from pipeline.batch.synthesize import StageSettings, SynthesizeStage
 
 PRESET = "v2/en_speaker_0"  # shipped with the random weights
 # Four paragraphs: a chunk never spans a paragraph break, so this row is exactly four chunks.
@@ -36,7 +36,7 @@ class RecordingEngine:
 
 @pytest.fixture(scope="module")
 def engine(tiny_weights):
-    from pipeline.synthesize import load_engine
+    from pipeline.batch.synthesize import load_engine
 
     return load_engine(str(tiny_weights), "cpu", "fp32")
 

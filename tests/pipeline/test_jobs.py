@@ -8,7 +8,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config import load_config
+from pipeline.batch.config import load_config
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 # A value that only references the environment, e.g. "${BARKPIPE_S3_SECRET_ACCESS_KEY}".

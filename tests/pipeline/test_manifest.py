@@ -6,7 +6,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.manifest import id_problems, inspect_manifest, read_ids, row_problem, safe_name
+from pipeline.batch.manifest import id_problems, inspect_manifest, read_ids, row_problem, safe_name
 
 
 def write(path, **columns):

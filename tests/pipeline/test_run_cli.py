@@ -14,7 +14,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.run_cli import register
+from pipeline.cli.run import register
 
 REPO = Path(__file__).resolve().parents[2]
 LONG = " ".join(["This sentence is here to make the row long enough for several chunks."] * 6)
@@ -76,7 +76,7 @@ def test_user_mistakes_exit_2_with_one_line(app, config, command, override, mess
 
 def test_dry_run_prints_the_plan_without_loading_a_model_or_ray(config):
     code = (
-        "import sys; from pathlib import Path; from pipeline.run_cli import run_command; "
+        "import sys; from pathlib import Path; from pipeline.cli.run import run_command; "
         f"run_command(Path({str(config)!r}), [], True); "
         "heavy = [m for m in ('torch', 'ray', 'bark_model.engine') if m in sys.modules]; "
         "print('HEAVY', heavy)"
@@ -94,6 +94,6 @@ def test_dry_run_prints_the_plan_without_loading_a_model_or_ray(config):
 
 
 def test_importing_the_commands_stays_light():
-    code = "import sys, pipeline.run_cli; print(json.dumps([m for m in ('torch', 'ray', 'pyarrow') if m in sys.modules]))"
+    code = "import sys, pipeline.cli.run; print(json.dumps([m for m in ('torch', 'ray', 'pyarrow') if m in sys.modules]))"
     proc = subprocess.run([sys.executable, "-c", "import json; " + code], capture_output=True, text=True, cwd=REPO)
     assert json.loads(proc.stdout) == [], proc.stderr

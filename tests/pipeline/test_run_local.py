@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline.config import validate_config
-from pipeline.runner import check_resources, prepare, run
+from pipeline.batch.config import validate_config
+from pipeline.batch.runner import check_resources, prepare, run
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -131,12 +131,12 @@ def test_rerun_resumes_and_writes_nothing(first_run):
 def test_resuming_with_other_audio_settings_warns(first_run, caplog):
     cfg, _, _ = first_run
     changed = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={"text_temp": 0.5})})
-    with caplog.at_level("WARNING", logger="pipeline.runner"):
+    with caplog.at_level("WARNING", logger="pipeline.batch.runner"):
         summary = run(changed, progress=False)
     assert summary["this_run"]["rows"] == 0
     assert "different model/generation/segment/quality settings" in caplog.text
     caplog.clear()
-    with caplog.at_level("WARNING", logger="pipeline.runner"):
+    with caplog.at_level("WARNING", logger="pipeline.batch.runner"):
         run(changed, progress=False)  # same settings as the summary now on disk: quiet
     assert caplog.text == ""
 
@@ -156,7 +156,7 @@ def test_plans_that_would_wait_forever_fail_fast(ray_local, caplog):
     greedy = validate_config({**base, "compute": {"actors": 3, "gpus_per_actor": 1, "cpus_per_actor": 0.5}})
     with pytest.raises(ValueError, match="3 GPUs but the cluster has 2"):
         check_resources(greedy, strict=True)
-    with caplog.at_level("WARNING", logger="pipeline.runner"):
+    with caplog.at_level("WARNING", logger="pipeline.batch.runner"):
         check_resources(greedy, strict=False)  # a connected cluster may autoscale
     assert "3 GPUs" in caplog.text
     check_resources(validate_config({**base, "compute": {"actors": 2, "gpus_per_actor": 1, "cpus_per_actor": 1}}),
@@ -185,7 +185,7 @@ def test_resume_after_a_kill_loses_nothing_and_duplicates_nothing(ray_local, tin
 def kill_after_first_commit(cfg_dict: dict, out: Path, timeout_s: float = 180.0) -> int:
     """Run the pipeline in a child process (its own local Ray) and SIGKILL its process group once
     the first metadata part is committed; returns how many rows were committed by then."""
-    code = ("import json, sys; from pipeline.config import validate_config; from pipeline.runner import run; "
+    code = ("import json, sys; from pipeline.batch.config import validate_config; from pipeline.batch.runner import run; "
             "run(validate_config(json.loads(sys.argv[1])), progress=False)")
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO))
     env.pop("RAY_ADDRESS", None)

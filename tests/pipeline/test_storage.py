@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.sink import part_name, read_committed, write_block, write_manifest_errors
+from pipeline.batch.sink import part_name, read_committed, write_block, write_manifest_errors
 from pipeline.storage import Store, is_transient, redact_url, retry
 
 
@@ -60,7 +60,7 @@ def test_redact_url_hides_userinfo():
 
 
 def _block(rows):
-    from pipeline.schema import row_fields
+    from pipeline.batch.schema import row_fields
 
     schema = pa.schema(row_fields())
     full = [{name: r.get(name) for name in schema.names} for r in rows]

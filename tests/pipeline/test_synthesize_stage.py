@@ -10,9 +10,9 @@ import pyarrow as pa
 import pytest
 import soundfile as sf
 
-from pipeline.config import validate_config
-from pipeline.segment import estimate_seconds
-from pipeline.synthesize import StageSettings, SynthesizeStage, chunk_seed, derive_seed
+from pipeline.batch.config import validate_config
+from pipeline.text.segment import estimate_seconds
+from pipeline.batch.synthesize import StageSettings, SynthesizeStage, chunk_seed, derive_seed
 
 SR = 24_000
 # Settings that keep the arithmetic easy: no trimming, no fades, 0.1 s between chunks.
@@ -231,7 +231,7 @@ def test_chain_and_gates_with_the_real_tiny_engine(tiny_weights):
     """The stage against the real engine: VoicePrompt chaining, per-chunk measures, decodable audio."""
     from functools import partial
 
-    from pipeline.synthesize import load_engine
+    from pipeline.batch.synthesize import load_engine
 
     # No preset voice and gates that pass capped audio: prompts and retries only cost time here.
     settings = replace(BASE, continuity="chain-reset-every", reset_every=2, max_duration=0.5, quality=True,

@@ -1,4 +1,4 @@
-"""Tests for pipeline.assemble: trimming, joining with pauses, loudness and encoding."""
+"""Tests for pipeline.audio.assemble: trimming, joining with pauses, loudness and encoding."""
 
 import io
 
@@ -7,7 +7,7 @@ import pyloudnorm
 import pytest
 import soundfile as sf
 
-from pipeline.assemble import PEAK_LIMIT, encode_audio, join_chunks, normalize_loudness, trim_silence
+from pipeline.audio.assemble import PEAK_LIMIT, encode_audio, join_chunks, normalize_loudness, trim_silence
 
 SR = 24_000
 

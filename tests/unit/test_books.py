@@ -1,9 +1,9 @@
-"""Tests for pipeline.books: chapter manifests from text and EPUB, Parquet output."""
+"""Tests for pipeline.text.books: chapter manifests from text and EPUB, Parquet output."""
 
 import pandas as pd
 import pytest
 
-from pipeline.books import manifest_from_epub, manifest_from_text, write_manifest
+from pipeline.text.books import manifest_from_epub, manifest_from_text, write_manifest
 
 BOOK = """THE TALE
 by A. Writer

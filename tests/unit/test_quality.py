@@ -1,9 +1,9 @@
-"""Tests for pipeline.quality: the measures and the gates on synthetic audio."""
+"""Tests for pipeline.audio.quality: the measures and the gates on synthetic audio."""
 
 import numpy as np
 import pytest
 
-from pipeline.quality import GateLimits, WordErrorCheck, check_gates, measure_chunk
+from pipeline.audio.quality import GateLimits, WordErrorCheck, check_gates, measure_chunk
 
 SR = 24_000
 

@@ -1,12 +1,12 @@
-"""Tests for pipeline.segment: sentence packing, limits, cues intact, nothing lost or reordered."""
+"""Tests for pipeline.text.segment: sentence packing, limits, cues intact, nothing lost or reordered."""
 
 import re
 from pathlib import Path
 
 import pytest
 
-from pipeline.segment import Chunk, estimate_seconds, estimate_tokens, split_into_chunks
-from pipeline.textprep import normalize_text, protected_spans
+from pipeline.text.segment import Chunk, estimate_seconds, estimate_tokens, split_into_chunks
+from pipeline.text.normalize import normalize_text, protected_spans
 
 # The real mBERT vocabulary ships with bark_model (the same file as shared/data's copy).
 VOCAB = Path(__file__).resolve().parents[2] / "bark_model" / "assets" / "bert-base-multilingual-cased-vocab.txt"

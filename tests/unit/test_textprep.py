@@ -1,8 +1,8 @@
-"""Tests for pipeline.textprep: whitespace, quotes, dashes, numbers, abbreviations, cues."""
+"""Tests for pipeline.text.normalize: whitespace, quotes, dashes, numbers, abbreviations, cues."""
 
 import pytest
 
-from pipeline.textprep import PARAGRAPH_BREAK, normalize_text, protected_spans
+from pipeline.text.normalize import PARAGRAPH_BREAK, normalize_text, protected_spans
 
 
 def test_whitespace_collapses_and_paragraphs_survive():

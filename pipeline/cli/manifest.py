@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.cli_errors import fail as _fail
+from pipeline.cli.errors import fail as _fail
 
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")  # en, pt-BR, zh_Hans
 
@@ -20,7 +20,7 @@ LanguageOption = Annotated[Optional[str], typer.Option("--language", help="Add a
 
 
 def _write(df, book: Path, out: Path, language: str | None) -> None:
-    from pipeline.books import write_manifest
+    from pipeline.text.books import write_manifest
 
     if df.empty:
         _fail(f"no chapters found in {book}: it has no document with text")
@@ -43,7 +43,7 @@ def _from_text(
     language: LanguageOption = None,
 ) -> None:
     """One row per chapter of a plain-text book; the heading is read out before its chapter."""
-    from pipeline.books import DEFAULT_HEADING_PATTERN, manifest_from_text
+    from pipeline.text.books import DEFAULT_HEADING_PATTERN, manifest_from_text
 
     if not book.is_file():
         _fail(f"book file not found: {book}")
@@ -69,7 +69,7 @@ def _from_epub(
 
     from ebooklib.epub import EpubException
 
-    from pipeline.books import manifest_from_epub
+    from pipeline.text.books import manifest_from_epub
 
     if not book.is_file():
         _fail(f"EPUB file not found: {book}")

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import pysbd
 from pysbd.languages import LANGUAGE_CODES as PYSBD_LANGUAGES
 
-from pipeline.textprep import PROTECTED_PATTERN
+from pipeline.text.normalize import PROTECTED_PATTERN
 
 # Speaking-rate estimate, by script. Bark reads roughly at conversational speed:
 # ~150 words/min of English is ~12 letters/s (spaces not counted); Mandarin runs at
@@ -76,7 +76,7 @@ def split_into_chunks(
     target_seconds: float = 12.0,
     max_seconds: float = 14.0,
 ) -> list[Chunk]:
-    """Split normalised `text` (see textprep.normalize_text) into chunks.
+    """Split normalised `text` (see normalize.normalize_text) into chunks.
 
     Whole sentences are packed up to `target_seconds`; a sentence over `max_seconds`
     or `max_tokens` is cut at clauses, then at words (between characters for Han and

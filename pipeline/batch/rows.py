@@ -5,19 +5,19 @@ from __future__ import annotations
 import time
 from functools import lru_cache
 
-from pipeline.manifest import ID, OPTIONAL_COLUMNS, TEXT, safe_name
+from pipeline.batch.manifest import ID, OPTIONAL_COLUMNS, TEXT, safe_name
 
 
 @lru_cache(maxsize=8)
 def _limits(pairs: tuple):
-    from pipeline.quality import GateLimits
+    from pipeline.audio.quality import GateLimits
 
     return GateLimits(**dict(pairs))
 
 
 def judge(job, settings) -> bool:
     """Measure one generated chunk and record which gates it fails; True when it passes."""
-    from pipeline.quality import check_gates, measure_chunk
+    from pipeline.audio.quality import check_gates, measure_chunk
 
     result = job.result
     job.measures = measure_chunk(result.audio, result.sample_rate, max(job.chunk.est_seconds, 1e-3))
@@ -28,7 +28,7 @@ def judge(job, settings) -> bool:
 
 def assemble(row, settings) -> tuple[bytes, float, int]:
     """(encoded audio, duration in seconds, sample rate) of a row's chunks joined in order."""
-    from pipeline.assemble import encode_audio, join_chunks, normalize_loudness, trim_silence
+    from pipeline.audio.assemble import encode_audio, join_chunks, normalize_loudness, trim_silence
 
     start = time.perf_counter()
     sr = row.jobs[0].result.sample_rate
@@ -50,7 +50,7 @@ def assemble(row, settings) -> tuple[bytes, float, int]:
 
 def finish(row, settings, model: str, checksum: str) -> dict:
     """The output record of one row: audio and metadata, or the error that stopped it."""
-    from pipeline.synthesize import is_fatal
+    from pipeline.batch.synthesize import is_fatal
 
     record = {"id": row.id if isinstance(row.id, str) else None, "ok": False, "text": row.text or None}
     if row.error is None:
@@ -94,7 +94,7 @@ def output_table(batch, rows, stage):
     """Arrow table of the stage's records, followed by the manifest's carried columns (types untouched)."""
     import pyarrow as pa
 
-    from pipeline.schema import carried_name, row_fields
+    from pipeline.batch.schema import carried_name, row_fields
 
     info = stage.engine.model_info
     model, checksum = _model_label(info), str(info.get("checksum", ""))

@@ -7,7 +7,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.cli_errors import fail as _fail
+from pipeline.cli.errors import fail as _fail
 
 DEFAULT_BATCH_SIZE = 8  # chunks per engine call when not streaming
 PCM_SCALE = 32767  # float [-1, 1] -> signed 16-bit

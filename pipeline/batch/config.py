@@ -81,7 +81,7 @@ class SegmentConfig(Section):
 
 class QualityConfig(Section):
     enabled: bool = Field(False, description="Measure every chunk and regenerate those that fail the gates.")
-    limits: dict[str, float] = Field(default_factory=dict, description="Overrides of pipeline.quality.GateLimits fields.")
+    limits: dict[str, float] = Field(default_factory=dict, description="Overrides of pipeline.audio.quality.GateLimits fields.")
     max_retries: int = Field(2, ge=0, description="Regenerations (with a derived seed) of a failing chunk.")
     on_fail: Literal["flag", "error"] = Field("flag", description="A chunk that never passes: flag the row or error it.")
 
@@ -90,7 +90,7 @@ class QualityConfig(Section):
     def _known_limits(cls, limits: dict[str, float]) -> dict[str, float]:
         if not limits:
             return limits
-        from pipeline.quality import GateLimits  # light module; names the allowed keys
+        from pipeline.audio.quality import GateLimits  # light module; names the allowed keys
 
         allowed = sorted(GateLimits.__dataclass_fields__)
         unknown = sorted(set(limits) - set(allowed))

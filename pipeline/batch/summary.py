@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 
-from pipeline.config import content_hash, public_dict
+from pipeline.batch.config import content_hash, public_dict
 
 
 def plan(prep) -> dict:
@@ -15,9 +15,9 @@ def plan(prep) -> dict:
     """
     import pyarrow.dataset as pads
 
-    from pipeline.manifest import clean
-    from pipeline.segment import split_into_chunks
-    from pipeline.textprep import normalize_text
+    from pipeline.batch.manifest import clean
+    from pipeline.text.segment import split_into_chunks
+    from pipeline.text.normalize import normalize_text
 
     cfg, info = prep.config, prep.manifest
     columns = [info.id_column, info.text_column] + (["language"] if "language" in info.optional else [])

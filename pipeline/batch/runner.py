@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
 
-from pipeline.config import RunConfig, config_hash
-from pipeline.manifest import ID, TEXT, ManifestInfo, id_problems, inspect_manifest, read_ids
-from pipeline.sink import Committed, read_committed, write_block, write_manifest_errors
+from pipeline.batch.config import RunConfig, config_hash
+from pipeline.batch.manifest import ID, TEXT, ManifestInfo, id_problems, inspect_manifest, read_ids
+from pipeline.batch.sink import Committed, read_committed, write_block, write_manifest_errors
 from pipeline.storage import Store
 
 log = logging.getLogger(__name__)
@@ -102,7 +102,7 @@ def prepare(cfg: RunConfig) -> Prepared:
 
 def run(cfg: RunConfig, *, progress: bool = True) -> dict:
     """Run the whole pipeline (resuming unless output.overwrite) and return the summary."""
-    from pipeline.report import finish_summary
+    from pipeline.batch.summary import finish_summary
 
     started = time.perf_counter()
     check_weights(cfg)
@@ -122,8 +122,8 @@ def run(cfg: RunConfig, *, progress: bool = True) -> dict:
 
 
 def warn_if_config_changed(prep: Prepared) -> None:
-    from pipeline.config import content_hash
-    from pipeline.report import previous_content_hash
+    from pipeline.batch.config import content_hash
+    from pipeline.batch.summary import previous_content_hash
 
     before = None if prep.config.output.overwrite else previous_content_hash(prep.store)
     if before and before != content_hash(prep.config) and prep.committed.ok:
@@ -226,7 +226,7 @@ def build_dataset(prep: Prepared):
 def _stages(ds, prep: Prepared, window: int):
     from ray.data import ActorPoolStrategy
 
-    from pipeline.synthesize import StageSettings, SynthesizeStage, load_engine
+    from pipeline.batch.synthesize import StageSettings, SynthesizeStage, load_engine
 
     cfg, c = prep.config, prep.config.compute
     engine_factory = partial(load_engine, cfg.model.weights, cfg.model.device, cfg.model.precision)

@@ -9,7 +9,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
-from pipeline.manifest import clean, id_problem, row_problem
+from pipeline.batch.manifest import clean, id_problem, row_problem
 
 # Substrings of RuntimeError messages that mean the device itself is in trouble, not the row.
 log = logging.getLogger(__name__)
@@ -123,7 +123,7 @@ class Job:
     """One chunk to generate; `attempt` counts quality regenerations."""
 
     row: Row
-    chunk: Any  # pipeline.segment.Chunk
+    chunk: Any  # pipeline.text.segment.Chunk
     seed: int
     voice: Any = None
     attempt: int = 0
@@ -151,7 +151,7 @@ class SynthesizeStage:
         self._voices: dict[Any, Any] = {}  # voice spec -> VoicePrompt | None | the error it raised
 
     def __call__(self, batch):
-        from pipeline.rows import output_table
+        from pipeline.batch.rows import output_table
 
         start = time.perf_counter()
         rows = [self._prepare(i, raw) for i, raw in enumerate(batch.to_pylist())]
@@ -207,8 +207,8 @@ class SynthesizeStage:
         return voice
 
     def _split(self, row: Row) -> list:
-        from pipeline.segment import split_into_chunks
-        from pipeline.textprep import normalize_text
+        from pipeline.text.segment import split_into_chunks
+        from pipeline.text.normalize import normalize_text
 
         s = self.settings
         try:
@@ -319,7 +319,7 @@ class SynthesizeStage:
         return results
 
     def _judge(self, job: Job) -> bool:
-        from pipeline.rows import judge
+        from pipeline.batch.rows import judge
 
         start = time.perf_counter()
         passed = judge(job, self.settings)

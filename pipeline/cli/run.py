@@ -7,16 +7,16 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.cli_errors import fail
+from pipeline.cli.errors import fail
 
 UNACCOUNTED_EXIT = 1
 
 
 def validate_command(config: Path, overrides: list[str]) -> None:
     """Check the config, the weights directory and the manifest's schema without running anything."""
-    from pipeline.config import load_config
-    from pipeline.manifest import id_problems, inspect_manifest, read_ids
-    from pipeline.runner import check_weights
+    from pipeline.batch.config import load_config
+    from pipeline.batch.manifest import id_problems, inspect_manifest, read_ids
+    from pipeline.batch.runner import check_weights
 
     try:
         cfg = load_config(config, overrides or [])
@@ -36,9 +36,9 @@ def run_command(config: Path, overrides: list[str], dry_run: bool) -> None:
     """Run the pipeline described by a config (or, with dry_run, print its plan)."""
     import yaml
 
-    from pipeline.config import load_config, public_dict
-    from pipeline.report import plan, plan_table, table
-    from pipeline.runner import check_weights, prepare, run
+    from pipeline.batch.config import load_config, public_dict
+    from pipeline.batch.summary import plan, plan_table, table
+    from pipeline.batch.runner import check_weights, prepare, run
 
     try:
         cfg = load_config(config, overrides or [])

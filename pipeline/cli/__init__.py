@@ -2,7 +2,7 @@
 
 import typer
 
-from pipeline import manifest_cli, run_cli, say_cli
+from pipeline.cli import manifest, run, say
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
 
@@ -12,9 +12,9 @@ def main() -> None:
     """Batch text-to-speech with Bark."""
 
 
-say_cli.register(app)
-run_cli.register(app)
-manifest_cli.register(app)
+say.register(app)
+run.register(app)
+manifest.register(app)
 
 if __name__ == "__main__":
     app(prog_name="barkpipe")

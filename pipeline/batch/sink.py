@@ -12,7 +12,7 @@ import io
 import time
 from dataclasses import dataclass, field
 
-from pipeline.schema import TRANSIENT_COLUMNS, error_schema, summary_schema
+from pipeline.batch.schema import TRANSIENT_COLUMNS, error_schema, summary_schema
 from pipeline.storage import Store
 
 AUDIO, METADATA, ERRORS = "audio", "metadata", "errors"

@@ -1,0 +1,1 @@
+"""Audio out: trimming, joining, loudness, quality measures, encoding."""

@@ -1,0 +1,1 @@
+"""The batch run: config, manifest, Ray Data stages, writing and the summary."""

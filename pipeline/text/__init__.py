@@ -1,0 +1,1 @@
+"""Text in: normalising, splitting into Bark-sized chunks, books to manifests."""
