@@ -2,36 +2,55 @@
 
 from __future__ import annotations
 
+import logging
 import os
+import random
 import re
 import time
 import uuid
 from dataclasses import dataclass
 from typing import Any, Callable, TypeVar
 
-T = TypeVar("T")
+from pipeline.redact import redact_text
 
+T = TypeVar("T")
+log = logging.getLogger(__name__)
+
+# output.retry_s's default: long enough to ride out an S3 restart or a network blip of minutes.
+DEFAULT_RETRY_S = 300.0
+FIRST_DELAY_S = 0.25  # first backoff; doubles per attempt...
+MAX_DELAY_S = 15.0  # ...up to this, so an outage that ends is noticed within ~15 s
+MARKER = ".barkpipe-output"  # written into every output root; overwrite deletes only where it is
+OUTPUT_DIRS = ("audio", "metadata", "errors")
 # Errors that say something about the request itself; retrying cannot change the answer.
 _PERMANENT = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 # Fragments of botocore/aiohttp/OS messages and class names that mean "try again later".
 _TRANSIENT_MARKERS = (
     "slowdown", "throttl", "timeout", "timed out", "temporarily", "serviceunavailable", "service unavailable",
-    "internalerror", "internal error", "connection reset", "connection aborted", "connectionerror",
-    "broken pipe", "requesttimeout", "endpointconnectionerror", "server disconnected",
+    "internalerror", "internal error", "connection reset", "connection aborted", "connection refused",
+    "connectionerror", "broken pipe", "requesttimeout", "endpointconnectionerror", "server disconnected",
+    "cannot connect", "could not connect", "too many requests", "requestlimitexceeded", "bad gateway",
 )
 _STORAGE_LIBRARIES = ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests", "s3fs", "gcsfs", "adlfs", "fsspec")
-_TRANSIENT_STATUS = re.compile(r"\b(500|502|503|504)\b")
-_URL_USERINFO = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)[^/@\s]+@")
+_TRANSIENT_STATUS = re.compile(r"\b(429|500|502|503|504)\b")
+
+
+class StorageUnavailable(OSError):
+    """Storage kept failing with transient errors for the whole retry budget; the message names the URL."""
+
+
+class UnsafeOutput(ValueError):
+    """A write or delete that would leave the output folder (a symlink out) or hit a folder not ours."""
 
 
 def redact_url(text: str) -> str:
-    """Hide `user:password@` in URLs (s3://KEY:SECRET@bucket) inside any string."""
-    return _URL_USERINFO.sub(r"\g<scheme>***@", text)
+    """Hide `user:password@` in URLs and signed query strings (X-Amz-Signature=...) inside any string."""
+    return redact_text(text)
 
 
 def is_transient(exc: BaseException) -> bool:
     """True for network/throttling failures worth retrying; False for not-found, exists, denied, bugs."""
-    if isinstance(exc, _PERMANENT):
+    if isinstance(exc, (_PERMANENT, StorageUnavailable)):
         return False
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
@@ -41,16 +60,50 @@ def is_transient(exc: BaseException) -> bool:
     return any(marker in text for marker in _TRANSIENT_MARKERS) or bool(_TRANSIENT_STATUS.search(text))
 
 
-def retry(fn: Callable[..., T], *args: Any, attempts: int = 4, base_delay_s: float = 0.25, **kwargs: Any) -> T:
-    """Call fn, retrying transient storage errors with exponential backoff (0.25, 0.5, 1 s...)."""
-    for attempt in range(attempts):
+def backoff_delays(budget_s: float, base_delay_s: float = FIRST_DELAY_S, max_delay_s: float = MAX_DELAY_S,
+                   jitter: float = 0.5):
+    """Sleeps between attempts: base, 2*base, ... capped at max_delay_s, each shortened by up to
+    `jitter` of itself (many writers must not retry in step); the sleeps add up to at most budget_s."""
+    slept, delay = 0.0, base_delay_s
+    while True:
+        pause = min(delay, max_delay_s) * (1 - jitter * random.random())
+        if slept + pause > budget_s:
+            return
+        slept += pause
+        yield pause
+        delay *= 2
+
+
+def retry(fn: Callable[..., T], *args: Any, budget_s: float = DEFAULT_RETRY_S, base_delay_s: float = FIRST_DELAY_S,
+          max_delay_s: float = MAX_DELAY_S, what: str | None = None, **kwargs: Any) -> T:
+    """Call fn, retrying transient storage errors with bounded exponential backoff for about budget_s.
+
+    Past the budget, StorageUnavailable names `what` (a URL or path; else the first argument).
+    Time spent inside failing calls counts too (s3fs and botocore retry a few times on their own).
+    """
+    start = time.monotonic()
+    delays = backoff_delays(budget_s, base_delay_s, max_delay_s)
+    attempt = 0
+    while True:
+        attempt += 1
         try:
             return fn(*args, **kwargs)
         except Exception as exc:
-            if attempt == attempts - 1 or not is_transient(exc):
+            if not is_transient(exc):
                 raise
-            time.sleep(base_delay_s * 2**attempt)
-    raise AssertionError("unreachable: the loop returns or raises")
+            elapsed = time.monotonic() - start
+            pause = next(delays, None)
+            if pause is None or elapsed + pause > budget_s:
+                target = redact_text(str(what if what is not None else (args[0] if args else fn)))
+                raise StorageUnavailable(
+                    f"storage at {target!r} kept failing for {elapsed:.0f} s ({attempt} attempts; last: "
+                    f"{type(exc).__name__}: {redact_text(str(exc))[:200]}); check that it is reachable, "
+                    "or raise output.retry_s"
+                ) from exc
+            if attempt == 1 or attempt % 10 == 0:
+                log.warning("storage error (attempt %d, retrying for up to %.0f s more): %s: %s", attempt,
+                            budget_s - elapsed, type(exc).__name__, redact_text(str(exc))[:200])
+            time.sleep(pause)
 
 
 def open_fs(url: str, storage_options: dict[str, Any] | None = None):
@@ -62,11 +115,31 @@ def open_fs(url: str, storage_options: dict[str, Any] | None = None):
     if protocol in ("s3", "s3a"):
         # The driver must see objects the workers wrote; s3fs caches listings by default.
         options.setdefault("use_listings_cache", False)
+    if protocol in ("http", "https"):
+        url, options = _userinfo_to_auth(url, options)
     try:
         fs, path = fsspec.core.url_to_fs(url, **options)
     except (ImportError, ValueError, TypeError) as exc:  # TypeError: an option the filesystem does not take
-        raise ValueError(f"cannot open {redact_url(url)!r}: {exc}") from None
+        raise ValueError(redact_url(f"cannot open {url!r}: {exc}")) from None
     return fs, path
+
+
+def _userinfo_to_auth(url: str, options: dict) -> tuple[str, dict]:
+    """Move `user:password@` of an http(s) URL into the session's basic auth, so paths carry no password.
+
+    Every path derived from the URL (file lists handed to Ray, log lines, errors) is then clean.
+    """
+    from urllib.parse import unquote, urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if parts.username is None:
+        return url, options
+    import aiohttp
+
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    auth = aiohttp.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
+    client_kwargs = {**options.get("client_kwargs", {}), "auth": auth}
+    return urlunsplit(parts._replace(netloc=host)), {**options, "client_kwargs": client_kwargs}
 
 
 def _is_local(fs) -> bool:
@@ -77,49 +150,74 @@ def _is_local(fs) -> bool:
 
 @dataclass
 class Store:
-    """A folder on some filesystem; every write either lands whole under its final name or not at all."""
+    """A folder on some filesystem; every write either lands whole under its final name or not at all.
+
+    On local disks every path is checked to stay inside the root after resolving symlinks, and a
+    symlink at a file's own name is never followed (it is not ours: it is replaced or ignored).
+    """
 
     fs: Any
     root: str
+    retry_s: float = DEFAULT_RETRY_S  # output.retry_s: how long a call rides out transient errors
 
     @classmethod
-    def open(cls, url: str, storage_options: dict[str, Any] | None = None) -> "Store":
+    def open(cls, url: str, storage_options: dict[str, Any] | None = None,
+             retry_s: float = DEFAULT_RETRY_S) -> "Store":
         fs, root = open_fs(url, storage_options)
-        return cls(fs, root.rstrip("/"))
+        return cls(fs, root.rstrip("/"), retry_s)
+
+    @property
+    def local(self) -> bool:
+        return _is_local(self.fs)
 
     def path(self, *parts: str) -> str:
         return "/".join([self.root, *parts])
 
+    def _retry(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        return retry(fn, *args, budget_s=self.retry_s, what=self._url(args[0] if args else self.root), **kwargs)
+
+    def _url(self, path: Any) -> str:
+        if not isinstance(path, str):
+            return self.root
+        protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
+        return path if self.local or "://" in path else f"{protocol}://{path}"
+
     def makedirs(self, *parts: str) -> None:
         # Object stores have no directories; local and NFS outputs need them before the first write.
-        if _is_local(self.fs):
-            self.fs.makedirs(self.path(*parts), exist_ok=True)
+        if self.local:
+            path = self.path(*parts)
+            self._check_inside(path, leaf_too=True)
+            self.fs.makedirs(path, exist_ok=True)
 
     def write(self, rel: str, data: bytes) -> str:
         """Write (replacing) rel; on local disks via a temp file + rename so readers never see half a file."""
         path = self.path(rel)
-        if _is_local(self.fs):
+        if self.local:
+            self._check_inside(path)
             tmp = _tmp_name(path)
             _write_local(tmp, data)
-            os.replace(tmp, path)
+            os.replace(tmp, path)  # replaces a symlink at `path` itself, never its target
         else:
-            retry(self.fs.pipe_file, path, data)
+            self._retry(self.fs.pipe_file, path, data)
         return path
 
     def write_many(self, items: dict[str, bytes]) -> None:
         """Write (replacing) several files; on object stores in one concurrent call (s3fs pipes in parallel)."""
-        if _is_local(self.fs) or len(items) < 2:
+        if self.local or len(items) < 2:
             for rel, data in items.items():
                 self.write(rel, data)
         else:
-            retry(self.fs.pipe, {self.path(rel): data for rel, data in items.items()})
+            self._retry(self.fs.pipe, {self.path(rel): data for rel, data in items.items()})
 
     def commit(self, rel: str, data: bytes) -> bool:
         """Create rel only if absent (S3 If-None-Match / local hard link); False when it already existed."""
         path = self.path(rel)
         try:
-            if _is_local(self.fs):
-                if os.path.exists(path):  # the common resume case: skip the temp file entirely
+            if self.local:
+                self._check_inside(path)
+                if os.path.islink(path):  # a link is never a commit of ours (a dangling one used to block runs)
+                    os.unlink(path)
+                elif os.path.exists(path):  # the common resume case: skip the temp file entirely
                     return False
                 tmp = _tmp_name(path)
                 _write_local(tmp, data)
@@ -128,7 +226,7 @@ class Store:
                 finally:
                     os.unlink(tmp)
             else:
-                retry(self.fs.pipe_file, path, data, mode="create")
+                self._retry(self.fs.pipe_file, path, data, mode="create")
         except FileExistsError:
             return False
         except OSError as exc:
@@ -139,18 +237,75 @@ class Store:
         return True
 
     def read(self, rel: str) -> bytes:
-        return retry(self.fs.cat_file, self.path(rel))
+        path = self.path(rel)
+        if self.local:
+            self._check_inside(path)
+            if os.path.islink(path):
+                raise FileNotFoundError(f"{path} is a symlink, not a file barkpipe wrote")
+        return self._retry(self.fs.cat_file, path)
+
+    def exists(self, rel: str) -> bool:
+        path = self.path(rel)
+        if self.local:
+            return os.path.isfile(path) and not os.path.islink(path)
+        return self._retry(self.fs.exists, path)
 
     def glob(self, pattern: str) -> list[str]:
-        """Full paths matching pattern under root, sorted; fresh listing every call."""
+        """Full paths matching pattern under root, sorted; fresh listing every call; local symlinks left out."""
         if hasattr(self.fs, "invalidate_cache"):
             self.fs.invalidate_cache(self.root)
-        return sorted(retry(self.fs.glob, self.path(pattern)))
+        found = sorted(self._retry(self.fs.glob, self.path(pattern)))
+        return [p for p in found if not os.path.islink(p)] if self.local else found
 
     def remove(self, rel: str) -> None:
         path = self.path(rel)
-        if retry(self.fs.exists, path):
-            retry(self.fs.rm, path, recursive=True)
+        if self.local:
+            self._check_inside(path)
+            if os.path.islink(path):
+                os.unlink(path)  # the link goes, never what it points to
+                return
+        if self._retry(self.fs.exists, path):
+            self._retry(self.fs.rm, path, recursive=True)
+
+    # -- guarded edges -------------------------------------------------------------------------
+
+    def mark_output(self) -> bool:
+        """Write the barkpipe marker at the root (create-only); True when this call created it."""
+        import json
+
+        self.makedirs()
+        body = json.dumps({"barkpipe": "output", "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())})
+        return self.commit(MARKER, body.encode())
+
+    def is_marked(self) -> bool:
+        return self.exists(MARKER)
+
+    def clear_for_overwrite(self, names: tuple[str, ...] = (*OUTPUT_DIRS, "summary.json")) -> None:
+        """Delete earlier results (output.overwrite) only from a folder that carries the barkpipe marker.
+
+        An empty or missing folder has nothing to delete and is fine; the marker and lease stay.
+        """
+        if not self.is_marked():
+            present = [n for n in names if self._retry(self.fs.exists, self.path(n))]
+            if present:
+                raise UnsafeOutput(
+                    f"output.overwrite: {self._url(self.root)!r} has {', '.join(present)} but no {MARKER} marker, "
+                    "so it may not be a barkpipe output and nothing was deleted; point output.path at a "
+                    f"barkpipe output or an empty folder (an output of an older barkpipe: create an empty {MARKER} there)"
+                )
+            return
+        for name in names:
+            self.remove(name)
+
+    def _check_inside(self, path: str, leaf_too: bool = False) -> None:
+        """Refuse local paths whose folders (and, with leaf_too, the path itself) resolve outside the root."""
+        root = os.path.realpath(self.root)
+        target = os.path.realpath(path if leaf_too else os.path.dirname(path))
+        if target != root and not target.startswith(root.rstrip(os.sep) + os.sep):
+            raise UnsafeOutput(
+                f"output.path: {path!r} resolves to {target!r}, outside {root!r} (a symlink?); "
+                "remove the link or write to another output.path"
+            )
 
 
 def _tmp_name(path: str) -> str:

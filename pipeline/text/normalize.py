@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
+from functools import lru_cache
 
 from num2words import CONVERTER_CLASSES, num2words
 
@@ -74,6 +76,12 @@ _CJK_RANGES = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0x
 _NUM_POINT = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _NUM_COMMA = r"\d{1,3}(?:\.\d{3})+(?:,\d+)?|\d+(?:,\d+)?"
 _NUM_SPACE = r"\d{1,3}(?: \d{3})+(?!\d)(?:,\d+)?|" + _NUM_COMMA
+# Numbers longer than this (digits with their separators) are left as written: no language has
+# words for them, and the number patterns rescan a run from every digit, which is quadratic.
+MAX_NUMBER_CHARS = 64
+_LONG_NUMBER = re.compile(r"\d[\d.,]{%d,}" % MAX_NUMBER_CHARS)
+_LONG_NUMBER_SPACED = re.compile(r"\d(?:[\d.,]| (?=\d)){%d,}" % MAX_NUMBER_CHARS)  # "1 000 000" languages
+_ENDS_SENTENCE = re.compile(r"\s*$|\s+[A-ZÀ-Þ]")
 
 
 def normalize_text(text: str, language: str = "en") -> str:
@@ -91,8 +99,8 @@ def normalize_text(text: str, language: str = "en") -> str:
     text = re.sub(r"(?<=\d)[\u00a0\u202f](?=\d{3}(?!\d))", "", text.replace("\r\n", "\n"))
     # A blank line inside a ♪…♪ span separates stanzas, not paragraphs: the song stays one span.
     spans = protected_spans(text)
-    cuts = [m for m in re.finditer(r"\n[^\S\n]*\n", text)
-            if not any(s < m.start() < e for s, e in spans)]
+    starts = [s for s, _ in spans]
+    cuts = [m for m in re.finditer(r"\n[^\S\n]*\n", text) if not _inside(m.start(), spans, starts)]
     bounds = [0, *(p for m in cuts for p in m.span()), len(text)]
     paragraphs = [text[a:b] for a, b in zip(bounds[::2], bounds[1::2])]
     out = []
@@ -101,6 +109,12 @@ def normalize_text(text: str, language: str = "en") -> str:
         if paragraph:
             out.append(_collapse(_map_plain(paragraph, lambda s: _normalize_plain(s, lang))))
     return PARAGRAPH_BREAK.join(out)
+
+
+def _inside(pos: int, spans: list[tuple[int, int]], starts: list[int]) -> bool:
+    """pos lies strictly inside one of the sorted, disjoint spans (binary search, not a scan)."""
+    i = bisect.bisect_left(starts, pos) - 1
+    return i >= 0 and spans[i][0] < pos < spans[i][1]
 
 
 def protected_spans(text: str) -> list[tuple[int, int]]:
@@ -147,19 +161,37 @@ def _expand_abbreviations(text: str, lang: str) -> str:
         # "St. Paul" is a saint, "Baker St." a street.
         text = re.sub(r"(?<![\w.])St\.(?= [A-Z])", "Saint", text)
         text = re.sub(r"(?<![\w.])St\.", "Street", text)
-    for abbr, spoken, may_end in ABBREVIATIONS.get(lang, ()):
-        pattern = re.compile(r"(?<![\w.])" + re.escape(abbr) + r"(?=[\s,;:!?)]|$)")
+    for abbr, spoken, may_end, pattern in _abbreviation_patterns(lang):
 
         def repl(m: re.Match, spoken: str = spoken, may_end: bool = may_end) -> str:
-            rest = m.string[m.end():]
-            ends = may_end and (not rest.strip() or re.match(r"\s+[A-ZÀ-Þ]", rest))
+            # Matched in place: slicing off the rest of the text per match would be quadratic.
+            ends = may_end and _ENDS_SENTENCE.match(m.string, m.end())
             return spoken + "." if ends else spoken
 
         text = pattern.sub(repl, text)
     return text
 
 
+@lru_cache(maxsize=None)
+def _abbreviation_patterns(lang: str) -> tuple:
+    """(abbreviation, spoken, may end, compiled pattern) per entry of ABBREVIATIONS[lang], compiled once."""
+    return tuple((abbr, spoken, may_end, re.compile(r"(?<![\w.])" + re.escape(abbr) + r"(?=[\s,;:!?)]|$)"))
+                 for abbr, spoken, may_end in ABBREVIATIONS.get(lang, ()))
+
+
 def _expand_numbers(text: str, lang: str) -> str:
+    """Spell out numbers, leaving runs longer than MAX_NUMBER_CHARS as written (linear time)."""
+    parts, pos = [], 0
+    long_number = _LONG_NUMBER_SPACED if lang in SPACE_THOUSANDS_LANGUAGES else _LONG_NUMBER
+    for m in long_number.finditer(text):
+        parts.append(_expand_short_numbers(text[pos:m.start()], lang))
+        parts.append(m[0])
+        pos = m.end()
+    parts.append(_expand_short_numbers(text[pos:], lang))
+    return "".join(parts)
+
+
+def _expand_short_numbers(text: str, lang: str) -> str:
     num = _NUM_COMMA if lang in DECIMAL_COMMA_LANGUAGES else _NUM_POINT
     num = _NUM_SPACE if lang in SPACE_THOUSANDS_LANGUAGES else num
     symbols = "".join(re.escape(s) for s in CURRENCY_SYMBOLS)
@@ -210,7 +242,8 @@ def _expand_ordinals(text: str, lang: str) -> str:
         # "am 3. Mai": dative after am/vom/zum/im takes "-n" ("am dritten Mai").
         def german(m: re.Match, v: Decimal) -> str:
             words = ordinal(m, v)
-            before = m.string[:m.start()].rstrip().rsplit(" ", 1)[-1].lower()
+            # A bounded look back: the preposition is at most a few characters before the number.
+            before = m.string[max(0, m.start() - 16):m.start()].rstrip().rsplit(" ", 1)[-1].lower()
             return words + "n" if before in ("am", "vom", "zum", "im", "dem", "den") else words
 
         return _sub_numbers(rf"()(\d{{1,2}})\.(?= (?:{GERMAN_MONTHS})\b)", text, lang, german)

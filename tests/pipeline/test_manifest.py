@@ -6,7 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.batch.manifest import id_problems, inspect_manifest, read_ids, row_problem, safe_name
+from pipeline.batch.manifest import (
+    id_problems, inspect_manifest, name_collisions, read_ids, row_problem, safe_name, unify_schemas,
+)
 
 
 def write(path, **columns):
@@ -88,3 +90,127 @@ def test_row_problem_says_what_to_fix():
     assert "seed 7.5" in row_problem({"text": "hi", "seed": 7.5})
     assert "text_temp" in row_problem({"text": "hi", "text_temp": -0.5})
     assert "max_duration" in row_problem({"text": "hi", "max_duration": 0})
+
+
+def test_an_id_spelled_like_another_ids_slug_gets_its_own_file():
+    # The case: "a/b" slugs to "a_b-c14cddc033f6"; an id spelled exactly so must not share it.
+    assert safe_name("a/b") == "a_b-c14cddc033f6"
+    assert safe_name("a_b-c14cddc033f6") != "a_b-c14cddc033f6"
+    assert name_collisions(["a/b", "a_b-c14cddc033f6"]) == {}
+    # Plain ids that merely end in a dash and hex of another length stay as they are.
+    assert safe_name("take-0a1b") == "take-0a1b" and safe_name("run-2026") == "run-2026"
+
+
+@pytest.mark.parametrize("ids", [
+    ["a/b", "a_b", "a b", "a:b", "a\\b", "a_b-c14cddc033f6", "a_b-c14cddc033f6-0", "A/B", "ä", "a", "a.", "-a"],
+    [f"x-{i:012x}" for i in range(200)] + [f"x/{i}" for i in range(200)],
+])
+def test_distinct_ids_never_share_a_name(ids):
+    assert len({safe_name(i) for i in ids}) == len(ids)
+    assert name_collisions(ids) == {}
+
+
+def test_name_collisions_report_every_id_that_shares_a_name(monkeypatch):
+    import pipeline.batch.manifest as manifest
+
+    # A 48-bit digest prefix clash cannot be found by hand: force one to see what the plan does with it.
+    monkeypatch.setattr(manifest, "safe_name", lambda i: "same" if i in ("p/q", "p:q") else i)
+    assert name_collisions(["p/q", "p:q", "ok"]) == {"same": ["p/q", "p:q"]}
+    excluded, errors = id_problems(["p/q", "p:q", "ok"])
+    assert excluded == {"p/q", "p:q"} and len(errors) == 2
+    assert "'p/q' and 'p:q' would write the same audio file 'same'" in errors[0]["error"]
+    assert "rename one" in errors[1]["error"]
+
+
+def test_every_part_is_checked_and_compatible_types_are_unified(tmp_path):
+    m = tmp_path / "m"
+    m.mkdir()
+    pq.write_table(pa.table({"id": pa.array(["1"], pa.string()), "text": ["x"], "seed": pa.array([1], pa.int32()),
+                             "n": pa.array([1], pa.int32()), "extra": pa.array([None], pa.null())}), m / "a.parquet")
+    pq.write_table(pa.table({"id": pa.array(["2"], pa.large_string()), "text": ["y"],
+                             "seed": pa.array([2], pa.int64()), "n": pa.array([2.5], pa.float64()),
+                             "extra": pa.array(["e"])}), m / "b.parquet")
+    info = inspect_manifest(str(m))
+    assert info.num_rows == 2
+    assert info.schema.field("id").type == pa.large_string() and info.schema.field("seed").type == pa.int64()
+    assert info.schema.field("n").type == pa.float64() and info.schema.field("extra").type == pa.string()
+    assert read_ids(info) == ["1", "2"]
+    import pyarrow.dataset as pads
+
+    # The unified schema reads every part (what ray.data.read_parquet(..., schema=info.schema) relies on).
+    rows = pads.dataset(info.files, format="parquet", schema=info.schema).to_table().to_pylist()
+    assert [r["n"] for r in rows] == [1.0, 2.5]
+
+
+def test_parts_that_disagree_are_one_line_naming_both_files(tmp_path):
+    m = tmp_path / "m"
+    write(m / "a.parquet", id=["1"], text=["x"], chapter=pa.array([1], pa.int32()))
+    write(m / "b.parquet", id=["2"], text=["y"], chapter=["two"])
+    with pytest.raises(ValueError) as err:
+        inspect_manifest(str(m))
+    message = str(err.value)
+    assert "\n" not in message and "'chapter'" in message
+    assert "a.parquet" in message and "b.parquet" in message and "int32" in message and "string" in message
+    write(m / "b.parquet", id=["2"], body=["y"], chapter=pa.array([2], pa.int32()))
+    with pytest.raises(ValueError, match=r"column 'text' is in .*a.parquet' but missing from .*b.parquet'"):
+        inspect_manifest(str(m))
+
+
+def test_unify_schemas_rules():
+    s = lambda **types: pa.schema(list(types.items()))  # noqa: E731
+    got = unify_schemas([("a", s(id=pa.string(), text=pa.dictionary(pa.int8(), pa.string()), u=pa.uint8())),
+                         ("b", s(id=pa.string(), text=pa.string(), u=pa.uint32()))])
+    assert got == s(id=pa.string(), text=pa.string(), u=pa.uint64())
+    assert unify_schemas([("a", s(id=pa.string(), text=pa.string(), v=pa.int8())),
+                          ("b", s(id=pa.string(), text=pa.string(), v=pa.uint64()))]).field("v").type == pa.int64()
+    with pytest.raises(ValueError, match="'v' is bool in 'a' but double in 'b'"):
+        unify_schemas([("a", s(id=pa.string(), text=pa.string(), v=pa.bool_())),
+                       ("b", s(id=pa.string(), text=pa.string(), v=pa.float64()))])
+
+
+def test_invalid_utf8_ids_become_error_rows_not_a_failed_plan(tmp_path):
+    ids = pa.array([b"ok", b"bad\xff"], pa.binary()).view(pa.string())
+    path = tmp_path / "m.parquet"
+    pq.write_table(pa.table({"id": ids, "text": ["x", "y"]}), path)
+    info = inspect_manifest(str(path))
+    got = read_ids(info)
+    assert got[0] == "ok" and isinstance(got[1], bytes)
+    excluded, errors = id_problems(got)
+    assert excluded == {"bad\\xff"} and errors[0]["id"] == "bad\\xff" and "not valid UTF-8" in errors[0]["error"]
+
+
+def test_binary_text_columns_are_accepted_and_checked_per_row(tmp_path):
+    path = write(tmp_path / "m.parquet", id=["1"], text=pa.array([b"hi"], pa.binary()))
+    assert inspect_manifest(str(path)).num_rows == 1
+
+
+def test_an_http_manifest_password_never_reaches_the_file_list(tmp_path):
+    import base64
+    import functools
+    import http.server
+    import threading
+
+    write(tmp_path / "m.parquet", id=["1", "2"], text=["x", "y"])
+    expected = "Basic " + base64.b64encode(b"alice:s3cret").decode()
+
+    class Handler(http.server.SimpleHTTPRequestHandler):
+        def do_GET(self):
+            if self.headers.get("Authorization") != expected:
+                self.send_error(401)
+                return
+            super().do_GET()
+
+        do_HEAD = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Handler, directory=str(tmp_path)))
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        info = inspect_manifest(f"http://alice:s3cret@127.0.0.1:{server.server_port}/m.parquet")
+        assert info.num_rows == 2 and read_ids(info) == ["1", "2"]  # the password still authenticates
+        assert "s3cret" not in repr(info.files) and "alice" not in repr(info.files)
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -6,7 +6,9 @@ import pyarrow as pa
 import pytest
 
 from pipeline.batch.sink import part_name, read_committed, write_block, write_manifest_errors
-from pipeline.storage import Store, is_transient, redact_url, retry
+from pipeline.storage import (
+    MARKER, Store, StorageUnavailable, UnsafeOutput, backoff_delays, is_transient, redact_url, retry,
+)
 
 
 def test_retry_retries_transient_errors_only():
@@ -110,3 +112,119 @@ def test_write_many_on_an_object_store_writes_every_file():
     store = Store(fsspec.filesystem("memory"), "/bucket/many")
     store.write_many({f"audio/{i}.wav": bytes([i]) for i in range(5)})
     assert [store.read(f"audio/{i}.wav") for i in range(5)] == [bytes([i]) for i in range(5)]
+
+
+def test_backoff_doubles_to_a_cap_with_jitter_and_stays_within_the_budget():
+    delays = list(backoff_delays(300))
+    assert 0.125 <= delays[0] <= 0.25 and 0.25 <= delays[1] <= 0.5
+    assert max(delays) <= 15 and max(delays) >= 7.5  # reaches the cap region
+    assert 290 - 15 <= sum(delays) <= 300  # minutes of retrying, never past the budget
+    assert list(backoff_delays(0)) == []
+
+
+def test_retry_gives_up_after_its_budget_naming_the_url():
+    calls = []
+
+    def down():
+        calls.append(1)
+        raise ConnectionRefusedError(111, "Connection refused")
+
+    with pytest.raises(StorageUnavailable) as err:
+        retry(down, budget_s=0.3, base_delay_s=0.05, what="s3://AKIA:pw@bucket/out/audio/a.flac")
+    message = str(err.value)
+    assert "s3://***@bucket/out/audio/a.flac" in message and "pw" not in message
+    assert "ConnectionRefusedError" in message and "output.retry_s" in message
+    assert len(calls) >= 3
+    assert not is_transient(err.value)  # an outer retry loop does not start the budget again
+
+
+def test_transient_errors_are_recognised_by_class_status_and_message():
+    botocore_like = type("EndpointConnectionError", (Exception,), {"__module__": "botocore.exceptions"})
+    throttled = type("ClientError", (Exception,), {"__module__": "botocore.exceptions"})
+    assert is_transient(botocore_like("Could not connect to the endpoint URL"))
+    assert is_transient(throttled("An error occurred (SlowDown) when calling PutObject"))
+    assert is_transient(OSError("429 Too Many Requests")) and is_transient(OSError("502 Bad Gateway"))
+    assert not is_transient(OSError("403 Forbidden")) and not is_transient(ValueError("timeout in text"))
+
+
+def test_overwrite_deletes_only_in_a_marked_output(tmp_path):
+    precious = tmp_path / "home"
+    (precious / "audio").mkdir(parents=True)
+    (precious / "audio" / "song.flac").write_bytes(b"mine")
+    with pytest.raises(UnsafeOutput, match=rf"has audio but no {MARKER} marker.*nothing was deleted"):
+        Store.open(str(precious)).clear_for_overwrite()
+    assert (precious / "audio" / "song.flac").exists()
+    Store.open(str(tmp_path / "new")).clear_for_overwrite()  # nothing there: nothing to refuse
+    store = Store.open(str(tmp_path / "out"))
+    assert store.mark_output() is True and store.mark_output() is False
+    store.makedirs("audio")
+    store.write("audio/a.flac", b"a")
+    store.write("summary.json", b"{}")
+    store.clear_for_overwrite()
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MARKER]
+
+
+def test_local_writes_refuse_symlinks_out_of_the_output(tmp_path):
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "audio").symlink_to(outside)
+    store = Store.open(str(out))
+    for call in (lambda: store.write("audio/a.flac", b"x"), lambda: store.commit("audio/a.flac", b"x"),
+                 lambda: store.makedirs("audio"), lambda: store.remove("audio/a.flac")):
+        with pytest.raises(UnsafeOutput, match="outside"):
+            call()
+    assert list(outside.iterdir()) == []
+    store.remove("audio")  # the link itself may go; its target stays
+    assert not (out / "audio").exists() and outside.is_dir()
+
+
+def test_a_dangling_symlink_at_a_part_name_is_not_a_commit(tmp_path):
+    store = Store.open(str(tmp_path))
+    store.makedirs("metadata")
+    part = tmp_path / "metadata" / "part-x.parquet"
+    part.symlink_to(tmp_path / "gone.parquet")
+    assert store.glob("metadata/part-*.parquet") == []  # resume does not see it (and does not fail on it)
+    assert store.commit("metadata/part-x.parquet", b"real") is True
+    assert not part.is_symlink() and part.read_bytes() == b"real"
+    (tmp_path / "metadata" / "b.flac").symlink_to("/etc/hostname")
+    store.write("metadata/b.flac", b"ours")  # replaces the link, never writes through it
+    assert (tmp_path / "metadata" / "b.flac").read_bytes() == b"ours" and not (tmp_path / "metadata" / "b.flac").is_symlink()
+
+
+@pytest.fixture
+def proxied_s3(moto_s3):
+    from support.faults import OutageProxy
+    from support.s3servers import S3Endpoint
+
+    with OutageProxy(moto_s3.endpoint_url) as proxy:
+        bucket = moto_s3.make_bucket()
+        yield proxy, S3Endpoint(proxy.url, moto_s3.key, moto_s3.secret), bucket
+
+
+@pytest.mark.slow
+def test_writes_ride_out_an_s3_outage(proxied_s3):
+    import time
+
+    proxy, endpoint, bucket = proxied_s3
+    store = Store.open(f"s3://{bucket}/run", endpoint.storage_options, retry_s=60)
+    assert store.commit("metadata/p1.parquet", b"before")
+    # moto stays up; every connection to it is refused for 30 s (the old 4-try retry died after ~20 s).
+    back = proxy.outage(30)
+    start = time.monotonic()
+    assert store.commit("metadata/p2.parquet", b"during") is True
+    store.write("audio/a.flac", b"during")
+    back.join()
+    assert time.monotonic() - start >= 29
+    assert store.read("metadata/p2.parquet") == b"during" and store.read("audio/a.flac") == b"during"
+
+
+@pytest.mark.slow
+def test_an_outage_longer_than_retry_s_is_one_clear_error(proxied_s3):
+    proxy, endpoint, bucket = proxied_s3
+    store = Store.open(f"s3://{bucket}/run", endpoint.storage_options, retry_s=2)
+    proxy.pause()
+    with pytest.raises(StorageUnavailable, match=rf"storage at 's3://{bucket}/run/metadata/p.parquet' kept failing"):
+        store.commit("metadata/p.parquet", b"x")
+    proxy.resume()

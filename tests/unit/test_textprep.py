@@ -102,3 +102,50 @@ def test_paragraph_marker_constant():
 def test_bad_arguments_raise_value_error(text, language):
     with pytest.raises(ValueError):
         normalize_text(text, language)
+
+
+# Linear time: ~100k characters each (unit, repeats, language); the quadratic code took ~20 min on the first.
+LONG_INPUTS = [
+    ("1", 100_000, "en"), ("1,", 50_000, "en"), ("1.", 50_000, "de"), ("111 ", 25_000, "fr"),
+    ("12 ", 33_000, "en"), ("etc. ", 20_000, "en"), ("[a]\n\n", 20_000, "en"), ("am 3. Mai ", 10_000, "de"),
+]
+
+
+def test_long_inputs_normalise_in_linear_time():
+    # One subprocess with a hard timeout: a regression to quadratic time fails instead of hanging CI.
+    import subprocess
+    import sys
+
+    code = (
+        "import time\nfrom pipeline.text.normalize import normalize_text\n"
+        f"for unit, n, lang in {LONG_INPUTS!r}:\n"
+        "    t = time.perf_counter(); normalize_text(unit * n, lang)\n"
+        "    print(repr(unit), lang, round(time.perf_counter() - t, 2))\n"
+    )
+    # Measured 8 s in all on this 2-core machine at load 13 (quadratic: ~20 min for the first input alone).
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr
+
+
+def test_work_grows_linearly_with_the_length_of_a_digit_run():
+    import time
+
+    def seconds(n: int) -> float:
+        best = float("inf")
+        for _ in range(3):
+            start = time.perf_counter()
+            normalize_text("7" * n + " and 5 more", "en")
+            best = min(best, time.perf_counter() - start)
+        return best
+
+    small, large = seconds(25_000), seconds(100_000)
+    # 4x the input: linear is ~4x, quadratic ~16x; allow noise on a loaded machine.
+    assert large < 10 * small + 0.05, (small, large)
+
+
+def test_long_numbers_stay_as_written_and_short_ones_around_them_are_spoken():
+    run = "9" * 80
+    assert normalize_text(f"I have 5 cats and {run} fleas.") == f"I have five cats and {run} fleas."
+    assert normalize_text("Il a 1 000 000 euros.", "fr") == "Il a un million euros."
+    assert normalize_text("So on etc. The end etc.") == "So on et cetera. The end et cetera."
+    assert normalize_text("Wir treffen uns am 3. Mai.", "de") == "Wir treffen uns am dritten Mai."

@@ -1,0 +1,148 @@
+"""One writer per output: a lease file at the output root, created create-only and renewed while a run lives.
+
+The lease is `<output>/.barkpipe-lease`, JSON naming its holder and when it expires. It is taken
+with the Store's create-only commit (S3 `If-None-Match: *`, a local hard link), renewed by a
+background thread every third of its ttl, and deleted at the end. A lease whose expiry has passed
+belongs to a run that died: it is deleted and taken with another create-only put.
+
+What this does not guarantee: S3 (and Ceph RGW) offer no compare-and-delete here, so two runs that
+find the same stale lease at the same moment can both delete it; the second delete may then remove
+the lease the first just created, and both proceed. The window is the few milliseconds between
+reading a stale lease and re-creating it, and only after a holder died without releasing. Each
+renewal re-reads the lease and a holder that finds someone else's token sets `lost` and stops
+renewing, so the overlap is noticed within ttl/3. Clocks of the machines must agree to well
+within the ttl (expiry is wall-clock time).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+
+from pipeline.storage import Store
+
+log = logging.getLogger(__name__)
+LEASE = ".barkpipe-lease"
+POLL_S = 5.0  # how often a waiting run looks at the lease again
+
+
+class OutputBusy(ValueError):
+    """Another run holds the output's lease (a user-facing condition: one line, exit 2)."""
+
+
+class LeaseLost(RuntimeError):
+    """Our lease was taken over or deleted while we ran: stop writing."""
+
+
+@dataclass
+class Lease:
+    """A held lease; renew() extends it, release() gives it up, `lost` says another run took it."""
+
+    store: Store
+    owner: str
+    token: str
+    ttl_s: float
+    expires: float = 0.0
+    lost: bool = False
+    _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+    _thread: threading.Thread | None = field(default=None, repr=False)
+
+    def record(self) -> dict:
+        return {"owner": self.owner, "token": self.token, "host": socket.gethostname(), "pid": os.getpid(),
+                "expires": self.expires, "expires_utc": _utc(self.expires), "ttl_s": self.ttl_s}
+
+    def renew(self) -> None:
+        """Push the expiry ttl_s ahead; LeaseLost when the lease is no longer ours."""
+        current = read_lease(self.store)
+        if current is None or current.get("token") != self.token:
+            self.lost = True
+            holder = f"run {current.get('owner')!r}" if current else "nobody (it was deleted)"
+            raise LeaseLost(f"the lease on {self.store.root!r} is now held by {holder}; this run stopped renewing")
+        self.expires = time.time() + self.ttl_s
+        self.store.write(LEASE, json.dumps(self.record()).encode())
+
+    def start_renewing(self) -> "Lease":
+        """Renew every ttl/3 in a daemon thread until release(); a lost lease is logged and sets `lost`."""
+
+        def loop() -> None:
+            while not self._stop.wait(self.ttl_s / 3):
+                try:
+                    self.renew()
+                except LeaseLost as exc:
+                    log.error("%s", exc)
+                    return
+                except Exception as exc:  # storage down for longer than output.retry_s: try again next tick
+                    log.warning("lease renewal failed (%s: %s); retrying in %.0f s", type(exc).__name__, exc,
+                                self.ttl_s / 3)
+
+        self._thread = threading.Thread(target=loop, name="barkpipe-lease", daemon=True)
+        self._thread.start()
+        return self
+
+    def check(self) -> None:
+        """Raise LeaseLost when a renewal found the lease taken; call before committing results."""
+        if self.lost:
+            raise LeaseLost(f"the lease on {self.store.root!r} was taken over by another run; stop and rerun")
+
+    def release(self) -> None:
+        """Stop renewing and delete the lease if it is still ours."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        current = read_lease(self.store)
+        if current is not None and current.get("token") == self.token:
+            self.store.remove(LEASE)
+
+    def __enter__(self) -> "Lease":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+def acquire_lease(store: Store, owner: str, ttl_s: float = 600.0, wait_s: float = 0.0,
+                  poll_s: float = POLL_S) -> Lease:
+    """Take the output's lease, waiting up to wait_s for a live holder; OutputBusy names it otherwise."""
+    deadline = time.monotonic() + wait_s
+    store.makedirs()  # a first run's local output folder does not exist yet
+    while True:
+        lease = Lease(store, owner, uuid.uuid4().hex, ttl_s)
+        lease.expires = time.time() + ttl_s
+        if store.commit(LEASE, json.dumps(lease.record()).encode()):
+            return lease
+        current = read_lease(store)
+        if current is None:
+            continue  # released (or unreadable and removed) between our put and our read
+        if float(current.get("expires", 0)) < time.time():
+            log.warning("taking over the stale lease of run %r (expired %s)", current.get("owner"),
+                        current.get("expires_utc"))
+            store.remove(LEASE)  # see the module docstring for the race this leaves
+            continue
+        if time.monotonic() + poll_s > deadline:
+            raise OutputBusy(
+                f"output {store.root!r} is in use by run {current.get('owner')!r} (host {current.get('host')}, "
+                f"pid {current.get('pid')}) until {current.get('expires_utc')} unless renewed; wait for it to "
+                f"finish, set output.lease_wait_s, or delete {LEASE} there if that run is gone"
+            )
+        time.sleep(poll_s)
+
+
+def read_lease(store: Store) -> dict | None:
+    """The lease record, or None when there is none; an unreadable lease file counts as expired."""
+    try:
+        data = json.loads(store.read(LEASE))
+    except FileNotFoundError:
+        return None
+    except (ValueError, UnicodeDecodeError):
+        return {"owner": None, "expires": 0}  # half-written by a crashed run: stale
+    return data if isinstance(data, dict) else {"owner": None, "expires": 0}
+
+
+def _utc(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
