@@ -39,6 +39,8 @@ _SENTENCE_END = "。！？!?."
 _CLAUSE_MARKS = ",;:、，；：—"
 # Simple splitter for languages pysbd lacks: a sentence ends at . ! ? … (plus closing
 # quotes/brackets) before whitespace, or at a CJK full stop with or without space.
+# pysbd reads at most this many characters at a time (its cost is quadratic in its input).
+PYSBD_WINDOW_CHARS = 4000
 _SIMPLE_BOUNDARY = re.compile(r"[.!?…]+[\"'»”)\]]*\s+|[。！？]+[」』）\"']*\s*")
 _CLAUSE_CUT = re.compile(r"[,;:—]\s+|[、，；：]\s*")
 _PARAGRAPH_SEP = re.compile(r"\n[^\S\n]*\n\s*")
@@ -208,18 +210,47 @@ def _sentence_starts(paragraph: str, language: str) -> list[int]:
     """Offsets where sentences begin: pysbd's, aligned back onto the text, else the simple splitter."""
     lang = language.lower().replace("_", "-").split("-")[0]
     if lang in PYSBD_LANGUAGES:
-        segmenter = pysbd.Segmenter(language=lang, clean=False)
-        starts, cursor = [], 0
-        for sentence in segmenter.segment(paragraph):
-            sentence = sentence.strip()
-            found = paragraph.find(sentence, cursor) if sentence else cursor
-            if found < 0:
-                break  # pysbd changed the text; its boundaries can't be trusted here
-            starts.append(found)
-            cursor = found + len(sentence)
-        else:
-            return starts
+        found = _windowed_starts(pysbd.Segmenter(language=lang, clean=False), paragraph)
+        if found is not None:
+            return found
     return [m.end() for m in _SIMPLE_BOUNDARY.finditer(paragraph)]
+
+
+def _windowed_starts(segmenter, paragraph: str) -> list[int] | None:
+    """pysbd's sentence starts, read PYSBD_WINDOW_CHARS at a time.
+
+    pysbd's cost grows with the square of its input (one 100k-character paragraph took
+    minutes). Each window's last sentence may be cut short by the window's end, so the
+    next window starts where that sentence starts: every boundary is still pysbd's own.
+    """
+    starts: list[int] = []
+    offset = 0
+    while True:
+        window = paragraph[offset : offset + PYSBD_WINDOW_CHARS]
+        found = _pysbd_starts(segmenter, window)
+        if found is None:
+            return None  # pysbd changed the text; its boundaries can't be trusted here
+        if offset + len(window) >= len(paragraph):
+            return starts + [offset + b for b in found]
+        if len(found) < 2 or found[-1] == 0:  # one sentence longer than a window: cut it at a space
+            space = paragraph.rfind(" ", offset + 1, offset + PYSBD_WINDOW_CHARS)
+            starts.extend(offset + b for b in found)
+            offset = space + 1 if space > offset else offset + PYSBD_WINDOW_CHARS
+            continue
+        starts.extend(offset + b for b in found[:-1])
+        offset += found[-1]
+
+
+def _pysbd_starts(segmenter, text: str) -> list[int] | None:
+    starts, cursor = [], 0
+    for sentence in segmenter.segment(text):
+        sentence = sentence.strip()
+        found = text.find(sentence, cursor) if sentence else cursor
+        if found < 0:
+            return None
+        starts.append(found)
+        cursor = found + len(sentence)
+    return starts
 
 
 def _in_word(text: str, pos: int) -> bool:
