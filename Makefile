@@ -2,40 +2,58 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed
+# Two stamps: the job's own dependencies, and those plus the test extras (transformers, moto...).
+BASE_STAMP := $(VENV)/.installed-base
+TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: setup test test-fast smoke bench bench-gpu clean
+.PHONY: setup setup-test test test-fast smoke wheel-check config-doc bench bench-gpu clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(BASE_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -c constraints.txt -e .
+	touch $@
+
+$(TEST_STAMP): $(BASE_STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	# Parity oracles without their dependencies (see the comment in pyproject.toml).
 	$(BIN)/python -m pip install -q -c constraints.txt --no-deps bark==0.1.5 encodec==0.1.1
 	touch $@
 
-setup: $(STAMP)
+setup: $(BASE_STAMP)
 
-test: setup
+setup-test: $(TEST_STAMP)
+
+test: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -ra
 
-test-fast: setup
+test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not ceph"
 
-weights/tiny/RANDOM_WEIGHTS.txt: | $(STAMP)
+# Build the wheel, install it in a fresh venv (reusing this one's packages) and run `barkpipe say`.
+wheel-check: $(TEST_STAMP)
+	$(BIN)/python -m pytest -q tests/unit/test_packaging.py -m slow
+
+# Regenerate the config reference in docs/PIPELINE.md from the pydantic models.
+config-doc: $(BASE_STAMP)
+	$(BIN)/python scripts/config_reference.py
+
+weights/tiny/RANDOM_WEIGHTS.txt: | $(BASE_STAMP)
 	$(BIN)/barkpipe weights make-random --size tiny --layout suno weights/tiny
 
-examples/smoke_manifest.parquet: | $(STAMP)
+examples/smoke_manifest.parquet: | $(BASE_STAMP)
 	$(BIN)/python examples/make_smoke_manifest.py
 
-smoke: setup weights/tiny/RANDOM_WEIGHTS.txt examples/smoke_manifest.parquet
+smoke: $(BASE_STAMP) weights/tiny/RANDOM_WEIGHTS.txt examples/smoke_manifest.parquet
 	RAY_AUTH_MODE=$${RAY_AUTH_MODE:-disabled} RAY_USAGE_STATS_ENABLED=0 $(BIN)/barkpipe run configs/smoke.yaml
 
-bench: setup
+bench: $(TEST_STAMP)
 	$(BIN)/python bench/engine_bench.py --quick
 
 bench-gpu:
 	python3 bench/engine_bench.py --gpu
 
+# Everything the targets above leave behind (the venv, weights, outputs, build files).
 clean:
-	rm -rf $(VENV) out weights/tiny
+	rm -rf $(VENV) out weights/tiny bench/out build dist *.egg-info .pytest_cache
+	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -1,15 +1,27 @@
-"""Speak one text of any length: normalise, split into Bark-sized chunks, generate, join."""
+"""The one text path: normalise -> chunk -> generate -> trim, join, loudness; `say`, `run` and `--dry-run` share it.
+
+`segment` below is any object with SegmentConfig's fields (the config section itself, or the
+synthesize stage's flat StageSettings, which uses the same names), so the same settings give
+the same audio from `barkpipe say` and from a `barkpipe run` row.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Iterator
+from pathlib import Path
+from typing import Callable, Iterator
 
 import numpy as np
 
-from bark_model import GenerationRequest
+# No torch at import: --dry-run plans with split_text and text_token_counter without loading it.
 
-CROSSFADE_MS = 10.0  # fade at each join so no click is heard (stream_speech holds this much back)
+
+class TextError(ValueError):
+    """A text that cannot be spoken; `stage` names the step for a run's errors/ ("validate" or "segment")."""
+
+    def __init__(self, message: str, stage: str):
+        super().__init__(message)
+        self.stage = stage
 
 
 @dataclass
@@ -24,16 +36,98 @@ class SpokenText:
         return len(self.audio) / self.sample_rate
 
 
-def chunk_requests(engine, text: str, *, voice=None, seed: int = 0, text_temp: float = 0.7,
-                   waveform_temp: float = 0.7, max_duration: float | None = None, language: str = "en"):  # fmt: skip
-    """(chunks, requests) for a text; chunk k's seed is derived from `seed` as in `barkpipe run`."""
-    from pipeline.text.segment import split_into_chunks
-    from pipeline.batch.synthesize import chunk_seed
-    from pipeline.text.normalize import normalize_text
+def default_segment():
+    """SegmentConfig's defaults: what a run without a `segment:` section uses."""
+    from pipeline.batch.config import SegmentConfig
 
-    chunks = split_into_chunks(normalize_text(text, language), language=language, count_tokens=engine.count_text_tokens)
+    return SegmentConfig()
+
+
+def split_text(text: str, segment=None, *, language: str | None = None,
+               count_tokens: Callable[[str], int] | None = None) -> list:  # fmt: skip
+    """Normalise and chunk a text; TextError (with the failing stage) when nothing can be spoken.
+
+    count_tokens: the engine's tokenizer count (exact); None uses the segmenter's estimate.
+    """
+    from pipeline.text.normalize import normalize_text
+    from pipeline.text.segment import split_into_chunks
+
+    segment = segment or default_segment()
+    language = language or segment.language
+    try:
+        normal = normalize_text(text, language)
+    except ValueError as exc:
+        raise TextError(f"text cannot be prepared for language {language!r}: {exc}", "validate") from None
+    try:
+        chunks = split_into_chunks(normal, language=language, count_tokens=count_tokens, max_tokens=segment.max_tokens,
+                                   target_seconds=segment.target_seconds, max_seconds=segment.max_seconds)  # fmt: skip
+    except ValueError as exc:
+        raise TextError(f"text cannot be split into chunks: {exc}", "segment") from None
     if not chunks:
-        raise ValueError("text is empty (after normalisation there is nothing to say)")
+        raise TextError("text is empty (after normalisation there is nothing to say)", "segment")
+    return chunks
+
+
+def join_audio(pieces: list[np.ndarray], sample_rate: int, breaks: list[bool], segment=None,
+               lap: Callable[[str], None] | None = None) -> np.ndarray:  # fmt: skip
+    """Chunk audio -> one track: trim each chunk, join with pauses and crossfades, then set the loudness.
+
+    breaks[i]: chunk i ends a paragraph (the longer pause follows). lap(step) is called after
+    "trim", "join" and "loudness", for callers that time the steps.
+    """
+    from pipeline.audio.assemble import join_chunks, normalize_loudness, trim_silence
+
+    segment = segment or default_segment()
+    lap = lap or (lambda step: None)
+    if segment.trim_silence:
+        pieces = [trim_silence(p, sample_rate) for p in pieces]
+    lap("trim")
+    audio = join_chunks(pieces, sample_rate, pause_s=segment.sentence_pause_s, paragraph_pause_s=segment.paragraph_pause_s,
+                        paragraph_breaks=list(breaks), crossfade_ms=segment.crossfade_ms)  # fmt: skip
+    lap("join")
+    if len(audio) == 0:
+        raise ValueError("every chunk came out silent; try another seed or voice")
+    if segment.loudness_lufs is not None:
+        audio, _ = normalize_loudness(audio, sample_rate, segment.loudness_lufs)
+        lap("loudness")
+    return audio.astype(np.float32)
+
+
+def text_token_counter(weights_dir: str | Path) -> Callable[[str], int] | None:
+    """The engine's exact token count from a weights folder's vocabulary, without loading torch (for --dry-run).
+
+    Built as bark_model.tokenizer.BarkTokenizer builds it (a test compares the two); None when
+    the folder has no tokenizer file (the segmenter's estimate is used then).
+    """
+    root = Path(weights_dir)
+    for name in ("tokenizer.json", "vocab.txt"):
+        if (root / name).is_file():
+            return _counter(root / name)
+    return None
+
+
+def _counter(path: Path) -> Callable[[str], int]:
+    import re
+
+    from tokenizers import Tokenizer
+    from tokenizers.implementations import BertWordPieceTokenizer
+
+    if path.suffix == ".json":
+        tok = Tokenizer.from_file(str(path))
+    else:
+        tok = BertWordPieceTokenizer(str(path), clean_text=True, handle_chinese_chars=True, strip_accents=False,
+                                     lowercase=False)  # fmt: skip
+    space = re.compile(r"\s+")
+    return lambda text: len(tok.encode(space.sub(" ", text).strip(), add_special_tokens=False).ids)
+
+
+def chunk_requests(engine, text: str, *, voice=None, seed: int = 0, text_temp: float = 0.7, waveform_temp: float = 0.7,
+                   max_duration: float | None = None, language: str | None = None, segment=None):  # fmt: skip
+    """(chunks, requests) for a text; chunk k's seed is derived from `seed` as in `barkpipe run`."""
+    from bark_model import GenerationRequest
+    from pipeline.batch.prepare import chunk_seed  # the run's seeds, so a one-chunk row matches `say --seed`
+
+    chunks = split_text(text, segment, language=language, count_tokens=engine.count_text_tokens)
     requests = [
         GenerationRequest.simple(c.text, voice=voice, seed=chunk_seed(seed, c.index), text_temp=text_temp,
                                  waveform_temp=waveform_temp, max_duration_s=max_duration)  # fmt: skip
@@ -42,61 +136,59 @@ def chunk_requests(engine, text: str, *, voice=None, seed: int = 0, text_temp: f
     return chunks, requests
 
 
-def speak_many(engine, texts: list[str], *, batch_size: int = 8, pause_s: float = 0.25,
-               paragraph_pause_s: float = 0.7, progress=None, **kwargs) -> list[SpokenText]:  # fmt: skip
-    """Every chunk of every text goes through the engine in shared batches; then each is joined."""
-    planned = [chunk_requests(engine, text, **kwargs) for text in texts]
+def plan_many(engine, texts: list[str], **kwargs) -> list[tuple[list, list]]:
+    """(chunks, requests) per text: everything before generation, so callers can check the plan first."""
+    return [chunk_requests(engine, text, **kwargs) for text in texts]
+
+
+def speak_planned(engine, planned: list[tuple[list, list]], *, batch_size: int = 8, segment=None,
+                  progress=None) -> list[SpokenText]:  # fmt: skip
+    """Every chunk of every text goes through the engine in shared batches; then each text is joined."""
     flat = [request for _, requests in planned for request in requests]
     results = engine.generate(flat, batch_size=batch_size, progress=progress)
     spoken, start = [], 0
     for chunks, requests in planned:
         mine = results[start : start + len(requests)]
         start += len(requests)
-        spoken.append(_join(chunks, mine, pause_s, paragraph_pause_s))
+        sr = mine[0].sample_rate
+        breaks = [c.paragraph_break_after for c in chunks]
+        spoken.append(SpokenText(join_audio([r.audio for r in mine], sr, breaks, segment), sr, mine, chunks))
     return spoken
+
+
+def speak_many(engine, texts: list[str], *, batch_size: int = 8, segment=None, progress=None, **kwargs) -> list[SpokenText]:
+    return speak_planned(engine, plan_many(engine, texts, segment=segment, **kwargs), batch_size=batch_size,
+                         segment=segment, progress=progress)  # fmt: skip
 
 
 def speak(engine, text: str, **kwargs) -> SpokenText:
     return speak_many(engine, [text], **kwargs)[0]
 
 
-def stream_speech(engine, text: str, *, batch_size: int = 1, pause_s: float = 0.25,
-                  paragraph_pause_s: float = 0.7, **kwargs) -> Iterator[np.ndarray]:  # fmt: skip
+def stream_speech(engine, text: str, *, batch_size: int = 1, segment=None, **kwargs) -> Iterator[np.ndarray]:
     """`speak`'s audio in pieces, one per chunk as soon as it is generated (float32, 24 kHz).
 
-    The pieces concatenate to `speak(...).audio`: each chunk is trimmed and joined with the same
-    pauses, but the last crossfade's worth of samples is held back until the next chunk arrives,
-    because joining fades them out. (Exact up to samples clipped at full scale inside a fade.)
+    The pieces concatenate to `speak(...).audio` when segment.loudness_lufs is None (loudness
+    needs the whole track, so a stream cannot apply it): each chunk is trimmed and joined with
+    the same pauses, but the last crossfade's worth of samples is held back until the next chunk
+    arrives, because joining fades them out. (Exact up to samples clipped at full scale in a fade.)
     """
     from bark_model.streaming import stream_chunks
     from pipeline.audio.assemble import join_chunks, trim_silence
 
-    chunks, requests = chunk_requests(engine, text, **kwargs)
+    segment = segment or default_segment()
+    chunks, requests = chunk_requests(engine, text, segment=segment, **kwargs)
+    fade_ms = segment.crossfade_ms
     held = None  # joined audio not yet yielded: the tail that the next join may fade
     for k, result in enumerate(stream_chunks(engine, requests, batch_size=batch_size)):
         sr = result.sample_rate
-        if len(chunks) == 1:
-            yield result.audio.astype(np.float32)
-            return
-        piece = trim_silence(result.audio, sr)
+        piece = trim_silence(result.audio, sr) if segment.trim_silence else result.audio
         if held is None:
-            joined = join_chunks([piece], sr, crossfade_ms=CROSSFADE_MS)
+            joined = join_chunks([piece], sr, crossfade_ms=fade_ms)
         else:
-            joined = join_chunks([held, piece], sr, pause_s=pause_s, paragraph_pause_s=paragraph_pause_s,
-                                 paragraph_breaks=[chunks[k - 1].paragraph_break_after, False], crossfade_ms=CROSSFADE_MS)  # fmt: skip
-        keep = 0 if k == len(chunks) - 1 else min(len(joined), int(round(CROSSFADE_MS / 1000 * sr)))
+            joined = join_chunks([held, piece], sr, pause_s=segment.sentence_pause_s,
+                                 paragraph_pause_s=segment.paragraph_pause_s,
+                                 paragraph_breaks=[chunks[k - 1].paragraph_break_after, False], crossfade_ms=fade_ms)  # fmt: skip
+        keep = 0 if k == len(chunks) - 1 else min(len(joined), int(round(fade_ms / 1000 * sr)))
         held = joined[len(joined) - keep :]
-        yield joined[: len(joined) - keep]
-
-
-def _join(chunks, results, pause_s, paragraph_pause_s) -> SpokenText:
-    from pipeline.audio.assemble import join_chunks, trim_silence
-
-    sr = results[0].sample_rate
-    if len(results) == 1:
-        audio = results[0].audio
-    else:
-        pieces = [trim_silence(r.audio, sr) for r in results]
-        audio = join_chunks(pieces, sr, pause_s=pause_s, paragraph_pause_s=paragraph_pause_s,
-                            paragraph_breaks=[c.paragraph_break_after for c in chunks], crossfade_ms=CROSSFADE_MS)  # fmt: skip
-    return SpokenText(audio.astype(np.float32), sr, results, chunks)
+        yield joined[: len(joined) - keep].astype(np.float32)

@@ -1,13 +1,86 @@
-"""How every barkpipe command reports a user mistake: one line on stderr, exit code 2."""
+"""How every barkpipe command reports failure: a user mistake is one line and exit 2; a bug keeps its traceback."""
+
+from __future__ import annotations
+
+import functools
+import sys
+import traceback
+from typing import Callable, TypeVar
 
 import typer
 
 USER_ERROR_EXIT = 2  # a wrong path, a bad key, missing weights: fixable by the user, no traceback
+BUG_EXIT = 1  # an unexpected exception: a bug in barkpipe or a library
+INTERRUPTED_EXIT = 130  # Ctrl-C, as shells report it
+# What commands catch around calls on user input (config, paths, texts): the message is the line.
+USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
+STORAGE_MODULES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "fsspec")
+BUG_LINE = ("this is a bug in barkpipe (or a library it uses), not something you did wrong; please report it "
+            "to {where} with the command you ran and the traceback above")  # fmt: skip
+
+F = TypeVar("F", bound=Callable)
 
 
-def fail(message: str) -> None:
+def fail(message: object) -> None:
     """Print `error: message` (credentials in URLs redacted) and exit with USER_ERROR_EXIT."""
     from pipeline.storage import redact_url
 
     typer.echo(f"error: {redact_url(str(message))}", err=True)
     raise typer.Exit(USER_ERROR_EXIT)
+
+
+def report_to() -> str:
+    """Where bugs go: the package's `Issues` (or first) project URL, when pyproject.toml declares one."""
+    from importlib import metadata
+
+    try:
+        urls = metadata.metadata("barkpipe").get_all("Project-URL") or []
+    except metadata.PackageNotFoundError:
+        urls = []
+    pairs = [u.split(",", 1) for u in urls if "," in u]
+    issues = [url.strip() for label, url in pairs if "issue" in label.lower() or "bug" in label.lower()]
+    return (issues or [url.strip() for _, url in pairs] or ["the barkpipe issue tracker"])[0]
+
+
+def user_message(exc: BaseException) -> str | None:
+    """The one line for an exception that escaped a command but is the user's to fix, or None (a bug).
+
+    Only errors made to be read (config and check errors) and storage failures (credentials,
+    endpoint, bucket) qualify; any other ValueError deep inside is treated as a bug.
+    """
+    from pipeline.batch.checks import CheckError, storage_problem
+    from pipeline.batch.config import ConfigError
+
+    if isinstance(exc, (CheckError, ConfigError)):
+        return str(exc)
+    storage = storage_problem(exc, "storage", "", {})
+    if storage is not None and type(exc).__module__.split(".")[0] in STORAGE_MODULES + ("builtins",):
+        return storage.replace("storage '': ", "storage: ")
+    return None
+
+
+def guarded(command: F) -> F:
+    """Wrap a typer command: user mistakes -> one line, exit 2; Ctrl-C -> one line, exit 130; bugs -> traceback + a line."""
+
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except KeyboardInterrupt:
+            typer.echo("interrupted; run the same command again to resume", err=True)
+            raise typer.Exit(INTERRUPTED_EXIT) from None
+        except Exception as exc:
+            import click
+
+            if isinstance(exc, click.ClickException):
+                raise
+            message = user_message(exc)
+            if message is not None:
+                fail(message)
+            traceback.print_exc(file=sys.stderr)
+            typer.echo(f"error: {type(exc).__name__}: {BUG_LINE.format(where=report_to())}", err=True)
+            raise typer.Exit(BUG_EXIT) from None
+
+    return wrapper  # type: ignore[return-value]

@@ -9,10 +9,11 @@ from typing import Annotated, Optional
 import typer
 
 from pipeline.cli.errors import fail as _fail
+from pipeline.cli.errors import guarded
 
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")  # en, pt-BR, zh_Hans
 
-manifest_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Make manifests from books.")
+manifest_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="Make manifests from books.")
 
 OutOption = Annotated[Path, typer.Option("--out", help="Parquet file to write (local path or s3://...).")]
 PrefixOption = Annotated[Optional[str], typer.Option("--id-prefix", help="Row ids are PREFIX-001, ... [default: the file name].")]
@@ -35,6 +36,7 @@ def _write(df, book: Path, out: Path, language: str | None) -> None:
 
 
 @manifest_app.command("from-text")
+@guarded
 def _from_text(
     book: Annotated[Path, typer.Argument(help="A UTF-8 text file.")],
     out: OutOption,
@@ -58,6 +60,7 @@ def _from_text(
 
 
 @manifest_app.command("from-epub")
+@guarded
 def _from_epub(
     book: Annotated[Path, typer.Argument(help="An EPUB file.")],
     out: OutOption,

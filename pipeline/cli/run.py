@@ -1,4 +1,4 @@
-"""`barkpipe run` and `barkpipe validate`: load the config, call one function, one clear line on user errors."""
+"""`barkpipe run` and `barkpipe validate`: load the config, check it deeply, call one function."""
 
 from __future__ import annotations
 
@@ -7,51 +7,77 @@ from typing import Annotated, Optional
 
 import typer
 
-from pipeline.cli.errors import fail
+from pipeline.cli.errors import USER_ERRORS, fail, guarded
 
 UNACCOUNTED_EXIT = 1
+ERROR_SAMPLES_SHOWN = 3  # failed rows named at the end of a run; errors/ holds them all
+
+
+def _load_and_check(config: Path, overrides: list[str]):
+    """(config, report) or exit 2 with the first problem; nothing is generated or written."""
+    from pipeline.batch.checks import check_run
+    from pipeline.batch.config import load_config
+
+    try:
+        cfg = load_config(config, overrides or [])
+        return cfg, check_run(cfg)
+    except USER_ERRORS as exc:
+        fail(exc)
+    raise AssertionError("unreachable: fail() exits")
 
 
 def validate_command(config: Path, overrides: list[str]) -> None:
-    """Check the config, the weights directory and the manifest's schema without running anything."""
-    from pipeline.batch.config import load_config
-    from pipeline.batch.manifest import id_problems, inspect_manifest, read_ids
-    from pipeline.batch.runner import check_weights
+    """Run every check that costs no generation and print one line per check."""
+    _, report = _load_and_check(config, overrides)
+    for line in report.lines():
+        typer.echo(line)
+    typer.echo("config ok: `barkpipe run` would start")
+
+
+def run_command(config: Path, overrides: list[str], dry_run: bool, verbose: bool = False) -> None:
+    """Run the pipeline described by a config (or, with dry_run, print its plan)."""
+    cfg, report = _load_and_check(config, overrides)
+    for warning in report.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    if dry_run:
+        return _dry_run(cfg)
+    from pipeline.batch.runner import run
 
     try:
-        cfg = load_config(config, overrides or [])
-        check_weights(cfg)
-        i = cfg.input
-        info = inspect_manifest(i.path, i.storage_options, i.id_column, i.text_column)
-        _, problems = id_problems(read_ids(info))
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
+        summary = run(cfg, verbose=verbose)
+    except USER_ERRORS as exc:
         fail(exc)
-    typer.echo(f"config ok; manifest: {info.num_rows} rows in {len(info.files)} file(s), "
-               f"columns {', '.join(info.schema.names)}")
-    if problems:
-        typer.echo(f"warning: {len(problems)} row(s) will be error rows, e.g. {problems[0]['error']}")
+    _report(cfg, summary)
 
 
-def run_command(config: Path, overrides: list[str], dry_run: bool) -> None:
-    """Run the pipeline described by a config (or, with dry_run, print its plan)."""
+def _dry_run(cfg) -> None:
     import yaml
 
-    from pipeline.batch.config import load_config, public_dict
-    from pipeline.batch.summary import plan, plan_table, table
-    from pipeline.batch.runner import check_weights, prepare, run
+    from pipeline.batch.config import public_dict
+    from pipeline.batch.runner import prepare
+    from pipeline.batch.summary import plan, plan_table
 
     try:
-        cfg = load_config(config, overrides or [])
-        check_weights(cfg)
-        if dry_run:
-            typer.echo(yaml.safe_dump(public_dict(cfg), sort_keys=False).rstrip())
-            typer.echo("---")
-            typer.echo(plan_table(plan(prepare(cfg))))
-            return
-        summary = run(cfg)
-    except (ValueError, FileNotFoundError, PermissionError) as exc:
+        typer.echo(yaml.safe_dump(public_dict(cfg), sort_keys=False).rstrip())
+        typer.echo("---")
+        typer.echo(plan_table(plan(prepare(cfg))))
+    except USER_ERRORS as exc:
         fail(exc)
+
+
+def _report(cfg, summary: dict) -> None:
+    """The summary table, where the output went, and the first error reasons."""
+    from pipeline.batch.summary import table
+    from pipeline.storage import redact_url
+
     typer.echo(table(summary))
+    out = redact_url(cfg.output.path.rstrip("/"))
+    typer.echo(f"output: {out}/ (audio/, metadata/, summary.json)")
+    samples = summary.get("this_run", {}).get("error_samples") or []
+    if summary.get("errors"):
+        typer.echo(f"{summary['errors']} row(s) failed; every reason is in {out}/errors/. First ones:")
+        for sample in samples[:ERROR_SAMPLES_SHOWN]:
+            typer.echo(f"  {sample}")
     if not summary["accounted"]:
         typer.echo("error: some input rows are neither written nor in errors/; rerun to resume them", err=True)
         raise typer.Exit(UNACCOUNTED_EXIT)
@@ -67,15 +93,18 @@ def register(app: typer.Typer) -> None:
     """Add `run` and `validate` to the barkpipe CLI."""
 
     @app.command("run")
+    @guarded
     def _run(
         config: ConfigArg,
         overrides: SetOpt = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Show the plan; load no model.")] = False,
+        dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and show the plan; load no model.")] = False,
+        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Ray's own logs and progress bars.")] = False,
     ) -> None:
         """Synthesize every row of the config's manifest (resumes an interrupted run)."""
-        run_command(config, overrides or [], dry_run)
+        run_command(config, overrides or [], dry_run, verbose)
 
     @app.command("validate")
+    @guarded
     def _validate(config: ConfigArg, overrides: SetOpt = None) -> None:
-        """Check a config and its manifest's schema without running."""
+        """Check the config, weights, voices, device, storage and the manifest without generating anything."""
         validate_command(config, overrides or [])

@@ -2,99 +2,229 @@
 
 from __future__ import annotations
 
+import os
+import pickle
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 
 from pipeline.cli.errors import fail as _fail
+from pipeline.cli.errors import guarded
 
 DEFAULT_BATCH_SIZE = 8  # chunks per engine call when not streaming
 PCM_SCALE = 32767  # float [-1, 1] -> signed 16-bit
+# Random test weights never sample EOS, so without a limit every chunk runs to Bark's 15 s cap.
+RANDOM_WEIGHTS_MAX_DURATION_S = 2.0
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+STAGES = ("semantic", "coarse", "fine", "decode")  # the engine's progress(stage, done, total) names
+SHOWN_TEXT_TOKENS = 256  # what Bark reads of one utterance (bark_model.constants.MAX_TEXT_TOKENS)
 
-weights_app = typer.Typer(no_args_is_help=True, add_completion=False, help="Get Bark weights.")
+weights_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="Get Bark weights.")
 
 
 def _texts(texts: list[str], text_file: Optional[Path]) -> list[str]:
     texts = list(texts or [])
     if text_file is not None:
         if not text_file.is_file():
-            _fail(f"text file not found: {text_file}")
+            _fail(f"--text-file {text_file}: file not found")
         texts += [line.strip() for line in text_file.read_text(encoding="utf-8").splitlines() if line.strip()]
     if not texts:
         _fail("nothing to say: give TEXT arguments or --text-file")
+    for k, text in enumerate(texts):
+        if not text.strip():
+            _fail(f"text {k + 1} is empty: give words to say")
     return texts
 
 
 def _out_paths(out: Path, n: int) -> list[Path]:
-    """One text: `out` is the file. Several: `out` is a folder of 000.wav, 001.wav, ..."""
+    """One text: `out` is the file. Several: `out` is a folder of 000.wav, 001.wav, ...; checked writable now."""
+    from pipeline.batch.checks import check_local_output
+
     if n == 1 and out.suffix.lower() == ".wav":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        return [out]
-    if n == 1 and not out.exists() and out.suffix:
+        folder, paths = out.parent, [out]
+    elif n == 1 and not out.exists() and out.suffix:
         _fail(f"--out {out}: one text writes a .wav file; give a path ending in .wav")
-    if out.is_file():
+    elif out.is_file():
         _fail(f"--out {out} is a file, but {n} texts need a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    return [out / f"{i:03d}.wav" for i in range(n)]
+    else:
+        folder, paths = out, [out / f"{i:03d}.wav" for i in range(n)]
+    check_local_output(str(folder), "--out")
+    for path in paths:
+        if path.exists() and not (path.is_file() and os.access(path, os.W_OK)):
+            _fail(f"--out {path} exists and cannot be overwritten; choose another --out")
+    return paths
+
+
+def _check_arguments(texts, out, weights, voice, device, precision, save_codes, stream, no_split):
+    """Everything that can be wrong with the arguments, found before the model loads (seconds of work)."""
+    from pipeline.batch.checks import check_device, check_voice, check_weights
+    from pipeline.longform import split_text
+
+    if stream and (len(texts) != 1 or save_codes is not None):
+        _fail("--stream speaks exactly one text and cannot --save-codes")
+    if stream and str(out) != "-" and out.suffix.lower() != ".wav":
+        _fail(f"--out {out}: --stream writes a .wav file, or raw 16-bit PCM to stdout with --out -")
+    if stream and no_split:
+        _fail("--no-split speaks one utterance; --stream needs chunks: give one of them")
+    if save_codes is not None and len(texts) != 1:
+        _fail("--save-codes writes the codes of one text; give exactly one text")
+    if precision not in PRECISIONS:
+        _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    check_device(device, "--device", fix="use --device cpu (or auto)")
+    if not no_split:
+        for text in texts:
+            split_text(text)  # empty after normalisation, or a cue too long to fit in a chunk
+    info = check_weights(_local_weights(weights), "--weights")
+    check_voice(voice, info.root, "--voice")
+    if save_codes is not None:
+        from pipeline.batch.checks import check_local_output
+
+        check_local_output(str(save_codes.parent), "--save-codes")
+    return info
 
 
 def say_command(texts, text_file, weights, out, voice, seed, temperature, text_temp, waveform_temp,
-                max_duration, batch_size, save_codes, device, precision, stream=False) -> None:  # fmt: skip
-    """Synthesise each text to a WAV; long texts are split into chunks and joined."""
-    import soundfile as sf
-    from tqdm import tqdm
-
-    from pipeline.longform import speak_many
+                max_duration, batch_size, save_codes, device, precision, stream=False, no_split=False,
+                compile=None) -> None:  # fmt: skip
+    """Synthesise each text to a WAV; long texts are split into chunks and joined (unless no_split)."""
+    from pipeline.cli.errors import USER_ERRORS
 
     texts = _texts(texts, text_file)
     if temperature is not None:
         text_temp = waveform_temp = temperature
-    if stream:
-        if len(texts) != 1 or save_codes is not None:
-            _fail("--stream speaks exactly one text and cannot --save-codes")
-        if str(out) != "-" and out.suffix.lower() != ".wav":
-            _fail(f"--out {out}: --stream writes a .wav file, or raw 16-bit PCM to stdout with --out -")
-    paths = [out] if stream else _out_paths(out, len(texts))
-    if save_codes is not None and len(texts) != 1:
-        _fail("--save-codes writes the codes of one text; give exactly one text")
-    engine = _load_engine(weights, voice, device, precision)
+    try:
+        paths = [out] if stream else _out_paths(out, len(texts))
+        info = _check_arguments(texts, out, weights, voice, device, precision, save_codes, stream, no_split)
+    except USER_ERRORS as err:
+        _fail(err)
+    weights = info.root
+    if info.random:
+        if max_duration is None:
+            max_duration = RANDOM_WEIGHTS_MAX_DURATION_S
+            typer.echo(f"note: {weights} holds random test weights: the audio is noise and never ends on its own, "
+                       f"so each chunk stops at {max_duration:g} s (--max-duration to change)", err=True)  # fmt: skip
+        else:
+            typer.echo(f"note: {weights} holds random test weights; the audio will be noise", err=True)
+    engine = _load_engine(weights, voice, device, precision, compile)
     sampling = dict(voice=voice, seed=seed, text_temp=text_temp, waveform_temp=waveform_temp, max_duration=max_duration)
     if stream:
         return _say_stream(engine, texts[0], out, batch_size or 1, sampling)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
-    bar = tqdm(total=0, unit="chunk", desc="say")
-
-    def progress(_stage, done, total):
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-
     try:
-        spoken = speak_many(engine, texts, batch_size=batch_size, progress=progress, **sampling)
-    except ValueError as err:
-        _fail(str(err))
-    finally:
-        bar.close()
+        planned = _plan_unsplit(engine, texts, sampling) if no_split else _plan(engine, texts, sampling)
+        if save_codes is not None and len(planned[0][1]) != 1:
+            _fail(f"--save-codes writes one utterance's codes, but this text makes {len(planned[0][1])} chunks; "
+                  "add --no-split to speak it as one utterance (Bark reads its first 256 tokens)")  # fmt: skip
+        spoken = _speak(engine, planned, batch_size, no_split)
+    except USER_ERRORS as err:
+        _fail(err)
     if save_codes is not None:
-        if len(spoken[0].results) != 1:
-            _fail("--save-codes needs a text short enough for one chunk (it writes one utterance's codes)")
         spoken[0].results[0].save_codes(save_codes)
+        typer.echo(f"wrote {save_codes} (the codes as a voice prompt)")
+    import soundfile as sf
+
     for one, path in zip(spoken, paths):
+        path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, one.audio, one.sample_rate, subtype="PCM_16")
         typer.echo(f"wrote {path} ({one.duration_s:.2f} s, {len(one.results)} chunk(s))")
 
 
-def _load_engine(weights: Path, voice, device: str, precision: str):
+def _local_weights(weights: str) -> Path:
+    """A local weights folder: the path itself, or a URL fetched into the node cache (once)."""
+    from pipeline.weights import fetch_weights, is_remote
+
+    return fetch_weights(weights) if is_remote(weights) else Path(weights)
+
+
+def _plan(engine, texts: list[str], sampling: dict):
+    from pipeline.longform import plan_many
+
+    return plan_many(engine, texts, **sampling)
+
+
+def _plan_unsplit(engine, texts: list[str], sampling: dict):
+    """One utterance per text, the text as given: the official generate_audio's input (truncated at 256 tokens)."""
+    from bark_model import GenerationRequest
+
+    planned = []
+    for k, text in enumerate(texts):
+        n = engine.count_text_tokens(text)
+        if n > SHOWN_TEXT_TOKENS:
+            typer.echo(f"note: text {k + 1} has {n} tokens; Bark reads the first {SHOWN_TEXT_TOKENS} and drops "
+                       f"{n - SHOWN_TEXT_TOKENS} (as the official generate_audio does; without --no-split it is split "
+                       "into chunks)", err=True)  # fmt: skip
+        s = sampling
+        request = GenerationRequest.simple(text, voice=s["voice"], seed=s["seed"], text_temp=s["text_temp"],
+                                           waveform_temp=s["waveform_temp"], max_duration_s=s["max_duration"])  # fmt: skip
+        planned.append(([None], [request]))
+    return planned
+
+
+def _speak(engine, planned, batch_size: int, no_split: bool):
+    from pipeline.longform import SpokenText, speak_planned
+
+    bars = StageBars(sum(len(requests) for _, requests in planned))
+    try:
+        if not no_split:
+            return speak_planned(engine, planned, batch_size=batch_size, progress=bars)
+        results = engine.generate([r for _, [r] in planned], batch_size=batch_size, progress=bars)
+        return [SpokenText(r.audio.astype("float32"), r.sample_rate, [r], chunks) for r, (chunks, _) in zip(results, planned)]
+    finally:
+        bars.close()
+
+
+class StageBars:
+    """One progress line per engine stage (semantic, coarse, fine, decode), each counting chunks.
+
+    The next stage's bar opens at 0 as soon as the previous one finishes, so a slow stage shows
+    where the time goes instead of a bar that sat at 100 % after the first stage.
+    """
+
+    def __init__(self, total: int):
+        self.total = total
+        self.bars: dict = {}
+        self._open(STAGES[0])
+
+    def _open(self, stage: str) -> None:
+        from tqdm import tqdm
+
+        self.bars[stage] = tqdm(total=self.total, unit="chunk", desc=f"{stage:<8}", dynamic_ncols=True)
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        if stage not in STAGES:
+            return  # "rows": the whole call is done
+        bar = self.bars.get(stage)
+        if bar is None:
+            self._open(stage)
+            bar = self.bars[stage]
+        bar.total = total
+        bar.n = done
+        bar.refresh()
+        if done >= total:
+            bar.close()
+            following = STAGES.index(stage) + 1
+            if following < len(STAGES) and STAGES[following] not in self.bars:
+                self._open(STAGES[following])
+
+    def close(self) -> None:
+        for bar in self.bars.values():
+            bar.close()
+
+
+def _load_engine(weights: Path, voice, device: str, precision: str, compile: bool | None = None):
     from bark_model import BarkEngine
 
     try:
-        engine = BarkEngine.from_dir(weights, device=device, precision=precision)
+        engine = BarkEngine.from_dir(weights, device=device, precision=precision, compile=compile)
         engine.load_voice(voice)
     except (ValueError, FileNotFoundError) as err:
         _fail(str(err))
-    if (weights / "RANDOM_WEIGHTS.txt").is_file():
-        typer.echo("note: these are random test weights; the audio will be noise", err=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError) as err:
+        # torch.load of a file whose header looked fine (a legacy pickle cut short, bad bytes inside).
+        first = (str(err).splitlines() or [type(err).__name__])[0][:200]
+        _fail(f"--weights {weights}: a weight file cannot be loaded ({type(err).__name__}: {first}); "
+              "it may be damaged: download it again")  # fmt: skip
     return engine
 
 
@@ -141,6 +271,7 @@ def _say_stream(engine, text: str, out: Path, batch_size: int, sampling: dict) -
 
 
 @weights_app.command("download")
+@guarded
 def _download(
     out_dir: Annotated[Path, typer.Argument(help="Where to put the weights.")],
     model: Annotated[str, typer.Option("--model", help="large | small")] = "large",
@@ -157,11 +288,12 @@ def _download(
 
 
 @weights_app.command("make-random")
+@guarded
 def _make_random(
     out_dir: Annotated[Path, typer.Argument(help="Where to write them.")],
     size: Annotated[str, typer.Option("--size", help="tiny | small | large")] = "tiny",
     layout: Annotated[str, typer.Option("--layout", help="suno | hf")] = "suno",
-    seed: Annotated[int, typer.Option("--seed")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights (same seed, same files).")] = 0,
 ) -> None:
     """Random weights in the real formats, for tests, demos and benchmarks (the audio is noise)."""
     from bark_model.random_weights import make_random_weights
@@ -178,23 +310,32 @@ def register(app: typer.Typer) -> None:
     app.add_typer(weights_app, name="weights")
 
     @app.command("say")
+    @guarded
     def _say(
-        texts: Annotated[Optional[list[str]], typer.Argument(help="Text(s) to speak.")] = None,
+        texts: Annotated[Optional[list[str]], typer.Argument(help="Text(s) to speak.", show_default=False)] = None,
         text_file: Annotated[Optional[Path], typer.Option("--text-file", help="One text per line.")] = None,
-        weights: Annotated[Path, typer.Option("--weights", help="Weights directory (Suno or HF layout).")] = Path("weights/tiny"),
+        # str, not Path: Path("s3://b/p") would collapse the "//" of a URL.
+        weights: Annotated[str, typer.Option("--weights", help="Weights: a folder (Suno or HF layout), s3://bucket/prefix "
+                                             "(any fsspec URL) or hf://owner/repo[@revision].")] = "weights/tiny",
         out: Annotated[Path, typer.Option("--out", help="A .wav for one text, a folder for several.")] = Path("out/say.wav"),
         voice: Annotated[Optional[str], typer.Option("--voice", help="Preset (v2/en_speaker_6) or .npz path.")] = None,
-        seed: Annotated[int, typer.Option("--seed")] = 0,
+        seed: Annotated[int, typer.Option("--seed", help="Random seed; chunk k of a long text uses a seed derived from it.")] = 0,
         temperature: Annotated[Optional[float], typer.Option("--temperature", help="Both temperatures; 0 = greedy.")] = None,
-        text_temp: Annotated[float, typer.Option("--text-temp")] = 0.7,
-        waveform_temp: Annotated[float, typer.Option("--waveform-temp")] = 0.7,
-        max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Seconds per chunk.")] = None,
-        batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Chunks per engine call [default: 8, 1 with --stream].")] = None,
-        save_codes: Annotated[Optional[Path], typer.Option("--save-codes", help="Write the codes as a voice .npz.")] = None,
-        device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | mps")] = "auto",
+        text_temp: Annotated[float, typer.Option("--text-temp", help="Semantic (text -> tokens) temperature; 0 = greedy.")] = 0.7,
+        waveform_temp: Annotated[float, typer.Option("--waveform-temp", help="Coarse (tokens -> codes) temperature; 0 = greedy.")] = 0.7,
+        max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Longest audio per chunk, in seconds.",
+                                                              show_default="Bark's limit; 2 s with random test weights")] = None,
+        batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Chunks per engine call.",
+                                                          show_default="8, 1 with --stream")] = None,
+        save_codes: Annotated[Optional[Path], typer.Option("--save-codes", help="Write the codes of one utterance as a voice .npz.")] = None,
+        device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps")] = "auto",
         precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 | bf16 | int8")] = "fp32",
         stream: Annotated[bool, typer.Option("--stream", help="Write audio as each chunk is ready; --out - gives raw PCM on stdout.")] = False,
+        no_split: Annotated[bool, typer.Option("--no-split", help="Speak each text as one Bark utterance, as given, like the "
+                                               "official generate_audio (Bark reads its first 256 tokens).")] = False,
+        compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="Fuse decode steps with torch.compile.",
+                                                        show_default="on for CUDA, off elsewhere")] = None,
     ) -> None:
-        """Speak one or a few texts to WAV files."""
+        """Speak one or a few texts to WAV files (long texts are split into chunks and joined)."""
         say_command(texts, text_file, weights, out, voice, seed, temperature, text_temp, waveform_temp,
-                    max_duration, batch_size, save_codes, device, precision, stream)  # fmt: skip
+                    max_duration, batch_size, save_codes, device, precision, stream, no_split, compile)  # fmt: skip
