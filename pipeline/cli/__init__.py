@@ -1,10 +1,10 @@
-"""barkpipe command line: `say`, `weights`, `run`, `validate`, `manifest` (heavy imports live inside commands)."""
+"""barkpipe command line: `say`, `weights`, `run`, `validate`, `manifest`, `book`, `report` (heavy imports live inside commands)."""
 
 import typer
 
-from pipeline.cli import manifest, run, say
+from pipeline.cli import book, manifest, report, run, say
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, pretty_exceptions_show_locals=False)
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_show_locals=False)
 
 
 @app.callback()
@@ -15,6 +15,8 @@ def main() -> None:
 say.register(app)
 run.register(app)
 manifest.register(app)
+book.register(app)
+report.register(app)
 
 if __name__ == "__main__":
     app(prog_name="barkpipe")

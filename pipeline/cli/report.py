@@ -1,0 +1,36 @@
+"""`barkpipe report`: one self-contained HTML review page of a run, flagged rows and chunks first."""
+
+from __future__ import annotations
+
+from typing import Annotated, Optional
+
+import typer
+
+from pipeline.cli.errors import USER_ERRORS, fail, guarded
+
+
+def report_command(output: str, out: str | None, max_embed_mb: float) -> None:
+    from pipeline.review.page import write_report
+    from pipeline.storage import redact_url
+
+    if max_embed_mb < 0:
+        fail(f"--max-embed-mb must be >= 0, got {max_embed_mb}")
+    try:
+        where = write_report(output, out, max_embed_bytes=int(max_embed_mb * 2**20))
+    except USER_ERRORS as exc:
+        fail(exc)
+    typer.echo(f"wrote {redact_url(where)}")
+
+
+def register(app: typer.Typer) -> None:
+    """Add `report` to the barkpipe CLI."""
+
+    @app.command("report")
+    @guarded
+    def _report(
+        output: Annotated[str, typer.Argument(help="A run's output.path (local folder or s3://...).")],
+        out: Annotated[Optional[str], typer.Option("--out", help="Where to write the page [default: OUTPUT/report.html].")] = None,
+        max_embed_mb: Annotated[float, typer.Option("--max-embed-mb", help="Audio embedded in the page, MiB; flagged rows first, links for the rest.")] = 20.0,
+    ) -> None:
+        """Write a review page: summary, flagged rows and chunks first, with players, waveforms, gates and transcripts."""
+        report_command(output, out, max_embed_mb)

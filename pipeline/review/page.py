@@ -1,0 +1,234 @@
+"""`barkpipe report`: summary, flagged rows and chunks first, players, waveforms, gates, text, transcript.
+
+Audio is embedded as Ogg Opus data URIs (about 20 kb/s: plenty to judge speech) so the file
+works anywhere, offline, as one attachment. Flagged rows are embedded first, then the others,
+until `max_embed_bytes` is used up; rows past it get a link to their file in the run instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+import os
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from pipeline.review.waveform import waveform_svg
+from pipeline.storage import Store
+
+MAX_EMBED_BYTES = 20 * 2**20  # audio budget of one page (base64 adds a third on top)
+# libsndfile's Opus "compression level" picks the bitrate: 0.95 gives ~20 kb/s for 24 kHz mono.
+OPUS_LEVEL = 0.95
+OPUS_RATE = 24_000
+REPORT_NAME = "report.html"
+
+
+@dataclass
+class RowView:
+    """One row as the page shows it."""
+
+    id: str
+    meta: dict = field(default_factory=dict)
+    error: tuple[str, str] | None = None  # (stage, message) for error rows
+
+    @property
+    def chunks(self) -> list[dict]:
+        return list(self.meta.get("chunks") or [])
+
+    @property
+    def failed_chunks(self) -> list[dict]:
+        return [c for c in self.chunks if c.get("passed") is False or c.get("failed")]
+
+
+def load_rows(store: Store) -> tuple[dict | None, list[RowView], list[RowView]]:
+    """(summary.json or None, finished rows, error rows) of the run under `store`."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.storage import retry
+
+    try:
+        summary = json.loads(store.read("summary.json"))
+    except FileNotFoundError:
+        summary = None
+    parts = store.glob("metadata/part-*.parquet")
+    tables = [retry(pq.read_table, p, filesystem=store.fs) for p in parts]
+    meta = pa.concat_tables(tables, promote_options="permissive").to_pylist() if tables else []
+    done = [RowView(str(r["id"]), r) for r in meta]
+    errors = []
+    for path in store.glob("errors/*.parquet"):
+        for r in retry(pq.read_table, path, filesystem=store.fs).to_pylist():
+            errors.append(RowView(str(r.get("id")), error=(r.get("stage") or "?", r.get("error") or "")))
+    if summary is None and not done and not errors:
+        raise FileNotFoundError(f"{store.root} holds no run (no summary.json, metadata/ or errors/); "
+                                "point OUTPUT at a run's output.path")
+    return summary, done, errors
+
+
+def build_report(store: Store, *, audio_href: str = "", max_embed_bytes: int = MAX_EMBED_BYTES) -> str:
+    """The page's HTML. `audio_href` prefixes links to audio files that are not embedded."""
+    summary, done, errors = load_rows(store)
+    flagged = sorted((r for r in done if r.meta.get("flagged") or r.failed_chunks),
+                     key=lambda r: (-len(r.failed_chunks), r.id))
+    rest = sorted((r for r in done if r not in flagged), key=lambda r: r.id)
+    budget = [max_embed_bytes]
+    body = [_summary_html(summary, len(done), len(flagged), len(errors))]
+    body.append(f"<h2>Flagged rows ({len(flagged)})</h2>")
+    body += [_row_html(store, r, budget, audio_href) for r in flagged] or ["<p class=muted>None.</p>"]
+    body.append(f"<h2>Error rows ({len(errors)})</h2>")
+    body.append(_errors_html(errors) if errors else "<p class=muted>None.</p>")
+    body.append(f"<h2>Other rows ({len(rest)})</h2>")
+    body += [_row_html(store, r, budget, audio_href) for r in rest] or ["<p class=muted>None.</p>"]
+    title = "barkpipe review: " + html.escape(os.path.basename(store.root.rstrip("/")) or store.root)
+    return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{title}</title>"
+            f"<meta name=viewport content='width=device-width, initial-scale=1'><style>{_CSS}</style></head>"
+            f"<body><h1>{title}</h1>{''.join(body)}</body></html>")
+
+
+def write_report(output: str, out: str | None = None, storage_options: dict | None = None,
+                 max_embed_bytes: int = MAX_EMBED_BYTES) -> str:
+    """Write the page to OUTPUT/report.html (or `out`, local or URL); returns where it went."""
+    store = Store.open(output, storage_options)
+    if out is None:
+        page = build_report(store, audio_href="", max_embed_bytes=max_embed_bytes)
+        return store.write(REPORT_NAME, page.encode())
+    base = store.root if not store.local else "file://" + os.path.abspath(store.root)
+    page = build_report(store, audio_href=base.rstrip("/") + "/", max_embed_bytes=max_embed_bytes).encode()
+    if "://" in out:
+        from pipeline.storage import open_fs, retry
+
+        fs, path = open_fs(out, storage_options)
+        retry(fs.pipe_file, path, page, what=out)
+        return out
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "wb") as f:
+        f.write(page)
+    return out
+
+
+def preview_opus(audio: np.ndarray, sr: int) -> bytes:
+    """Low-bitrate Ogg Opus of mono audio [N] for the page (resampled to 24 kHz when needed)."""
+    import soundfile as sf
+
+    if sr != OPUS_RATE:
+        from math import gcd
+
+        from scipy.signal import resample_poly
+
+        g = gcd(int(sr), OPUS_RATE)
+        audio = resample_poly(audio, OPUS_RATE // g, int(sr) // g).astype(np.float32)
+    buf = io.BytesIO()
+    with sf.SoundFile(buf, "w", OPUS_RATE, 1, format="OGG", subtype="OPUS", compression_level=OPUS_LEVEL) as f:
+        for start in range(0, len(audio), 4 * OPUS_RATE):  # blocks: see pipeline/audio/encode.py
+            f.write(np.clip(audio[start:start + 4 * OPUS_RATE], -1, 1))
+    return buf.getvalue()
+
+
+def _row_html(store: Store, row: RowView, budget: list[int], audio_href: str) -> str:
+    m = row.meta
+    title = m.get("title") or m.get("input_title")
+    head = html.escape(row.id) + (f" — {html.escape(str(title))}" if title else "")
+    badge = "<span class=bad>flagged</span>" if m.get("flagged") else "<span class=good>ok</span>"
+    facts = f"{(m.get('duration_s') or 0):.1f} s, {len(row.chunks)} chunk(s), voice {html.escape(str(m.get('voice')))}"
+    player, wave = _audio_html(store, row, budget, audio_href)
+    failed = row.failed_chunks
+    ordered = failed + [c for c in row.chunks if c not in failed]
+    chunks = "".join(_chunk_html(c, row) for c in ordered)
+    text = html.escape(m.get("text") or "")
+    return (f"<section class=row id='row-{html.escape(row.id)}'><h3>{head} {badge}</h3><p class=muted>{facts}</p>"
+            f"{player}{wave}<table><tr><th>chunk</th><th>attempts</th><th>failed gates</th><th>measures</th>"
+            f"<th>text / transcript</th></tr>{chunks}</table>"
+            f"<details><summary>row text</summary><p>{text}</p></details></section>")
+
+
+def _audio_html(store: Store, row: RowView, budget: list[int], audio_href: str) -> tuple[str, str]:
+    import soundfile as sf
+
+    path = row.meta.get("audio_path")
+    if not path:
+        return "<p class=muted>no audio path</p>", ""
+    try:
+        audio, sr = sf.read(io.BytesIO(store.read(path)), dtype="float32", always_2d=True)
+    except (FileNotFoundError, RuntimeError, sf.LibsndfileError) as exc:
+        return f"<p class=bad>audio {html.escape(path)} cannot be read ({html.escape(type(exc).__name__)})</p>", ""
+    audio = audio.mean(axis=1)
+    marks = _failed_spans(row)
+    wave = waveform_svg(audio, marks, label=f"waveform of {row.id}")
+    preview = preview_opus(audio, sr)
+    encoded = 4 * ((len(preview) + 2) // 3)
+    if encoded <= budget[0]:
+        budget[0] -= encoded
+        uri = "data:audio/ogg;codecs=opus;base64," + base64.b64encode(preview).decode()
+        return f"<audio controls preload=metadata src='{uri}'></audio>", wave
+    href = html.escape(audio_href + path)
+    return (f"<p>audio not embedded (page budget used): <a href='{href}'>{html.escape(path)}</a></p>", wave)
+
+
+def _failed_spans(row: RowView) -> list[tuple[float, float]]:
+    """Where the failed chunks lie, as fractions of the row (chunk durations scaled: pauses are spread)."""
+    durations = [float(c.get("duration_s") or 0) for c in row.chunks]
+    total = sum(durations)
+    if total <= 0:
+        return []
+    spans, t = [], 0.0
+    for c, d in zip(row.chunks, durations):
+        if c.get("passed") is False or c.get("failed"):
+            spans.append((t / total, (t + d) / total))
+        t += d
+    return spans
+
+
+def _chunk_html(c: dict, row: RowView) -> str:
+    failed = c.get("failed") or []
+    measures = dict(c.get("measures") or {})  # Arrow maps arrive as [(key, value), ...]
+    cells = ", ".join(f"<span class={'bad' if _gate_of(k, failed) else 'm'}>{html.escape(k)}={v:.3g}</span>"
+                      for k, v in sorted(measures.items()))
+    text = c.get("text")
+    transcript = c.get("transcript")
+    said = (f"<div>{html.escape(text)}</div>" if text else "") + (
+        f"<div class=muted>heard: {html.escape(transcript)}</div>" if transcript else "")
+    cls = " class=failrow" if failed or c.get("passed") is False else ""
+    gates = html.escape(", ".join(failed)) if failed else ("passed" if c.get("passed") else "—")
+    return (f"<tr{cls}><td>{c.get('index')}</td><td>{c.get('attempts')}</td><td>{gates}</td>"
+            f"<td>{cells}</td><td>{said or '<span class=muted>—</span>'}</td></tr>")
+
+
+def _gate_of(measure: str, failed: list[str]) -> bool:
+    """A measure is highlighted when a failed gate is named after it (duration_ratio_low -> duration_ratio)."""
+    aliases = {"longest_silence": "longest_silence_s", "rms_low": "rms_db", "rms_high": "rms_db"}
+    return any(g == measure or g.startswith(measure + "_") or aliases.get(g) == measure for g in failed)
+
+
+def _errors_html(errors: list[RowView]) -> str:
+    rows = "".join(f"<tr class=failrow><td>{html.escape(r.id)}</td><td>{html.escape(r.error[0])}</td>"
+                   f"<td>{html.escape(r.error[1])}</td></tr>" for r in sorted(errors, key=lambda r: r.id))
+    return f"<table><tr><th>id</th><th>stage</th><th>error</th></tr>{rows}</table>"
+
+
+def _summary_html(summary: dict | None, done: int, flagged: int, errors: int) -> str:
+    head = (f"<p><b>{done}</b> finished row(s), <b class=bad>{flagged}</b> flagged, "
+            f"<b class=bad>{errors}</b> error row(s).</p>")
+    if summary is None:
+        return head + "<p class=muted>no summary.json (the run has not finished)</p>"
+    keys = ("input_rows", "ok", "errors", "accounted", "audio_hours", "config_hash")
+    cells = "".join(f"<tr><th>{k}</th><td>{html.escape(str(summary.get(k)))}</td></tr>" for k in keys if k in summary)
+    run = summary.get("this_run") or {}
+    cells += "".join(f"<tr><th>this run: {html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+                     for k, v in run.items() if k != "error_samples")
+    return f"<h2>Summary</h2>{head}<table class=summary>{cells}</table>"
+
+
+_CSS = """
+body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:1100px;color:#222;padding:0 16px}
+h1{font-size:20px} h2{font-size:17px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:28px}
+h3{font-size:15px;margin:0 0 4px}
+section.row{border:1px solid #ddd;border-radius:6px;padding:12px;margin:12px 0}
+table{border-collapse:collapse;width:100%;margin:8px 0} th,td{border:1px solid #e3e3e3;padding:3px 6px;
+text-align:left;vertical-align:top} table.summary{width:auto}
+.bad{color:#c62828;font-weight:600} .good{color:#2e7d32;font-weight:600} .muted{color:#777} .m{color:#444}
+tr.failrow{background:#fff3f3} svg.wave{width:100%;height:80px;display:block;background:#f7f8fa}
+audio{width:100%;margin:4px 0}
+"""
