@@ -22,7 +22,10 @@ CODEC_FILE = "encodec_24khz-d7cc33bc.th"
 HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 HF_PREFIXES = {"text": "semantic.", "coarse": "coarse_acoustics.", "fine": "fine_acoustics.", "codec": "codec_model."}
 HF_CONFIG_KEYS = {"text": "semantic_config", "coarse": "coarse_acoustics_config", "fine": "fine_acoustics_config"}
-FIX = "download them with `barkpipe weights download --model large DIR`, or make test weights with `barkpipe weights make-random`"
+FIX = (
+    "download them with `barkpipe weights download --model large DIR`, "
+    "or make test weights with `barkpipe weights make-random`"
+)
 
 # HF module names -> ours (which are Suno's without `transformer.`), applied in this order.
 _HF_RENAMES = (
@@ -143,11 +146,15 @@ def hf_state_dict(full: dict, role: str) -> dict:
 
 def build_model(role: str, config: GPTConfig, state: dict, source: Path) -> torch.nn.Module:
     """Build on the meta device and adopt the loaded tensors (no second copy), strictly."""
-    cls = FineGPT if role == "fine" else GPT
+    model: GPT | FineGPT
     with torch.device("meta"):
-        model = cls(config)
-    if role == "fine":
-        _retie_fine(state, config)
+        if role == "fine":
+            assert isinstance(config, FineGPTConfig), f"role 'fine' needs a FineGPTConfig, got {type(config).__name__}"
+            model = FineGPT(config)
+        else:
+            model = GPT(config)
+    if isinstance(model, FineGPT):
+        _retie_fine(state, model.config)
     expected = set(model.state_dict())
     missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
     if missing or unexpected:
@@ -156,7 +163,7 @@ def build_model(role: str, config: GPTConfig, state: dict, source: Path) -> torc
             f"missing {missing[:6]}{'...' if len(missing) > 6 else ''}, unexpected {unexpected[:6]}"
         )
     model.load_state_dict(state, strict=True, assign=True)
-    if role == "fine":
+    if isinstance(model, FineGPT):
         model.tie_weights()
     return model.eval()
 

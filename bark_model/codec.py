@@ -122,12 +122,14 @@ def _collect(sd: Mapping[str, torch.Tensor], naming: str, n_codebooks: int) -> d
     embeds = [_take(sd, _codebook_key(q, "embed", naming), used, missing) for q in range(n_codebooks)]
     if missing:
         raise ValueError(f"codec state dict ({naming} naming) lacks {len(missing)} keys: {missing}")
-    ours["codebooks"] = torch.stack(embeds)  # [K, 1024, 128]
+    # Nothing is missing, so no value is None: the filters only narrow the types.
+    found = {k: v for k, v in ours.items() if v is not None}
+    found["codebooks"] = torch.stack([e for e in embeds if e is not None])  # [K, 1024, 128]
     known = used | _ignorable_keys(naming, n_codebooks)
     unknown = [k for k in sd if k.startswith(("decoder.", "quantizer.")) and k not in known]
     if unknown:
         raise ValueError(f"codec state dict ({naming} naming) has unknown keys: {unknown}")
-    return ours
+    return found
 
 
 def load_codec_state_dict(
@@ -138,7 +140,7 @@ def load_codec_state_dict(
     Keys outside `prefix`, and `encoder.*`, are ignored on purpose (Bark only decodes). The model
     is built on the meta device and takes the folded tensors by assignment: no second copy.
     """
-    stripped = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    stripped = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     naming = _detect_naming(list(stripped))
     ours = _collect(stripped, naming, n_codebooks)
     with torch.device("meta"):

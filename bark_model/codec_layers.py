@@ -101,7 +101,10 @@ class CausalConv1d(nn.Conv1d):
 class CausalConvTranspose1d(nn.ConvTranspose1d):
     """ConvTranspose1d without padding, trimmed k - s on the right: output length = s · input length."""
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C_in, L] -> [B, C_out, s·L]
+    def forward(self, x: torch.Tensor, output_size: list[int] | None = None) -> torch.Tensor:
+        """[B, C_in, L] -> [B, C_out, s·L]; output_size is the base class's and must stay None."""
+        if output_size is not None:  # the length is always s·L: a requested size cannot be honoured
+            raise ValueError(f"CausalConvTranspose1d's output length is stride · input length; got {output_size=}")
         y = super().forward(x)  # [B, C_out, (L-1)·s + k]
         trim = self.kernel_size[0] - self.stride[0]
         return y[..., : y.shape[-1] - trim]
@@ -141,6 +144,8 @@ class EncodecDecoder(nn.Module):
     shorter row alone would reflect appended zeros instead). `decode_lengths` relies on this.
     """
 
+    codebooks: torch.Tensor  # [n_codebooks, 1024, 128], a buffer registered in __init__
+
     def __init__(self, n_codebooks: int = N_FINE_CODEBOOKS):
         super().__init__()
         if not 1 <= n_codebooks <= N_QUANTIZERS:
@@ -173,13 +178,9 @@ class EncodecDecoder(nn.Module):
     def decode(self, codes: torch.Tensor) -> torch.Tensor:
         """Integer codes [B, K, T] (K <= n_codebooks, values < 1024) -> float waveform [B, 320·T]."""
         if codes.dim() != 3 or codes.dtype.is_floating_point or codes.is_complex():
-            raise ValueError(
-                f"codes must be an integer tensor [B, K, T], got {codes.dtype} {tuple(codes.shape)}"
-            )
+            raise ValueError(f"codes must be an integer tensor [B, K, T], got {codes.dtype} {tuple(codes.shape)}")
         if not 1 <= codes.shape[1] <= self.n_codebooks:
-            raise ValueError(
-                f"codes has {codes.shape[1]} codebooks; this decoder allows 1..{self.n_codebooks}"
-            )
+            raise ValueError(f"codes has {codes.shape[1]} codebooks; this decoder allows 1..{self.n_codebooks}")
         if codes.shape[2] == 0:
             raise ValueError("codes has 0 frames; need at least 1")
         return self(codes.long())
@@ -189,9 +190,7 @@ class EncodecDecoder(nn.Module):
         """Right-padded codes [B, K, T] with per-row frame counts -> [B, 320·T], zero past each row's end."""
         lengths = [int(n) for n in (lengths.tolist() if torch.is_tensor(lengths) else lengths)]
         if len(lengths) != codes.shape[0] or not all(1 <= n <= codes.shape[-1] for n in lengths):
-            raise ValueError(
-                f"lengths must be {codes.shape[0]} frame counts in 1..{codes.shape[-1]}, got {lengths}"
-            )
+            raise ValueError(f"lengths must be {codes.shape[0]} frame counts in 1..{codes.shape[-1]}, got {lengths}")
         audio = self.decode(codes)
         for row, n in enumerate(lengths):
             if n < KERNEL:  # too short to share the batch (see the class docstring): decode alone

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, fields
+from typing import Any, TypeVar
+
+C = TypeVar("C", bound="GPTConfig")  # from_model_args/from_hf return the class they are called on
 
 
 @dataclass(frozen=True)
@@ -31,7 +34,7 @@ class GPTConfig:
         return self.n_embd // self.n_head
 
     @classmethod
-    def from_model_args(cls, model_args: dict) -> "GPTConfig":
+    def from_model_args(cls: type[C], model_args: dict) -> C:
         """Suno `model_args` (nanoGPT names), including the legacy single `vocab_size`."""
         args = dict(model_args)
         if "input_vocab_size" not in args and "vocab_size" in args:
@@ -40,10 +43,13 @@ class GPTConfig:
         unknown = sorted(set(args) - known)
         if unknown:
             raise ValueError(f"unknown model_args {unknown}; known: {sorted(known)}")
-        return cls(**{k: (float(v) if k == "dropout" else bool(v) if k == "bias" else int(v)) for k, v in args.items()})
+        typed: dict[str, Any] = {
+            k: (float(v) if k == "dropout" else bool(v) if k == "bias" else int(v)) for k, v in args.items()
+        }
+        return cls(**typed)
 
     @classmethod
-    def from_hf(cls, sub_config: dict) -> "GPTConfig":
+    def from_hf(cls: type[C], sub_config: dict) -> C:
         """A Hugging Face Bark sub-config (`num_layers`, `num_heads`, `hidden_size`, ...)."""
         renames = {"num_layers": "n_layer", "num_heads": "n_head", "hidden_size": "n_embd"}
         known = {f.name for f in fields(cls)}
@@ -68,6 +74,4 @@ class FineGPTConfig(GPTConfig):
     def __post_init__(self):
         super().__post_init__()
         if not 0 < self.n_codes_given < self.n_codes_total:
-            raise ValueError(
-                f"need 0 < n_codes_given ({self.n_codes_given}) < n_codes_total ({self.n_codes_total})"
-            )
+            raise ValueError(f"need 0 < n_codes_given ({self.n_codes_given}) < n_codes_total ({self.n_codes_total})")

@@ -48,7 +48,9 @@ def download_weights(out_dir: str | Path, model: str = "large", layout: str = "h
             torch.hub.download_url_to_file(ENCODEC_URL, str(out / CODEC_FILE), hash_prefix=ENCODEC_SHA256_PREFIX)
         _check_complete(out)
     except ImportError as err:
-        raise DownloadError(f"`barkpipe weights download` needs huggingface_hub ({err}); pip install huggingface_hub") from err
+        raise DownloadError(
+            f"`barkpipe weights download` needs huggingface_hub ({err}); pip install huggingface_hub"
+        ) from err
     except Exception as err:  # network libraries raise many types; all mean the same to a user
         raise DownloadError(
             f"could not download Bark {model} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "

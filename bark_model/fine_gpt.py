@@ -15,12 +15,16 @@ class FineGPT(nn.Module):
     def __init__(self, config: FineGPTConfig):
         super().__init__()
         self.config = config
-        self.wtes = nn.ModuleList(nn.Embedding(config.input_vocab_size, config.n_embd) for _ in range(config.n_codes_total))
+        self.wtes = nn.ModuleList(
+            nn.Embedding(config.input_vocab_size, config.n_embd) for _ in range(config.n_codes_total)
+        )
         self.wpe = nn.Embedding(config.block_size, config.n_embd)
         self.h = nn.ModuleList(Block(config, causal=False) for _ in range(config.n_layer))
         self.ln_f = nn.LayerNorm(config.n_embd)
         n_heads = config.n_codes_total - config.n_codes_given
-        self.lm_heads = nn.ModuleList(nn.Linear(config.n_embd, config.output_vocab_size, bias=False) for _ in range(n_heads))
+        self.lm_heads = nn.ModuleList(
+            nn.Linear(config.n_embd, config.output_vocab_size, bias=False) for _ in range(n_heads)
+        )
         self.tie_weights()
 
     def tie_weights(self) -> None:
@@ -35,7 +39,9 @@ class FineGPT(nn.Module):
         codebook's own entries (pad 1024, or an earlier window's prediction) are seen too.
         """
         if not self.config.n_codes_given <= pred_idx < self.config.n_codes_total:
-            raise ValueError(f"pred_idx must be in [{self.config.n_codes_given}, {self.config.n_codes_total}), got {pred_idx}")
+            raise ValueError(
+                f"pred_idx must be in [{self.config.n_codes_given}, {self.config.n_codes_total}), got {pred_idx}"
+            )
         B, T, _ = codes.shape
         x = self.wtes[0](codes[:, :, 0])
         for c in range(1, pred_idx + 1):

@@ -91,7 +91,7 @@ class KVCache:
     v: torch.Tensor
 
     @classmethod
-    def allocate(cls, config: GPTConfig, batch: int, length: int, device, dtype) -> "KVCache":
+    def allocate(cls, config: GPTConfig, batch: int, length: int, device, dtype) -> KVCache:
         shape = (config.n_layer, batch, config.n_head, length, config.head_dim)
         return cls(torch.zeros(shape, device=device, dtype=dtype), torch.zeros(shape, device=device, dtype=dtype))
 

@@ -33,14 +33,21 @@ def model_configs(size: str) -> dict:
     configs = {}
     for role, (v_in, v_out) in VOCABS.items():
         cls = FineGPTConfig if role == "fine" else GPTConfig
-        configs[role] = cls(n_layer=n_layer, n_head=n_head, n_embd=n_embd, input_vocab_size=v_in, output_vocab_size=v_out)
+        configs[role] = cls(
+            n_layer=n_layer, n_head=n_head, n_embd=n_embd, input_vocab_size=v_in, output_vocab_size=v_out
+        )
     return configs
 
 
 def random_model(role: str, config: GPTConfig, seed: int) -> torch.nn.Module:
     """nanoGPT's initialisation (normal 0.02, LayerNorms at 1/0), reproducible from `seed`."""
     torch.manual_seed(seed)
-    model = FineGPT(config) if role == "fine" else GPT(config)
+    model: GPT | FineGPT
+    if role == "fine":
+        assert isinstance(config, FineGPTConfig), f"role 'fine' needs a FineGPTConfig, got {type(config).__name__}"
+        model = FineGPT(config)
+    else:
+        model = GPT(config)
     for name, param in model.named_parameters():
         if "ln_" in name:
             torch.nn.init.ones_(param) if name.endswith("weight") else torch.nn.init.zeros_(param)
@@ -96,7 +103,12 @@ def _write_suno(out: Path, size: str, models: dict, codec: dict, voices: dict) -
             inner = key if key.startswith(("lm_head", "lm_heads")) else f"transformer.{key}"
             state[f"_orig_mod.{inner}"] = value
         torch.save(
-            {"model_args": model.config.to_model_args(), "model": state, "best_val_loss": np.float64(0.0), "iter_num": 0},
+            {
+                "model_args": model.config.to_model_args(),
+                "model": state,
+                "best_val_loss": np.float64(0.0),
+                "iter_num": 0,
+            },
             out / names[role],
         )
     torch.save(codec, out / CODEC_FILE)
@@ -188,7 +200,7 @@ def _write_hf(out: Path, configs: dict, models: dict, codec: dict, voices: dict)
     (out / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "BertTokenizer", "do_lower_case": False, "strip_accents": None,
          "tokenize_chinese_chars": True, "model_max_length": 512}, indent=2))  # fmt: skip
-    index = {"repo_or_path": str(out)}
+    index: dict[str, str | dict[str, str]] = {"repo_or_path": str(out)}
     for name, arrays in voices.items():
         entry = {}
         for key, array in arrays.items():

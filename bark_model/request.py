@@ -79,7 +79,7 @@ class GenerationRequest:
         waveform_temp: float = DEFAULT_WAVEFORM_TEMP,
         fine_temp: float | None = None,
         max_duration_s: float | None = None,
-    ) -> "GenerationRequest":
+    ) -> GenerationRequest:
         """The official API's knobs: text_temp (semantic), waveform_temp (coarse), fine 0.5.
 
         Temperature 0 anywhere means greedy there; with text_temp and waveform_temp both 0 the

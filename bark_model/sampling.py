@@ -53,7 +53,7 @@ class RowSampling:
     all_greedy: bool = False  # every row takes the argmax: skip the distribution work
 
     @classmethod
-    def build(cls, samplings, seeds, device) -> "RowSampling":
+    def build(cls, samplings, seeds, device) -> RowSampling:
         temps = [0.0 if s.greedy else s.temperature for s in samplings]
         ks = [s.top_k or 0 for s in samplings]
         ps = [s.top_p if s.top_p is not None else 1.0 for s in samplings]
@@ -69,9 +69,14 @@ class RowSampling:
     def tensors(self) -> tuple[torch.Tensor, ...]:
         return self.temperature, self.top_k, self.top_p, self.seeds
 
-    def select(self, rows: torch.Tensor) -> "RowSampling":
+    def select(self, rows: torch.Tensor) -> RowSampling:
         return RowSampling(
-            self.temperature[rows], self.top_k[rows], self.top_p[rows], self.seeds[rows], self.needs_filter, self.all_greedy
+            self.temperature[rows],
+            self.top_k[rows],
+            self.top_p[rows],
+            self.seeds[rows],
+            self.needs_filter,
+            self.all_greedy,
         )
 
 

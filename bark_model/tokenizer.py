@@ -32,7 +32,7 @@ class BarkTokenizer:
         self._tokenizer = tokenizer
 
     @classmethod
-    def from_file(cls, path: str | Path) -> "BarkTokenizer":
+    def from_file(cls, path: str | Path) -> BarkTokenizer:
         """A `vocab.txt` (WordPiece vocabulary) or a `tokenizer.json`."""
         from tokenizers import Tokenizer
         from tokenizers.implementations import BertWordPieceTokenizer

@@ -30,15 +30,16 @@ class VoicePrompt:
         _check_codes(self.name, "fine_prompt", self.fine, ndim=2, rows=N_FINE_CODEBOOKS, high=CODEBOOK_SIZE)
 
     @classmethod
-    def from_arrays(cls, arrays, name: str = "custom") -> "VoicePrompt":
+    def from_arrays(cls, arrays, name: str = "custom") -> VoicePrompt:
         missing = [k for k in PROMPT_KEYS if k not in arrays]
         if missing:
             raise ValueError(f"voice {name!r} lacks {missing}; a voice prompt needs {list(PROMPT_KEYS)}")
         # uint16 files (announcer) and int32 fine arrays exist: widen before any offset maths.
-        return cls(*(np.asarray(arrays[k]).astype(np.int64) for k in PROMPT_KEYS), name=name)
+        semantic, coarse, fine = (np.asarray(arrays[k]).astype(np.int64) for k in PROMPT_KEYS)
+        return cls(semantic, coarse, fine, name=name)
 
     @classmethod
-    def from_npz(cls, path: str | Path) -> "VoicePrompt":
+    def from_npz(cls, path: str | Path) -> VoicePrompt:
         path = Path(path)
         if not path.is_file():
             raise FileNotFoundError(f"voice file not found: {path}")
@@ -51,9 +52,14 @@ class VoicePrompt:
             raise ValueError(f"voice file {path} is not a readable .npz voice prompt ({err})") from err
 
     @classmethod
-    def from_result(cls, result) -> "VoicePrompt":
+    def from_result(cls, result) -> VoicePrompt:
         """Use a generated utterance as the next one's history (continuity across chunks)."""
-        return cls(result.semantic.astype(np.int64), result.coarse.astype(np.int64), result.fine.astype(np.int64), name="previous-chunk")
+        return cls(
+            result.semantic.astype(np.int64),
+            result.coarse.astype(np.int64),
+            result.fine.astype(np.int64),
+            name="previous-chunk",
+        )
 
     def save(self, path: str | Path) -> None:
         np.savez(path, semantic_prompt=self.semantic, coarse_prompt=self.coarse, fine_prompt=self.fine)
@@ -112,7 +118,9 @@ class VoiceLibrary:
             arrays = {k: np.load(self.root / paths[k], allow_pickle=False) for k in PROMPT_KEYS if k in paths}
             return VoicePrompt.from_arrays(arrays, name=voice)
         known = self.names()
-        hint = f"; presets here: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''}" if known else (
-            f"; {self.root} has no presets (download them with `barkpipe weights download`)"
+        hint = (
+            f"; presets here: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''}"
+            if known
+            else (f"; {self.root} has no presets (download them with `barkpipe weights download`)")
         )
         raise ValueError(f"unknown voice {voice!r}{hint}")

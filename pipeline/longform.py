@@ -7,9 +7,9 @@ the same audio from `barkpipe say` and from a `barkpipe run` row.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
 
 import numpy as np
 
@@ -82,8 +82,9 @@ def join_audio(pieces: list[np.ndarray], sample_rate: int, breaks: list[bool], s
     if segment.trim_silence:
         pieces = [trim_silence(p, sample_rate) for p in pieces]
     lap("trim")
-    audio = join_chunks(pieces, sample_rate, pause_s=segment.sentence_pause_s, paragraph_pause_s=segment.paragraph_pause_s,
-                        paragraph_breaks=list(breaks), crossfade_ms=segment.crossfade_ms)  # fmt: skip
+    audio = join_chunks(pieces, sample_rate, pause_s=segment.sentence_pause_s,
+                        paragraph_pause_s=segment.paragraph_pause_s, paragraph_breaks=list(breaks),
+                        crossfade_ms=segment.crossfade_ms)  # fmt: skip
     lap("join")
     if len(audio) == 0:
         raise ValueError("every chunk came out silent; try another seed or voice")
@@ -112,6 +113,7 @@ def _counter(path: Path) -> Callable[[str], int]:
     from tokenizers import Tokenizer
     from tokenizers.implementations import BertWordPieceTokenizer
 
+    tok: Tokenizer | BertWordPieceTokenizer  # both encode(text, add_special_tokens=...)
     if path.suffix == ".json":
         tok = Tokenizer.from_file(str(path))
     else:
@@ -129,8 +131,14 @@ def chunk_requests(engine, text: str, *, voice=None, seed: int = 0, text_temp: f
 
     chunks = split_text(text, segment, language=language, count_tokens=engine.count_text_tokens)
     requests = [
-        GenerationRequest.simple(c.text, voice=voice, seed=chunk_seed(seed, c.index), text_temp=text_temp,
-                                 waveform_temp=waveform_temp, max_duration_s=max_duration)  # fmt: skip
+        GenerationRequest.simple(
+            c.text,
+            voice=voice,
+            seed=chunk_seed(seed, c.index),
+            text_temp=text_temp,
+            waveform_temp=waveform_temp,
+            max_duration_s=max_duration,
+        )
         for c in chunks
     ]
     return chunks, requests
@@ -156,7 +164,9 @@ def speak_planned(engine, planned: list[tuple[list, list]], *, batch_size: int =
     return spoken
 
 
-def speak_many(engine, texts: list[str], *, batch_size: int = 8, segment=None, progress=None, **kwargs) -> list[SpokenText]:
+def speak_many(
+    engine, texts: list[str], *, batch_size: int = 8, segment=None, progress=None, **kwargs
+) -> list[SpokenText]:
     return speak_planned(engine, plan_many(engine, texts, segment=segment, **kwargs), batch_size=batch_size,
                          segment=segment, progress=progress)  # fmt: skip
 
@@ -188,7 +198,8 @@ def stream_speech(engine, text: str, *, batch_size: int = 1, segment=None, **kwa
         else:
             joined = join_chunks([held, piece], sr, pause_s=segment.sentence_pause_s,
                                  paragraph_pause_s=segment.paragraph_pause_s,
-                                 paragraph_breaks=[chunks[k - 1].paragraph_break_after, False], crossfade_ms=fade_ms)  # fmt: skip
+                                 paragraph_breaks=[chunks[k - 1].paragraph_break_after, False],
+                                 crossfade_ms=fade_ms)  # fmt: skip
         keep = 0 if k == len(chunks) - 1 else min(len(joined), int(round(fade_ms / 1000 * sr)))
         held = joined[len(joined) - keep :]
         yield joined[: len(joined) - keep].astype(np.float32)

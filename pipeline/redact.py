@@ -3,16 +3,42 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Iterable
+from collections.abc import Iterable
+from typing import Any
 
 REDACTED = "***"
 
 # A key is secret when one of its words is one of these ("aws_secret_access_key", "SessionToken", "pwd").
-_SECRET_WORDS = frozenset({
-    "secret", "secrets", "password", "passwd", "pwd", "pass", "passphrase", "token", "key", "keys",
-    "credential", "credentials", "creds", "session", "auth", "authorization", "cookie", "signature",
-    "sig", "sas", "private", "apikey", "accesskey", "secretkey", "privatekey", "sastoken",
-})
+_SECRET_WORDS = frozenset(
+    {
+        "secret",
+        "secrets",
+        "password",
+        "passwd",
+        "pwd",
+        "pass",
+        "passphrase",
+        "token",
+        "key",
+        "keys",
+        "credential",
+        "credentials",
+        "creds",
+        "session",
+        "auth",
+        "authorization",
+        "cookie",
+        "signature",
+        "sig",
+        "sas",
+        "private",
+        "apikey",
+        "accesskey",
+        "secretkey",
+        "privatekey",
+        "sastoken",
+    }
+)
 # Compounds written as one word: "sessiontoken", "accountkey", "connectionstring", "clientsecret".
 _SECRET_SUFFIXES = ("token", "key", "secret", "password", "passwd", "credential", "credentials", "signature")
 _SECRET_PHRASES = ("connectionstring", "passphrase", "password", "credential", "signature", "secret")
@@ -108,7 +134,7 @@ def url_passwords(obj: Any) -> set[str]:
                 walk(v)
         elif isinstance(node, str):
             for m in _URL_USERINFO.finditer(node):
-                info = m[0][len(m["scheme"]):-1]
+                info = m[0][len(m["scheme"]) : -1]
                 found.update(p for p in (info, info.partition(":")[2]) if len(p) >= MIN_SCRUB_CHARS)
 
     walk(obj)

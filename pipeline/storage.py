@@ -8,8 +8,9 @@ import random
 import re
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, TypeVar
+from typing import Any, TypeVar
 
 from pipeline.redact import redact_text
 
@@ -26,10 +27,28 @@ OUTPUT_DIRS = ("audio", "metadata", "errors")
 _PERMANENT = (FileNotFoundError, FileExistsError, PermissionError, IsADirectoryError, NotADirectoryError)
 # Fragments of botocore/aiohttp/OS messages and class names that mean "try again later".
 _TRANSIENT_MARKERS = (
-    "slowdown", "throttl", "timeout", "timed out", "temporarily", "serviceunavailable", "service unavailable",
-    "internalerror", "internal error", "connection reset", "connection aborted", "connection refused",
-    "connectionerror", "broken pipe", "requesttimeout", "endpointconnectionerror", "server disconnected",
-    "cannot connect", "could not connect", "too many requests", "requestlimitexceeded", "bad gateway",
+    "slowdown",
+    "throttl",
+    "timeout",
+    "timed out",
+    "temporarily",
+    "serviceunavailable",
+    "service unavailable",
+    "internalerror",
+    "internal error",
+    "connection reset",
+    "connection aborted",
+    "connection refused",
+    "connectionerror",
+    "broken pipe",
+    "requesttimeout",
+    "endpointconnectionerror",
+    "server disconnected",
+    "cannot connect",
+    "could not connect",
+    "too many requests",
+    "requestlimitexceeded",
+    "bad gateway",
 )
 _STORAGE_LIBRARIES = ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests", "s3fs", "gcsfs", "adlfs", "fsspec")
 _TRANSIENT_STATUS = re.compile(r"\b(429|500|502|503|504)\b")
@@ -60,8 +79,9 @@ def is_transient(exc: BaseException) -> bool:
     return any(marker in text for marker in _TRANSIENT_MARKERS) or bool(_TRANSIENT_STATUS.search(text))
 
 
-def backoff_delays(budget_s: float, base_delay_s: float = FIRST_DELAY_S, max_delay_s: float = MAX_DELAY_S,
-                   jitter: float = 0.5):
+def backoff_delays(
+    budget_s: float, base_delay_s: float = FIRST_DELAY_S, max_delay_s: float = MAX_DELAY_S, jitter: float = 0.5
+):
     """Sleeps between attempts: base, 2*base, ... capped at max_delay_s, each shortened by up to
     `jitter` of itself (many writers must not retry in step); the sleeps add up to at most budget_s."""
     slept, delay = 0.0, base_delay_s
@@ -74,8 +94,15 @@ def backoff_delays(budget_s: float, base_delay_s: float = FIRST_DELAY_S, max_del
         delay *= 2
 
 
-def retry(fn: Callable[..., T], *args: Any, budget_s: float = DEFAULT_RETRY_S, base_delay_s: float = FIRST_DELAY_S,
-          max_delay_s: float = MAX_DELAY_S, what: str | None = None, **kwargs: Any) -> T:
+def retry(
+    fn: Callable[..., T],
+    *args: Any,
+    budget_s: float = DEFAULT_RETRY_S,
+    base_delay_s: float = FIRST_DELAY_S,
+    max_delay_s: float = MAX_DELAY_S,
+    what: str | None = None,
+    **kwargs: Any,
+) -> T:
     """Call fn, retrying transient storage errors with bounded exponential backoff for about budget_s.
 
     Past the budget, StorageUnavailable names `what` (a URL or path; else the first argument).
@@ -101,8 +128,13 @@ def retry(fn: Callable[..., T], *args: Any, budget_s: float = DEFAULT_RETRY_S, b
                     "or raise output.retry_s"
                 ) from exc
             if attempt == 1 or attempt % 10 == 0:
-                log.warning("storage error (attempt %d, retrying for up to %.0f s more): %s: %s", attempt,
-                            budget_s - elapsed, type(exc).__name__, redact_text(str(exc))[:200])
+                log.warning(
+                    "storage error (attempt %d, retrying for up to %.0f s more): %s: %s",
+                    attempt,
+                    budget_s - elapsed,
+                    type(exc).__name__,
+                    redact_text(str(exc))[:200],
+                )
             time.sleep(pause)
 
 
@@ -136,7 +168,7 @@ def _userinfo_to_auth(url: str, options: dict) -> tuple[str, dict]:
         return url, options
     import aiohttp
 
-    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    host = (parts.hostname or "") + (f":{parts.port}" if parts.port else "")
     auth = aiohttp.BasicAuth(unquote(parts.username), unquote(parts.password or ""))
     client_kwargs = {**options.get("client_kwargs", {}), "auth": auth}
     return urlunsplit(parts._replace(netloc=host)), {**options, "client_kwargs": client_kwargs}
@@ -161,8 +193,7 @@ class Store:
     retry_s: float = DEFAULT_RETRY_S  # output.retry_s: how long a call rides out transient errors
 
     @classmethod
-    def open(cls, url: str, storage_options: dict[str, Any] | None = None,
-             retry_s: float = DEFAULT_RETRY_S) -> "Store":
+    def open(cls, url: str, storage_options: dict[str, Any] | None = None, retry_s: float = DEFAULT_RETRY_S) -> Store:
         fs, root = open_fs(url, storage_options)
         return cls(fs, root.rstrip("/"), retry_s)
 
@@ -290,8 +321,8 @@ class Store:
             if present:
                 raise UnsafeOutput(
                     f"output.overwrite: {self._url(self.root)!r} has {', '.join(present)} but no {MARKER} marker, "
-                    "so it may not be a barkpipe output and nothing was deleted; point output.path at a "
-                    f"barkpipe output or an empty folder (an output of an older barkpipe: create an empty {MARKER} there)"
+                    "so it may not be a barkpipe output and nothing was deleted; point output.path at a barkpipe "
+                    f"output or an empty folder (an output of an older barkpipe: create an empty {MARKER} there)"
                 )
             return
         for name in names:

@@ -29,8 +29,7 @@ SHELF_GAIN_DB, SHELF_Q, SHELF_HZ = 4.0, 1.0 / np.sqrt(2.0), 1500.0
 HIGHPASS_Q, HIGHPASS_HZ = 0.5, 38.0
 
 
-def trim_silence(audio: np.ndarray, sr: int, threshold_db: float = -45.0,
-                 keep_ms: float = 50.0) -> np.ndarray:
+def trim_silence(audio: np.ndarray, sr: int, threshold_db: float = -45.0, keep_ms: float = 50.0) -> np.ndarray:
     """Cut leading and trailing frames quieter than `threshold_db` dBFS, keeping `keep_ms` of margin.
 
     Bark pads its output with near-silence of varying length; trimming makes the
@@ -87,11 +86,11 @@ def join_chunks(
     if pause_s < 0 or paragraph_pause_s < 0 or crossfade_ms < 0:
         raise ValueError(
             f"pause_s, paragraph_pause_s and crossfade_ms must be >= 0, got "
-            f"{pause_s!r}, {paragraph_pause_s!r}, {crossfade_ms!r}")
+            f"{pause_s!r}, {paragraph_pause_s!r}, {crossfade_ms!r}"
+        )
     breaks = [False] * len(chunks_audio) if paragraph_breaks is None else list(paragraph_breaks)
     if len(breaks) != len(chunks_audio):
-        raise ValueError(
-            f"paragraph_breaks has {len(breaks)} entries; it needs one per chunk ({len(chunks_audio)})")
+        raise ValueError(f"paragraph_breaks has {len(breaks)} entries; it needs one per chunk ({len(chunks_audio)})")
     chunks = [_mono(c, f"chunks_audio[{i}]") for i, c in enumerate(chunks_audio)]
     pauses = [int(round((paragraph_pause_s if b else pause_s) * sr)) for b in breaks[:-1]]
     fade = int(round(crossfade_ms / 1000 * sr))
@@ -142,8 +141,7 @@ def _write(dst: np.ndarray, src: np.ndarray) -> None:
         dst[...] = src
 
 
-def normalize_loudness(audio: np.ndarray, sr: int,
-                       target_lufs: float = -20.0) -> tuple[np.ndarray, bool]:
+def normalize_loudness(audio: np.ndarray, sr: int, target_lufs: float = -20.0) -> tuple[np.ndarray, bool]:
     """Scale `audio` to `target_lufs` integrated loudness (ITU-R BS.1770, see integrated_loudness).
 
     Returns (float32 audio, applied). Audio shorter than one 0.4 s gating block or silent

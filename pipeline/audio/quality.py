@@ -16,8 +16,7 @@ SILENCE_DB = -45.0
 CLIP_LEVEL = 0.999
 # Floor for the RMS of silent or empty audio, so measures stay finite numbers.
 RMS_FLOOR_DB = -120.0
-MEASURE_KEYS = ("duration_s", "expected_s", "duration_ratio", "longest_silence_s",
-                "clipped_fraction", "rms_db")
+MEASURE_KEYS = ("duration_s", "expected_s", "duration_ratio", "longest_silence_s", "clipped_fraction", "rms_db")
 
 
 @dataclass(frozen=True)
@@ -36,14 +35,14 @@ class GateLimits:
         if not 0 <= self.min_duration_ratio < self.max_duration_ratio:
             raise ValueError(
                 f"need 0 <= min_duration_ratio < max_duration_ratio, got "
-                f"{self.min_duration_ratio!r} and {self.max_duration_ratio!r}")
+                f"{self.min_duration_ratio!r} and {self.max_duration_ratio!r}"
+            )
         if self.max_silence_s <= 0:
             raise ValueError(f"max_silence_s must be > 0, got {self.max_silence_s!r}")
         if not 0 <= self.max_clipped_fraction <= 1:
             raise ValueError(f"max_clipped_fraction must be within [0, 1], got {self.max_clipped_fraction!r}")
         if not self.min_rms_db < self.max_rms_db <= 0:
-            raise ValueError(
-                f"need min_rms_db < max_rms_db <= 0 dBFS, got {self.min_rms_db!r} and {self.max_rms_db!r}")
+            raise ValueError(f"need min_rms_db < max_rms_db <= 0 dBFS, got {self.min_rms_db!r} and {self.max_rms_db!r}")
         if self.max_wer is not None and self.max_wer < 0:
             raise ValueError(f"max_wer must be >= 0 or None, got {self.max_wer!r}")
 

@@ -45,4 +45,4 @@ def commit_audio_many(store: Store, items: dict[str, bytes], fmt: str) -> dict[s
     names = list(items)
     with ThreadPoolExecutor(max_workers=min(WRITE_THREADS, len(names))) as pool:
         keys = list(pool.map(lambda n: commit_audio(store, n, items[n], fmt), names))
-    return dict(zip(names, keys))
+    return dict(zip(names, keys, strict=True))

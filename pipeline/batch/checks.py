@@ -167,6 +167,21 @@ def _torch_problem(path: Path) -> str | None:
     return "is not a torch checkpoint (neither a torch zip archive nor a legacy pickle)"
 
 
+def check_remote_weights(url: str, options: dict[str, Any], timeout_s: float = STORAGE_TIMEOUT_S) -> str:
+    """A weights URL is well formed and (fsspec) its store answers; the files are checked after each node's download."""
+    from pipeline.weights import WeightsError, parse_source
+
+    try:
+        source = parse_source(url)
+    except WeightsError as exc:
+        raise CheckError(f"model.weights: {exc}") from None
+    if source.kind == "hf":
+        # No Hub request here: the download (with its own bounded retries) is each node's first step.
+        return f"{source.url} (Hugging Face Hub; each node downloads it before its first row)"
+    reach = check_storage(url, options, "model.weights", write=False, timeout_s=timeout_s)
+    return f"{source.url} {reach}; each node downloads it before its first row"
+
+
 # -- voices --------------------------------------------------------------------------------------
 
 
@@ -194,8 +209,11 @@ def check_voice(voice: str | None, weights: str | Path, key: str = "generation.v
         str(p.relative_to(root / d).with_suffix("")) for d in ("voices", "speaker_embeddings")
         if (root / d).is_dir() for p in (root / d).rglob("*.npz")
     )  # fmt: skip
-    hint = f"presets here: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''}" if known else (
-        f"{root} has no presets; give an .npz path or null")
+    hint = (
+        f"presets here: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''}"
+        if known
+        else (f"{root} has no presets; give an .npz path or null")
+    )
     raise CheckError(f"{key}: unknown voice {spec!r} ({hint})")
 
 

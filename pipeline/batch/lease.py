@@ -54,8 +54,15 @@ class Lease:
     _thread: threading.Thread | None = field(default=None, repr=False)
 
     def record(self) -> dict:
-        return {"owner": self.owner, "token": self.token, "host": socket.gethostname(), "pid": os.getpid(),
-                "expires": self.expires, "expires_utc": _utc(self.expires), "ttl_s": self.ttl_s}
+        return {
+            "owner": self.owner,
+            "token": self.token,
+            "host": socket.gethostname(),
+            "pid": os.getpid(),
+            "expires": self.expires,
+            "expires_utc": _utc(self.expires),
+            "ttl_s": self.ttl_s,
+        }
 
     def renew(self) -> None:
         """Push the expiry ttl_s ahead; LeaseLost when the lease is no longer ours."""
@@ -67,7 +74,7 @@ class Lease:
         self.expires = time.time() + self.ttl_s
         self.store.write(LEASE, json.dumps(self.record()).encode())
 
-    def start_renewing(self) -> "Lease":
+    def start_renewing(self) -> Lease:
         """Renew every ttl/3 in a daemon thread until release(); a lost lease is logged and sets `lost`."""
 
         def loop() -> None:
@@ -78,8 +85,9 @@ class Lease:
                     log.error("%s", exc)
                     return
                 except Exception as exc:  # storage down for longer than output.retry_s: try again next tick
-                    log.warning("lease renewal failed (%s: %s); retrying in %.0f s", type(exc).__name__, exc,
-                                self.ttl_s / 3)
+                    log.warning(
+                        "lease renewal failed (%s: %s); retrying in %.0f s", type(exc).__name__, exc, self.ttl_s / 3
+                    )
 
         self._thread = threading.Thread(target=loop, name="barkpipe-lease", daemon=True)
         self._thread.start()
@@ -99,15 +107,14 @@ class Lease:
         if current is not None and current.get("token") == self.token:
             self.store.remove(LEASE)
 
-    def __enter__(self) -> "Lease":
+    def __enter__(self) -> Lease:
         return self
 
     def __exit__(self, *exc) -> None:
         self.release()
 
 
-def acquire_lease(store: Store, owner: str, ttl_s: float = 600.0, wait_s: float = 0.0,
-                  poll_s: float = POLL_S) -> Lease:
+def acquire_lease(store: Store, owner: str, ttl_s: float = 600.0, wait_s: float = 0.0, poll_s: float = POLL_S) -> Lease:
     """Take the output's lease, waiting up to wait_s for a live holder; OutputBusy names it otherwise."""
     deadline = time.monotonic() + wait_s
     store.makedirs()  # a first run's local output folder does not exist yet
@@ -120,8 +127,9 @@ def acquire_lease(store: Store, owner: str, ttl_s: float = 600.0, wait_s: float 
         if current is None:
             continue  # released (or unreadable and removed) between our put and our read
         if float(current.get("expires", 0)) < time.time():
-            log.warning("taking over the stale lease of run %r (expired %s)", current.get("owner"),
-                        current.get("expires_utc"))
+            log.warning(
+                "taking over the stale lease of run %r (expired %s)", current.get("owner"), current.get("expires_utc")
+            )
             store.remove(LEASE)  # see the module docstring for the race this leaves
             continue
         if time.monotonic() + poll_s > deadline:

@@ -18,11 +18,12 @@ from __future__ import annotations
 import os
 import secrets
 import sys
+from collections.abc import Mapping
 
 LOOPBACK = "127.0.0.1"
 
 
-def local_ray_env(environ: dict | None = None) -> dict[str, str]:
+def local_ray_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     """Environment entries to set before a local ray.init(): token auth on, with a token.
 
     An explicit RAY_AUTH_MODE=token with a token already given (env or token file) is kept; a

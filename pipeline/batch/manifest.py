@@ -74,8 +74,10 @@ def inspect_manifest(url: str, storage_options: dict | None = None, id_column: s
     """Open the manifest, check every part's columns and types, count its rows; ValueError names what to fix."""
     fs, files = find_files(url, storage_options)
     footers = read_footers(fs, files)
-    schema = unify_schemas([(f, m.schema.to_arrow_schema()) for f, m in zip(files, footers)],
-                           required=(id_column, text_column))
+    schema = unify_schemas(
+        [(f, m.schema.to_arrow_schema()) for f, m in zip(files, footers, strict=True)],
+        required=(id_column, text_column),
+    )
     check_schema(schema, id_column, text_column)
     names = schema.names
     optional = [c for c in OPTIONAL_COLUMNS if c in names]
@@ -122,8 +124,12 @@ def unify_schemas(parts: list[tuple[str, Any]], required: tuple[str, ...] = (ID,
             known, first = seen[f.name]
             merged = _unify_types(known, f.type)
             if merged is None:
-                raise ValueError(redact_url(f"manifest column {f.name!r} is {known} in {first!r} but {f.type} in "
-                                            f"{path!r}; write every part with the same column types"))
+                raise ValueError(
+                    redact_url(
+                        f"manifest column {f.name!r} is {known} in {first!r} but {f.type} in "
+                        f"{path!r}; write every part with the same column types"
+                    )
+                )
             seen[f.name] = (merged, first)
     for name in required:
         if name in seen and any(name not in schema.names for _, schema in parts):
@@ -222,8 +228,9 @@ def id_problems(ids: list) -> tuple[set[str], list[dict]]:
             problem = f"id {value!r} appears {n} times in the manifest; ids must be unique: rename or drop the copies"
         if problem is None and value in clashes:
             other = next(o for o in clashes[value] if o != value)
-            problem = (f"ids {value!r} and {other!r} would write the same audio file {safe_name(value)!r}; "
-                       "rename one of them")
+            problem = (
+                f"ids {value!r} and {other!r} would write the same audio file {safe_name(value)!r}; rename one of them"
+            )
         if problem is None:
             continue
         shown = display_id(value)

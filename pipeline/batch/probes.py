@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import threading
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 STORAGE_TIMEOUT_S = 10.0  # longest wait for an object store to answer one probe
 PROBE_CONNECT_TIMEOUT_S = 5  # botocore connect/read timeout inside that wait (its default is 60 s)
@@ -134,5 +135,7 @@ def check_local_output(path: str, key: str = "output.path") -> str:
         probe.write_bytes(b"barkpipe write probe")
         probe.unlink()
     except OSError as exc:
-        raise CheckError(f"{key} {path!r}: cannot write in {base} ({exc.strerror or exc}); choose a writable {key}") from None
+        raise CheckError(
+            f"{key} {path!r}: cannot write in {base} ({exc.strerror or exc}); choose a writable {key}"
+        ) from None
     return "writable" if base == target else f"will be created under {base}"

@@ -56,7 +56,7 @@ def table_rows(table) -> list[dict]:
     import pyarrow.types as pat
 
     columns = {}
-    for name, column in zip(table.column_names, table.columns):
+    for name, column in zip(table.column_names, table.columns, strict=True):
         kind = column.type.value_type if pat.is_dictionary(column.type) else column.type
         if pat.is_dictionary(column.type):
             column = column.cast(kind)
@@ -69,7 +69,10 @@ def table_rows(table) -> list[dict]:
         else:
             columns[name] = column.to_pylist()
     names = list(columns)
-    return [dict(zip(names, values)) for values in zip(*columns.values())] if names else [{}] * table.num_rows
+    if not names:
+        return [{}] * table.num_rows
+    # strict: every column of a table holds num_rows values, and each row one value per name
+    return [dict(zip(names, values, strict=True)) for values in zip(*columns.values(), strict=True)]
 
 
 @dataclass(frozen=True)
@@ -117,9 +120,14 @@ def _parse(raw: dict, max_text_chars: int) -> tuple[RowValues, None]:
     if max_duration is not None and max_duration <= 0:
         raise _Bad(f"max_duration {_show(max_duration)} is invalid; use seconds > 0 or leave it empty")
     values = RowValues(
-        id=row_id, text=text, voice=_optional_text(raw.get("voice"), "voice"), seed=seed,
-        language=_language(raw.get("language")), text_temp=_float(text_temp),
-        waveform_temp=_float(waveform_temp), max_duration=_float(max_duration),
+        id=row_id,
+        text=text,
+        voice=_optional_text(raw.get("voice"), "voice"),
+        seed=seed,
+        language=_language(raw.get("language")),
+        text_temp=_float(text_temp),
+        waveform_temp=_float(waveform_temp),
+        max_duration=_float(max_duration),
     )
     return values, None
 
@@ -139,18 +147,24 @@ def _text(value: Any, max_chars: int) -> str:
     if value is None:
         raise _Bad("text is missing (null); fill the text column or drop the row")
     if isinstance(value, Undecodable):
-        raise _Bad(f"text is not valid UTF-8 (first bad byte at offset {_bad_offset(value)}); "
-                   "re-encode the text column as UTF-8")
+        raise _Bad(
+            f"text is not valid UTF-8 (first bad byte at offset {_bad_offset(value)}); "
+            "re-encode the text column as UTF-8"
+        )
     if not isinstance(value, str):
         raise _Bad(f"text must be a string, got {type(value).__name__}; fix the text column")
     if len(value) > max_chars:
-        raise _Bad(f"text is {len(value)} characters long (limit segment.max_text_chars={max_chars}); "
-                   "split the row in the manifest or raise the limit")
+        raise _Bad(
+            f"text is {len(value)} characters long (limit segment.max_text_chars={max_chars}); "
+            "split the row in the manifest or raise the limit"
+        )
     if not value.strip():
         raise _Bad("text is empty; fill the text column or drop the row")
     if not speakable(value):
-        raise _Bad("text has nothing speakable (only control, zero-width or combining characters); "
-                   "fix the text or drop the row")
+        raise _Bad(
+            "text has nothing speakable (only control, zero-width or combining characters); "
+            "fix the text or drop the row"
+        )
     return value
 
 

@@ -29,16 +29,20 @@ def resolve_voice_spec(spec: str, voice_dirs: list[str] | tuple[str, ...] = ()) 
             return spec  # the engine looks it up in the weights' voices/ and speaker_embeddings/
         raise ValueError(f"voice {spec!r} is not a valid preset name (like 'v2/en_speaker_6') or .npz file")
     if not voice_dirs:
-        raise ValueError(f"voice {spec!r}: rows may name .npz files only inside generation.voice_dirs, "
-                         "which is empty; add the folder there or use a preset name")
+        raise ValueError(
+            f"voice {spec!r}: rows may name .npz files only inside generation.voice_dirs, "
+            "which is empty; add the folder there or use a preset name"
+        )
     for folder in voice_dirs:
         base = os.path.realpath(folder)
         candidate = os.path.realpath(os.path.join(base, spec))  # an absolute spec replaces base here
         if _within(candidate, base) and os.path.isfile(candidate):
             check_voice_file(candidate)
             return candidate
-    raise ValueError(f"voice {spec!r} is not a file inside generation.voice_dirs ({', '.join(voice_dirs)}); "
-                     "rows may not read voice files elsewhere")
+    raise ValueError(
+        f"voice {spec!r} is not a file inside generation.voice_dirs ({', '.join(voice_dirs)}); "
+        "rows may not read voice files elsewhere"
+    )
 
 
 def _within(path: str, base: str) -> bool:
@@ -61,17 +65,24 @@ def check_voice_file(path: str | Path, max_array_bytes: int = MAX_VOICE_ARRAY_BY
         with zipfile.ZipFile(path) as archive:
             for info in archive.infolist():
                 if info.file_size > max_array_bytes + 4096:
-                    raise ValueError(f"voice file {path.name!r}: member {info.filename!r} unpacks to "
-                                     f"{info.file_size} bytes (limit {max_array_bytes})")
+                    raise ValueError(
+                        f"voice file {path.name!r}: member {info.filename!r} unpacks to "
+                        f"{info.file_size} bytes (limit {max_array_bytes})"
+                    )
                 with archive.open(info) as member:
                     version = np.lib.format.read_magic(member)
-                    header = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                        np.lib.format.read_array_header_2_0
+                    header = (
+                        np.lib.format.read_array_header_1_0
+                        if version == (1, 0)
+                        else np.lib.format.read_array_header_2_0
+                    )
                     shape, _, dtype = header(member)
                 declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
                 if declared > max_array_bytes:
-                    raise ValueError(f"voice file {path.name!r}: {info.filename!r} declares a {list(shape)} "
-                                     f"{dtype} array ({declared} bytes, limit {max_array_bytes}); not a voice prompt")
+                    raise ValueError(
+                        f"voice file {path.name!r}: {info.filename!r} declares a {list(shape)} "
+                        f"{dtype} array ({declared} bytes, limit {max_array_bytes}); not a voice prompt"
+                    )
     except (zipfile.BadZipFile, OSError, EOFError) as exc:
         raise ValueError(f"voice file {path.name!r} is not a readable .npz ({type(exc).__name__}: {exc})") from None
     except ValueError as exc:

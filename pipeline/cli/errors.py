@@ -5,7 +5,8 @@ from __future__ import annotations
 import functools
 import sys
 import traceback
-from typing import Callable, TypeVar
+from collections.abc import Callable
+from typing import TypeVar
 
 import typer
 
@@ -60,7 +61,7 @@ def user_message(exc: BaseException) -> str | None:
 
 
 def guarded(command: F) -> F:
-    """Wrap a typer command: user mistakes -> one line, exit 2; Ctrl-C -> one line, exit 130; bugs -> traceback + a line."""
+    """Guard a command: user mistake -> one line, exit 2; Ctrl-C -> one line, exit 130; bug -> traceback + a line."""
 
     @functools.wraps(command)
     def wrapper(*args, **kwargs):

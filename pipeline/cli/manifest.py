@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -13,11 +13,17 @@ from pipeline.cli.errors import guarded
 
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")  # en, pt-BR, zh_Hans
 
-manifest_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="Make manifests from books.")
+manifest_app = typer.Typer(
+    no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="Make manifests from books."
+)
 
 OutOption = Annotated[Path, typer.Option("--out", help="Parquet file to write (local path or s3://...).")]
-PrefixOption = Annotated[Optional[str], typer.Option("--id-prefix", help="Row ids are PREFIX-001, ... [default: the file name].")]
-LanguageOption = Annotated[Optional[str], typer.Option("--language", help="Add a language column (en, de, ...) for every row.")]
+PrefixOption = Annotated[
+    str | None, typer.Option("--id-prefix", help="Row ids are PREFIX-001, ... [default: the file name].")
+]
+LanguageOption = Annotated[
+    str | None, typer.Option("--language", help="Add a language column (en, de, ...) for every row.")
+]
 
 
 def _write(df, book: Path, out: Path, language: str | None) -> None:
@@ -40,7 +46,12 @@ def _write(df, book: Path, out: Path, language: str | None) -> None:
 def _from_text(
     book: Annotated[Path, typer.Argument(help="A UTF-8 text file.")],
     out: OutOption,
-    heading: Annotated[Optional[str], typer.Option("--heading", help="Regex (multiline) for a chapter's heading line [default: lines starting with 'Chapter'].")] = None,
+    heading: Annotated[
+        str | None,
+        typer.Option(
+            "--heading", help="Regex (multiline) for a chapter's heading line [default: lines starting with 'Chapter']."
+        ),
+    ] = None,
     id_prefix: PrefixOption = None,
     language: LanguageOption = None,
 ) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -34,8 +34,10 @@ def validate_command(config: Path, overrides: list[str]) -> None:
     typer.echo("config ok: `barkpipe run` would start")
 
 
-def run_command(config: Path, overrides: list[str], dry_run: bool, verbose: bool = False) -> None:
+def run_command(config: Path, overrides: list[str], dry_run: bool, verbose: bool = False,
+                retry_errors: bool = False, redo: str | None = None) -> None:  # fmt: skip
     """Run the pipeline described by a config (or, with dry_run, print its plan)."""
+    resume = _resume_options(retry_errors, redo)
     cfg, report = _load_and_check(config, overrides)
     for warning in report.warnings:
         typer.echo(f"warning: {warning}", err=True)
@@ -44,10 +46,26 @@ def run_command(config: Path, overrides: list[str], dry_run: bool, verbose: bool
     from pipeline.batch.runner import run
 
     try:
-        summary = run(cfg, verbose=verbose)
+        summary = run(cfg, verbose=verbose, **resume)
     except USER_ERRORS as exc:
         fail(exc)
     _report(cfg, summary)
+
+
+def _resume_options(retry_errors: bool, redo: str | None) -> dict:
+    """runner.run's resume keywords, only those the user set (so a runner without them still runs)."""
+    from pipeline.batch.resume import parse_redo
+
+    options: dict = {}
+    if retry_errors:
+        options["retry_errors"] = True
+    try:
+        chosen = parse_redo(redo)
+    except (ValueError, OSError) as exc:
+        fail(exc)
+    if chosen is not None:
+        options["redo"] = chosen
+    return options
 
 
 def _dry_run(cfg) -> None:
@@ -84,9 +102,7 @@ def _report(cfg, summary: dict) -> None:
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).", exists=True, dir_okay=False, readable=True)]
-SetOpt = Annotated[
-    Optional[list[str]], typer.Option("--set", help="Override a dotted key, e.g. --set output.format=wav.")
-]
+SetOpt = Annotated[list[str] | None, typer.Option("--set", help="Override a dotted key, e.g. --set output.format=wav.")]
 
 
 def register(app: typer.Typer) -> None:
@@ -97,11 +113,26 @@ def register(app: typer.Typer) -> None:
     def _run(
         config: ConfigArg,
         overrides: SetOpt = None,
-        dry_run: Annotated[bool, typer.Option("--dry-run", help="Check everything and show the plan; load no model.")] = False,
-        verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Show Ray's own logs and progress bars.")] = False,
+        dry_run: Annotated[
+            bool, typer.Option("--dry-run", help="Check everything and show the plan; load no model.")
+        ] = False,
+        verbose: Annotated[
+            bool, typer.Option("--verbose", "-v", help="Show Ray's own logs and progress bars.")
+        ] = False,
+        retry_errors: Annotated[
+            bool, typer.Option("--retry-errors", help="Retry the rows earlier runs recorded as errors.")
+        ] = False,
+        redo: Annotated[
+            str | None,
+            typer.Option(
+                "--redo",
+                metavar="IDS|FILE|flagged",
+                help="Redo these done rows: comma-separated ids, a file with one id per line, or 'flagged'.",
+            ),
+        ] = None,
     ) -> None:
         """Synthesize every row of the config's manifest (resumes an interrupted run)."""
-        run_command(config, overrides or [], dry_run, verbose)
+        run_command(config, overrides or [], dry_run, verbose, retry_errors, redo)
 
     @app.command("validate")
     @guarded

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pickle
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any
 
 import typer
 
@@ -23,7 +23,7 @@ SHOWN_TEXT_TOKENS = 256  # what Bark reads of one utterance (bark_model.constant
 weights_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="Get Bark weights.")
 
 
-def _texts(texts: list[str], text_file: Optional[Path]) -> list[str]:
+def _texts(texts: list[str], text_file: Path | None) -> list[str]:
     texts = list(texts or [])
     if text_file is not None:
         if not text_file.is_file():
@@ -124,7 +124,7 @@ def say_command(texts, text_file, weights, out, voice, seed, temperature, text_t
         typer.echo(f"wrote {save_codes} (the codes as a voice prompt)")
     import soundfile as sf
 
-    for one, path in zip(spoken, paths):
+    for one, path in zip(spoken, paths, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, one.audio, one.sample_rate, subtype="PCM_16")
         typer.echo(f"wrote {path} ({one.duration_s:.2f} s, {len(one.results)} chunk(s))")
@@ -155,8 +155,10 @@ def _plan_unsplit(engine, texts: list[str], sampling: dict):
                        f"{n - SHOWN_TEXT_TOKENS} (as the official generate_audio does; without --no-split it is split "
                        "into chunks)", err=True)  # fmt: skip
         s = sampling
-        request = GenerationRequest.simple(text, voice=s["voice"], seed=s["seed"], text_temp=s["text_temp"],
-                                           waveform_temp=s["waveform_temp"], max_duration_s=s["max_duration"])  # fmt: skip
+        request = GenerationRequest.simple(
+            text, voice=s["voice"], seed=s["seed"], text_temp=s["text_temp"], waveform_temp=s["waveform_temp"],
+            max_duration_s=s["max_duration"],
+        )  # fmt: skip
         planned.append(([None], [request]))
     return planned
 
@@ -169,7 +171,10 @@ def _speak(engine, planned, batch_size: int, no_split: bool):
         if not no_split:
             return speak_planned(engine, planned, batch_size=batch_size, progress=bars)
         results = engine.generate([r for _, [r] in planned], batch_size=batch_size, progress=bars)
-        return [SpokenText(r.audio.astype("float32"), r.sample_rate, [r], chunks) for r, (chunks, _) in zip(results, planned)]
+        return [
+            SpokenText(r.audio.astype("float32"), r.sample_rate, [r], chunks)
+            for r, (chunks, _) in zip(results, planned, strict=True)
+        ]
     finally:
         bars.close()
 
@@ -240,6 +245,7 @@ def _say_stream(engine, text: str, out: Path, batch_size: int, sampling: dict) -
     from pipeline.longform import stream_speech
 
     to_stdout = str(out) == "-"
+    sink: Any  # sys.stdout.buffer (takes PCM bytes) or a soundfile.SoundFile (takes float samples)
     if to_stdout:
         sink = sys.stdout.buffer
     else:
@@ -275,7 +281,9 @@ def _say_stream(engine, text: str, out: Path, batch_size: int, sampling: dict) -
 def _download(
     out_dir: Annotated[Path, typer.Argument(help="Where to put the weights.")],
     model: Annotated[str, typer.Option("--model", help="large | small")] = "large",
-    layout: Annotated[str, typer.Option("--layout", help="hf (one BarkModel file, smaller) | suno (raw .pt files)")] = "hf",
+    layout: Annotated[
+        str, typer.Option("--layout", help="hf (one BarkModel file, smaller) | suno (raw .pt files)")
+    ] = "hf",
 ) -> None:
     """Download Bark from the Hugging Face Hub (resumes if interrupted)."""
     from bark_model.download import DownloadError, download_weights
@@ -312,29 +320,69 @@ def register(app: typer.Typer) -> None:
     @app.command("say")
     @guarded
     def _say(
-        texts: Annotated[Optional[list[str]], typer.Argument(help="Text(s) to speak.", show_default=False)] = None,
-        text_file: Annotated[Optional[Path], typer.Option("--text-file", help="One text per line.")] = None,
+        texts: Annotated[list[str] | None, typer.Argument(help="Text(s) to speak.", show_default=False)] = None,
+        text_file: Annotated[Path | None, typer.Option("--text-file", help="One text per line.")] = None,
         # str, not Path: Path("s3://b/p") would collapse the "//" of a URL.
-        weights: Annotated[str, typer.Option("--weights", help="Weights: a folder (Suno or HF layout), s3://bucket/prefix "
-                                             "(any fsspec URL) or hf://owner/repo[@revision].")] = "weights/tiny",
-        out: Annotated[Path, typer.Option("--out", help="A .wav for one text, a folder for several.")] = Path("out/say.wav"),
-        voice: Annotated[Optional[str], typer.Option("--voice", help="Preset (v2/en_speaker_6) or .npz path.")] = None,
-        seed: Annotated[int, typer.Option("--seed", help="Random seed; chunk k of a long text uses a seed derived from it.")] = 0,
-        temperature: Annotated[Optional[float], typer.Option("--temperature", help="Both temperatures; 0 = greedy.")] = None,
-        text_temp: Annotated[float, typer.Option("--text-temp", help="Semantic (text -> tokens) temperature; 0 = greedy.")] = 0.7,
-        waveform_temp: Annotated[float, typer.Option("--waveform-temp", help="Coarse (tokens -> codes) temperature; 0 = greedy.")] = 0.7,
-        max_duration: Annotated[Optional[float], typer.Option("--max-duration", help="Longest audio per chunk, in seconds.",
-                                                              show_default="Bark's limit; 2 s with random test weights")] = None,
-        batch_size: Annotated[Optional[int], typer.Option("--batch-size", min=1, help="Chunks per engine call.",
-                                                          show_default="8, 1 with --stream")] = None,
-        save_codes: Annotated[Optional[Path], typer.Option("--save-codes", help="Write the codes of one utterance as a voice .npz.")] = None,
+        weights: Annotated[
+            str,
+            typer.Option(
+                "--weights",
+                help="Weights: a folder (Suno or HF layout), s3://bucket/prefix "
+                "(any fsspec URL) or hf://owner/repo[@revision].",
+            ),
+        ] = "weights/tiny",
+        out: Annotated[Path, typer.Option("--out", help="A .wav for one text, a folder for several.")] = Path(
+            "out/say.wav"
+        ),
+        voice: Annotated[str | None, typer.Option("--voice", help="Preset (v2/en_speaker_6) or .npz path.")] = None,
+        seed: Annotated[
+            int, typer.Option("--seed", help="Random seed; chunk k of a long text uses a seed derived from it.")
+        ] = 0,
+        temperature: Annotated[
+            float | None, typer.Option("--temperature", help="Both temperatures; 0 = greedy.")
+        ] = None,
+        text_temp: Annotated[
+            float, typer.Option("--text-temp", help="Semantic (text -> tokens) temperature; 0 = greedy.")
+        ] = 0.7,
+        waveform_temp: Annotated[
+            float, typer.Option("--waveform-temp", help="Coarse (tokens -> codes) temperature; 0 = greedy.")
+        ] = 0.7,
+        max_duration: Annotated[
+            float | None,
+            typer.Option(
+                "--max-duration",
+                help="Longest audio per chunk, in seconds.",
+                show_default="Bark's limit; 2 s with random test weights",
+            ),
+        ] = None,
+        batch_size: Annotated[
+            int | None,
+            typer.Option("--batch-size", min=1, help="Chunks per engine call.", show_default="8, 1 with --stream"),
+        ] = None,
+        save_codes: Annotated[
+            Path | None, typer.Option("--save-codes", help="Write the codes of one utterance as a voice .npz.")
+        ] = None,
         device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps")] = "auto",
         precision: Annotated[str, typer.Option("--precision", help="fp32 | fp16 | bf16 | int8")] = "fp32",
-        stream: Annotated[bool, typer.Option("--stream", help="Write audio as each chunk is ready; --out - gives raw PCM on stdout.")] = False,
-        no_split: Annotated[bool, typer.Option("--no-split", help="Speak each text as one Bark utterance, as given, like the "
-                                               "official generate_audio (Bark reads its first 256 tokens).")] = False,
-        compile: Annotated[Optional[bool], typer.Option("--compile/--no-compile", help="Fuse decode steps with torch.compile.",
-                                                        show_default="on for CUDA, off elsewhere")] = None,
+        stream: Annotated[
+            bool, typer.Option("--stream", help="Write audio as each chunk is ready; --out - gives raw PCM on stdout.")
+        ] = False,
+        no_split: Annotated[
+            bool,
+            typer.Option(
+                "--no-split",
+                help="Speak each text as one Bark utterance, as given, like the "
+                "official generate_audio (Bark reads its first 256 tokens).",
+            ),
+        ] = False,
+        compile: Annotated[
+            bool | None,
+            typer.Option(
+                "--compile/--no-compile",
+                help="Fuse decode steps with torch.compile.",
+                show_default="on for CUDA, off elsewhere",
+            ),
+        ] = None,
     ) -> None:
         """Speak one or a few texts to WAV files (long texts are split into chunks and joined)."""
         say_command(texts, text_file, weights, out, voice, seed, temperature, text_temp, waveform_temp,

@@ -13,10 +13,33 @@ MANIFEST_COLUMNS = ("id", "text", "title", "chapter_index")
 DEFAULT_HEADING_PATTERN = r"^(chapter|CHAPTER|Chapter)\b.*$"
 FRONT_MATTER_TITLE = "front matter"
 # Tags whose end is a paragraph break in the extracted text.
-_BLOCK_TAGS = frozenset({
-    "p", "div", "section", "article", "blockquote", "li", "ul", "ol", "br", "tr", "table",
-    "h1", "h2", "h3", "h4", "h5", "h6", "pre", "hr", "figure", "figcaption", "dd", "dt",
-})
+_BLOCK_TAGS = frozenset(
+    {
+        "p",
+        "div",
+        "section",
+        "article",
+        "blockquote",
+        "li",
+        "ul",
+        "ol",
+        "br",
+        "tr",
+        "table",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "pre",
+        "hr",
+        "figure",
+        "figcaption",
+        "dd",
+        "dt",
+    }
+)
 # Tags whose text is never read aloud.
 _SKIP_TAGS = frozenset({"head", "title", "script", "style", "nav"})
 _HEADING_TAGS = ("h1", "h2", "h3")
@@ -51,7 +74,7 @@ def manifest_from_text(
     chapter = 0
     for n, m in enumerate(matches, start=1):
         end = matches[n].start() if n < len(matches) else len(text)
-        body = text[m.end():end].strip()
+        body = text[m.end() : end].strip()
         if body:
             chapter += 1
             title = m[0].strip()
@@ -73,7 +96,7 @@ def manifest_from_epub(path: str | os.PathLike, id_prefix: str | None = None) ->
         raise FileNotFoundError(f"EPUB file {str(path)!r} does not exist")
     book = epub.read_epub(str(path), options={"ignore_ncx": True})
     toc = _toc_titles(book.toc)
-    rows = []
+    rows: list[tuple[str, str, int]] = []  # (title, text, number)
     for idref, _linear in book.spine:
         item = book.get_item_with_id(idref)
         if item is None or item.get_type() != ebooklib.ITEM_DOCUMENT:

@@ -6,7 +6,7 @@ import bisect
 import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from functools import lru_cache
+from functools import cache
 
 from num2words import CONVERTER_CLASSES, num2words
 
@@ -31,47 +31,86 @@ YEAR_RANGE = (1100, 2099)
 
 CURRENCY_SYMBOLS = {"$": "USD", "€": "EUR", "£": "GBP", "¥": "JPY", "₩": "KRW"}
 PERCENT_WORDS = {
-    "en": "percent", "de": "Prozent", "fr": "pour cent", "es": "por ciento",
-    "it": "per cento", "pt": "por cento", "pl": "procent", "ru": "процентов",
+    "en": "percent",
+    "de": "Prozent",
+    "fr": "pour cent",
+    "es": "por ciento",
+    "it": "per cento",
+    "pt": "por cento",
+    "pl": "procent",
+    "ru": "процентов",
 }
 # Word for an en-dash range "1990–1995"; languages not listed keep a hyphen.
 RANGE_WORDS = {"en": "to", "de": "bis", "fr": "à", "es": "a", "it": "a", "pt": "a"}
-GERMAN_MONTHS = (
-    "Januar|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember"
-)
+GERMAN_MONTHS = "Januar|Februar|März|April|Mai|Juni|Juli|August|September|Oktober|November|Dezember"
 
 # (abbreviation, spoken form, may end a sentence). When the third field is true and
 # the abbreviation is followed by a capital or the end, its period also ended the
 # sentence, so one is put back after the expansion.
 ABBREVIATIONS = {
     "en": (
-        ("Mr.", "Mister", False), ("Mrs.", "Missus", False), ("Ms.", "Miz", False),
-        ("Dr.", "Doctor", False), ("Prof.", "Professor", False), ("Jr.", "Junior", True),
-        ("Sr.", "Senior", True), ("vs.", "versus", False), ("e.g.", "for example", False),
-        ("i.e.", "that is", False), ("etc.", "et cetera", True), ("approx.", "approximately", False),
+        ("Mr.", "Mister", False),
+        ("Mrs.", "Missus", False),
+        ("Ms.", "Miz", False),
+        ("Dr.", "Doctor", False),
+        ("Prof.", "Professor", False),
+        ("Jr.", "Junior", True),
+        ("Sr.", "Senior", True),
+        ("vs.", "versus", False),
+        ("e.g.", "for example", False),
+        ("i.e.", "that is", False),
+        ("etc.", "et cetera", True),
+        ("approx.", "approximately", False),
     ),
     "de": (
-        ("z.B.", "zum Beispiel", False), ("z. B.", "zum Beispiel", False), ("d.h.", "das heißt", False),
-        ("d. h.", "das heißt", False), ("usw.", "und so weiter", True), ("bzw.", "beziehungsweise", False),
-        ("Dr.", "Doktor", False), ("Hr.", "Herr", False), ("Fr.", "Frau", False), ("ca.", "circa", False),
+        ("z.B.", "zum Beispiel", False),
+        ("z. B.", "zum Beispiel", False),
+        ("d.h.", "das heißt", False),
+        ("d. h.", "das heißt", False),
+        ("usw.", "und so weiter", True),
+        ("bzw.", "beziehungsweise", False),
+        ("Dr.", "Doktor", False),
+        ("Hr.", "Herr", False),
+        ("Fr.", "Frau", False),
+        ("ca.", "circa", False),
     ),
     "fr": (
-        ("M.", "Monsieur", False), ("Mme", "Madame", False), ("Mlle", "Mademoiselle", False),
-        ("Dr", "Docteur", False), ("etc.", "et cetera", True),
+        ("M.", "Monsieur", False),
+        ("Mme", "Madame", False),
+        ("Mlle", "Mademoiselle", False),
+        ("Dr", "Docteur", False),
+        ("etc.", "et cetera", True),
     ),
     "es": (
-        ("Sr.", "Señor", False), ("Sra.", "Señora", False), ("Dr.", "Doctor", False),
+        ("Sr.", "Señor", False),
+        ("Sra.", "Señora", False),
+        ("Dr.", "Doctor", False),
         ("etc.", "etcétera", True),
     ),
     "it": (("Sig.", "Signor", False), ("Dott.", "Dottor", False), ("ecc.", "eccetera", True)),
     "pt": (("Sr.", "Senhor", False), ("Sra.", "Senhora", False), ("Dr.", "Doutor", False)),
 }
 
-_QUOTES = str.maketrans({
-    "“": '"', "”": '"', "„": '"', "‟": '"', "″": '"',
-    "‘": "'", "’": "'", "‚": "'", "‛": "'", "′": "'",
-    "‐": "-", "‑": "-", "‒": "-", "−": "-", "―": "—", "…": "...",
-})
+_QUOTES = str.maketrans(
+    {
+        "“": '"',
+        "”": '"',
+        "„": '"',
+        "‟": '"',
+        "″": '"',
+        "‘": "'",
+        "’": "'",
+        "‚": "'",
+        "‛": "'",
+        "′": "'",
+        "‐": "-",
+        "‑": "-",
+        "‒": "-",
+        "−": "-",
+        "―": "—",
+        "…": "...",
+    }
+)
 _CJK_RANGES = ((0x3040, 0x30FF), (0x3400, 0x4DBF), (0x4E00, 0x9FFF), (0xAC00, 0xD7AF), (0xF900, 0xFAFF))
 _NUM_POINT = r"\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d+(?:\.\d+)?"
 _NUM_COMMA = r"\d{1,3}(?:\.\d{3})+(?:,\d+)?|\d+(?:,\d+)?"
@@ -79,8 +118,8 @@ _NUM_SPACE = r"\d{1,3}(?: \d{3})+(?!\d)(?:,\d+)?|" + _NUM_COMMA
 # Numbers longer than this (digits with their separators) are left as written: no language has
 # words for them, and the number patterns rescan a run from every digit, which is quadratic.
 MAX_NUMBER_CHARS = 64
-_LONG_NUMBER = re.compile(r"\d[\d.,]{%d,}" % MAX_NUMBER_CHARS)
-_LONG_NUMBER_SPACED = re.compile(r"\d(?:[\d.,]| (?=\d)){%d,}" % MAX_NUMBER_CHARS)  # "1 000 000" languages
+_LONG_NUMBER = re.compile(rf"\d[\d.,]{{{MAX_NUMBER_CHARS},}}")
+_LONG_NUMBER_SPACED = re.compile(rf"\d(?:[\d.,]| (?=\d)){{{MAX_NUMBER_CHARS},}}")  # "1 000 000" languages
 _ENDS_SENTENCE = re.compile(r"\s*$|\s+[A-ZÀ-Þ]")
 
 
@@ -102,7 +141,7 @@ def normalize_text(text: str, language: str = "en") -> str:
     starts = [s for s, _ in spans]
     cuts = [m for m in re.finditer(r"\n[^\S\n]*\n", text) if not _inside(m.start(), spans, starts)]
     bounds = [0, *(p for m in cuts for p in m.span()), len(text)]
-    paragraphs = [text[a:b] for a, b in zip(bounds[::2], bounds[1::2])]
+    paragraphs = [text[a:b] for a, b in zip(bounds[::2], bounds[1::2], strict=True)]  # (start, end) pairs
     out = []
     for paragraph in paragraphs:
         paragraph = _collapse(paragraph)
@@ -161,7 +200,7 @@ def _expand_abbreviations(text: str, lang: str) -> str:
         # "St. Paul" is a saint, "Baker St." a street.
         text = re.sub(r"(?<![\w.])St\.(?= [A-Z])", "Saint", text)
         text = re.sub(r"(?<![\w.])St\.", "Street", text)
-    for abbr, spoken, may_end, pattern in _abbreviation_patterns(lang):
+    for _abbr, spoken, may_end, pattern in _abbreviation_patterns(lang):
 
         def repl(m: re.Match, spoken: str = spoken, may_end: bool = may_end) -> str:
             # Matched in place: slicing off the rest of the text per match would be quadratic.
@@ -172,11 +211,13 @@ def _expand_abbreviations(text: str, lang: str) -> str:
     return text
 
 
-@lru_cache(maxsize=None)
+@cache
 def _abbreviation_patterns(lang: str) -> tuple:
     """(abbreviation, spoken, may end, compiled pattern) per entry of ABBREVIATIONS[lang], compiled once."""
-    return tuple((abbr, spoken, may_end, re.compile(r"(?<![\w.])" + re.escape(abbr) + r"(?=[\s,;:!?)]|$)"))
-                 for abbr, spoken, may_end in ABBREVIATIONS.get(lang, ()))
+    return tuple(
+        (abbr, spoken, may_end, re.compile(r"(?<![\w.])" + re.escape(abbr) + r"(?=[\s,;:!?)]|$)"))
+        for abbr, spoken, may_end in ABBREVIATIONS.get(lang, ())
+    )
 
 
 def _expand_numbers(text: str, lang: str) -> str:
@@ -184,7 +225,7 @@ def _expand_numbers(text: str, lang: str) -> str:
     parts, pos = [], 0
     long_number = _LONG_NUMBER_SPACED if lang in SPACE_THOUSANDS_LANGUAGES else _LONG_NUMBER
     for m in long_number.finditer(text):
-        parts.append(_expand_short_numbers(text[pos:m.start()], lang))
+        parts.append(_expand_short_numbers(text[pos : m.start()], lang))
         parts.append(m[0])
         pos = m.end()
     parts.append(_expand_short_numbers(text[pos:], lang))
@@ -196,19 +237,28 @@ def _expand_short_numbers(text: str, lang: str) -> str:
     num = _NUM_SPACE if lang in SPACE_THOUSANDS_LANGUAGES else num
     symbols = "".join(re.escape(s) for s in CURRENCY_SYMBOLS)
     codes = "|".join(CURRENCY_SYMBOLS.values())
-    text = _sub_numbers(rf"([{symbols}])\s?({num})", text, lang,
-                        lambda m, v: _currency(v, CURRENCY_SYMBOLS[m[1]], m[1], lang))
-    text = _sub_numbers(rf"({num})\s?([{symbols}]|(?:{codes})\b)", text, lang,
-                        lambda m, v: _currency(v, CURRENCY_SYMBOLS.get(m[2], m[2]), m[2], lang), group=1)
+    text = _sub_numbers(
+        rf"([{symbols}])\s?({num})", text, lang, lambda m, v: _currency(v, CURRENCY_SYMBOLS[m[1]], m[1], lang)
+    )
+    text = _sub_numbers(
+        rf"({num})\s?([{symbols}]|(?:{codes})\b)",
+        text,
+        lang,
+        lambda m, v: _currency(v, CURRENCY_SYMBOLS.get(m[2], m[2]), m[2], lang),
+        group=1,
+    )
     text = _sub_numbers(rf"({num})\s?%", text, lang, lambda m, v: _percent(v, lang), group=1)
     text = _expand_ordinals(text, lang)
     # A minus sign counts only where a word would start: "-5", not "COVID-19".
-    return _sub_numbers(rf"((?<![^\s(])-)?({num})", text, lang,
-                        lambda m, v: _cardinal(-v if m[1] else v, lang, year_ok=_looks_like_year(m)))
+    return _sub_numbers(
+        rf"((?<![^\s(])-)?({num})",
+        text,
+        lang,
+        lambda m, v: _cardinal(-v if m[1] else v, lang, year_ok=_looks_like_year(m)),
+    )
 
 
-def _sub_numbers(pattern: str, text: str, lang: str,
-                 speak: Callable[[re.Match, Decimal], str], group: int = 2) -> str:
+def _sub_numbers(pattern: str, text: str, lang: str, speak: Callable[[re.Match, Decimal], str], group: int = 2) -> str:
     """Replace matches whose number (in `group`) stands alone; others stay as written."""
 
     def repl(m: re.Match) -> str:
@@ -243,7 +293,7 @@ def _expand_ordinals(text: str, lang: str) -> str:
         def german(m: re.Match, v: Decimal) -> str:
             words = ordinal(m, v)
             # A bounded look back: the preposition is at most a few characters before the number.
-            before = m.string[max(0, m.start() - 16):m.start()].rstrip().rsplit(" ", 1)[-1].lower()
+            before = m.string[max(0, m.start() - 16) : m.start()].rstrip().rsplit(" ", 1)[-1].lower()
             return words + "n" if before in ("am", "vom", "zum", "im", "dem", "den") else words
 
         return _sub_numbers(rf"()(\d{{1,2}})\.(?= (?:{GERMAN_MONTHS})\b)", text, lang, german)

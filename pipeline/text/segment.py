@@ -6,6 +6,7 @@ import math
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import pairwise
 
 import pysbd
 from pysbd.languages import LANGUAGE_CODES as PYSBD_LANGUAGES
@@ -95,7 +96,8 @@ def split_into_chunks(
     if not 0 < target_seconds <= max_seconds:
         raise ValueError(
             f"need 0 < target_seconds <= max_seconds, got target_seconds={target_seconds!r}, "
-            f"max_seconds={max_seconds!r}")
+            f"max_seconds={max_seconds!r}"
+        )
     if count_tokens is not None and not callable(count_tokens):
         raise ValueError(f"count_tokens must be a callable(str) -> int or None, got {count_tokens!r}")
     limits = _Limits(count_tokens or estimate_tokens, max_tokens, target_seconds, max_seconds)
@@ -118,7 +120,7 @@ def estimate_seconds(text: str) -> float:
     seconds = 0.0
     pos = 0
     for m in PROTECTED_PATTERN.finditer(text):
-        seconds += _spoken_seconds(text[pos:m.start()])
+        seconds += _spoken_seconds(text[pos : m.start()])
         span = m[0]
         seconds += CUE_SECONDS if span.startswith("[") else SUNG_SLOWDOWN * _spoken_seconds(span)
         pos = m.end()
@@ -187,7 +189,7 @@ def _strip(text: str, s: int, e: int) -> tuple[int, int]:
 
 def _split_at(text: str, s: int, e: int, cuts: list[int]) -> list[tuple[int, int]]:
     bounds = [s, *cuts, e]
-    pieces = [_strip(text, a, b) for a, b in zip(bounds, bounds[1:])]
+    pieces = [_strip(text, a, b) for a, b in pairwise(bounds)]
     return [(a, b) for a, b in pieces if a < b]
 
 
@@ -197,8 +199,7 @@ def _paragraphs(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]
     return _split_at(text, 0, len(text), cuts)
 
 
-def _sentences(text: str, s: int, e: int, language: str,
-               spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+def _sentences(text: str, s: int, e: int, language: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
     # A boundary inside a span moves to its end: pysbd often opens the next sentence
     # with a song's closing ♪, which belongs to the sentence before.
     starts = sorted({_past_span(s + b, spans) for b in _sentence_starts(text[s:e], language)})
@@ -264,13 +265,15 @@ def _cut_points(text: str, s: int, e: int, level: int) -> list[int]:
     cuts = [m.end() for m in re.finditer(r"\s+", text[s:e])]
     # Han and kana are written without spaces: a cut between two of them is a word
     # boundary as good as we can find without a dictionary.
-    cuts += [i - s for i in range(s + 1, e) if _script(text[i - 1]) in ("han", "kana")
-             and _script(text[i]) in ("han", "kana")]
+    cuts += [
+        i - s
+        for i in range(s + 1, e)
+        if _script(text[i - 1]) in ("han", "kana") and _script(text[i]) in ("han", "kana")
+    ]
     return sorted(s + c for c in cuts)
 
 
-def _fit(text: str, s: int, e: int, spans: list[tuple[int, int]], limits: _Limits,
-         level: int) -> list[tuple[int, int]]:
+def _fit(text: str, s: int, e: int, spans: list[tuple[int, int]], limits: _Limits, level: int) -> list[tuple[int, int]]:
     """Cut text[s:e] into pieces each within max_seconds and max_tokens."""
     if limits.fits(text[s:e], limits.max_seconds):
         return [(s, e)]
@@ -278,7 +281,8 @@ def _fit(text: str, s: int, e: int, spans: list[tuple[int, int]], limits: _Limit
         raise ValueError(
             f"cannot split {text[s:e][:60]!r}... ({limits.count_tokens(text[s:e])} tokens, "
             f"~{estimate_seconds(text[s:e]):.1f} s) to fit max_tokens={limits.max_tokens} and "
-            f"max_seconds={limits.max_seconds}: a cue, ♪…♪ span or word this long must be shortened")
+            f"max_seconds={limits.max_seconds}: a cue, ♪…♪ span or word this long must be shortened"
+        )
     cuts = [c for c in _cut_points(text, s, e, level) if s < c < e and not _inside(c, spans)]
     # Pieces come back as small as the cuts make them; _pack merges them up to the target.
     out = []
@@ -291,7 +295,7 @@ def _pack(text: str, pieces: list[tuple[int, int]], limits: _Limits) -> list[tup
     """Greedily merge consecutive pieces while the merged text stays within the target."""
     out: list[tuple[int, int]] = []
     for s, e in pieces:
-        if out and limits.fits(text[out[-1][0]:e], limits.target_seconds):
+        if out and limits.fits(text[out[-1][0] : e], limits.target_seconds):
             out[-1] = (out[-1][0], e)
         else:
             out.append((s, e))

@@ -10,8 +10,8 @@ import os
 import shutil
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 MARKER = ".barkpipe-weights.json"  # {"complete": bool, "files": {rel: {size, etag, sha256}}, ...}
 PARTIAL = ".partial"  # downloads land here first, then are renamed into place

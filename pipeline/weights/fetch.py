@@ -11,7 +11,14 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.weights.cache import (
-    OWN_NAMES, clear_partial, complete, node_lock, place, read_marker, remove_strays, write_marker,
+    OWN_NAMES,
+    clear_partial,
+    complete,
+    node_lock,
+    place,
+    read_marker,
+    remove_strays,
+    write_marker,
 )  # fmt: skip
 from pipeline.weights.select import NoBarkWeights, bark_files
 from pipeline.weights.source import WeightsError, cache_folder, endpoint_of, parse_source
@@ -28,9 +35,7 @@ ENDPOINT_FIX = "check the endpoint (storage_options client_kwargs.endpoint_url o
 log = logging.getLogger(__name__)
 
 
-def fetch_weights(
-    source: str, storage_options: dict | None = None, cache_dir: str | os.PathLike | None = None
-) -> Path:
+def fetch_weights(source: str, storage_options: dict | None = None, cache_dir: str | os.PathLike | None = None) -> Path:
     """A local directory BarkEngine.from_dir can load, fetching `source` into the node cache if needed.
 
     source: a local folder (returned as is), an fsspec URL such as s3://bucket/prefix (credentials
@@ -249,5 +254,6 @@ def _describe_hf(exc: BaseException, src) -> WeightsError:
         )
     return WeightsError(
         f"weights {src.url}: the Hub could not be reached or refused ({name}: {first}); check the network "
-        "(or HF_ENDPOINT / HF_HUB_OFFLINE), or copy the weights to a folder or bucket", unreachable=True
+        "(or HF_ENDPOINT / HF_HUB_OFFLINE), or copy the weights to a folder or bucket",
+        unreachable=True,
     )
