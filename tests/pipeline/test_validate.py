@@ -287,3 +287,33 @@ def test_an_endpoint_that_never_answers_is_bounded(no_aws_credentials):
         with pytest.raises(CheckError, match=f"the storage endpoint {endpoint} did not answer within 1.5 s"):
             check_storage("s3://bk/x", options, "input.path", write=False, timeout_s=1.5)
         assert time.perf_counter() - start < 4
+
+
+# Remote model.weights: validate probes a URL instead of reading files.
+def test_remote_hf_weights_validate_without_network(app, tmp_path):
+    code, out = validate(app, write_config(tmp_path, "hf://suno/bark-small"))
+    assert code == 0, out
+    assert "model.weights" in out and "hf://suno/bark-small (Hugging Face Hub" in out, out
+
+
+def test_remote_malformed_hf_id_is_one_line(app, tmp_path):
+    code, out = validate(app, write_config(tmp_path, "hf://not a repo"))
+    assert_one_line(code, out, "model.weights", "hf://owner/repo")
+
+
+def test_remote_s3_weights_are_probed(app, tmp_path, moto_s3):
+    bucket = moto_s3.make_bucket()
+    opts = {"key": "testing", "secret": "testing", "client_kwargs": {"endpoint_url": moto_s3.endpoint_url}}
+    cfg = write_config(tmp_path, f"s3://{bucket}/bark", model={"storage_options": opts})
+    code, out = validate(app, cfg)
+    assert code == 0, out
+    assert f"s3://{bucket}/bark reachable; each node downloads it" in out, out
+
+
+def test_remote_s3_weights_refused_endpoint_is_one_line(app, tmp_path, no_aws_credentials):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    opts = {"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}
+    code, out = validate(app, write_config(tmp_path, "s3://bk/bark", model={"storage_options": opts}))
+    assert_one_line(code, out, "model.weights", f"127.0.0.1:{port}")
