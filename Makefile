@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.installed-base
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: setup setup-test test test-fast smoke wheel-check config-doc bench bench-gpu clean
+.PHONY: setup setup-test test test-fast lint format smoke wheel-check config-doc bench bench-gpu clean
 
 $(BASE_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,21 @@ test: $(TEST_STAMP)
 
 test-fast: $(TEST_STAMP)
 	$(BIN)/python -m pytest -q -m "not slow and not ceph"
+
+# Format, lint and type checks of the two packages (settings in pyproject.toml); .ci/run runs this
+# before the tests. All three run, so one pass shows every finding; any finding fails the target.
+LINT_PATHS := bark_model pipeline
+lint: $(TEST_STAMP)
+	@status=0; \
+	$(BIN)/ruff format --check $(LINT_PATHS) || status=1; \
+	$(BIN)/ruff check $(LINT_PATHS) || status=1; \
+	$(BIN)/mypy || status=1; \
+	exit $$status
+
+# Apply the formatter and ruff's safe fixes (review the diff); what remains is for a person.
+format: $(TEST_STAMP)
+	$(BIN)/ruff format $(LINT_PATHS)
+	$(BIN)/ruff check --fix $(LINT_PATHS)
 
 # Build the wheel, install it in a fresh venv (reusing this one's packages) and run `barkpipe say`.
 wheel-check: $(TEST_STAMP)
@@ -55,5 +70,5 @@ bench-gpu:
 
 # Everything the targets above leave behind (the venv, weights, outputs, build files).
 clean:
-	rm -rf $(VENV) out weights/tiny bench/out build dist *.egg-info .pytest_cache
+	rm -rf $(VENV) out weights/tiny bench/out build dist *.egg-info .pytest_cache .ruff_cache .mypy_cache
 	find . -name __pycache__ -type d -prune -exec rm -rf {} +

@@ -68,23 +68,58 @@ def check_prompt_ratio(semantic: np.ndarray, coarse: np.ndarray, name: str) -> N
         )
 
 
-def _window_inputs(rows, n_step, device):
-    """Each row's window input [sem 256 | infer | last <= 630 coarse], right-padded; and lengths."""
-    inputs, lengths = [], []
-    for row, coarse_so_far in rows:
-        sem_all = np.concatenate([row.semantic_history, row.semantic])
-        idx = len(row.semantic_history) + int(round(n_step / SEMANTIC_TO_COARSE_RATIO))
-        sem_in = sem_all[max(0, idx - MAX_SEMANTIC_IN_WINDOW) :][:MAX_COARSE_INPUT]
-        sem_in = np.pad(sem_in, (0, MAX_COARSE_INPUT - len(sem_in)), constant_values=COARSE_SEMANTIC_PAD_TOKEN)
-        hist = coarse_so_far[-MAX_COARSE_HISTORY:]
-        seq = np.concatenate([sem_in, [COARSE_INFER_TOKEN], hist])
-        inputs.append(seq)
-        lengths.append(len(seq))
-    width = max(lengths)
-    batch = np.full((len(inputs), width), COARSE_SEMANTIC_PAD_TOKEN, dtype=np.int64)
-    for i, seq in enumerate(inputs):
-        batch[i, : len(seq)] = seq
-    return torch.as_tensor(batch, device=device), torch.as_tensor(lengths, device=device), width
+def _semantic_slots(row: CoarseRow, n_step: int) -> np.ndarray:
+    """The 256 semantic slots of the window starting at coarse step n_step (official alignment), padded."""
+    sem_all = np.concatenate([row.semantic_history, row.semantic])
+    idx = len(row.semantic_history) + int(round(n_step / SEMANTIC_TO_COARSE_RATIO))
+    sem_in = sem_all[max(0, idx - MAX_SEMANTIC_IN_WINDOW) :][:MAX_COARSE_INPUT]
+    return np.pad(sem_in, (0, MAX_COARSE_INPUT - len(sem_in)), constant_values=COARSE_SEMANTIC_PAD_TOKEN)
+
+
+@dataclass
+class _Windows:
+    """Every window's input, planned on the host once and assembled on the device window by window.
+
+    A window is [sem 256 | infer | last <= 630 coarse tokens], right-padded. The semantic slots
+    and each row's history length depend only on lengths the host knows; the history tokens are
+    the row's prompt followed by what the loop generated, gathered on the device. So no window
+    waits for the previous one to reach the host (one upload before the first window).
+    """
+
+    starts: list[int]  # coarse step at which each window starts
+    sem: torch.Tensor  # [W, B, 256] semantic slots per window
+    hist_len: np.ndarray  # [W, B] history tokens each window sees (host copy: widths)
+    hist_len_dev: torch.Tensor  # [W, B] the same on the device
+    prompt: torch.Tensor  # [B, Hp] coarse prompt histories, right-aligned (left-padded)
+
+
+def _plan_windows(rows: list[CoarseRow], total: int, device) -> _Windows:
+    starts = list(range(0, total, COARSE_WINDOW))
+    n_prompt = np.array([len(row.coarse_history) for row in rows])
+    prompt = np.full((len(rows), int(n_prompt.max(initial=0))), COARSE_SEMANTIC_PAD_TOKEN, dtype=np.int64)
+    for i, row in enumerate(rows):
+        prompt[i, prompt.shape[1] - n_prompt[i] :] = row.coarse_history
+    sem = np.array([[_semantic_slots(row, n_step) for row in rows] for n_step in starts], dtype=np.int64)
+    sem = sem.reshape(len(starts), len(rows), MAX_COARSE_INPUT)
+    hist_len = np.minimum(MAX_COARSE_HISTORY, n_prompt[None, :] + np.array(starts, dtype=np.int64)[:, None])
+    hist_len = hist_len.reshape(len(starts), len(rows))
+    upload = lambda a: torch.as_tensor(a, device=device)  # noqa: E731
+    return _Windows(starts, upload(sem), hist_len, upload(hist_len), upload(prompt))
+
+
+def _window_tokens(plan: _Windows, w: int, generated: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Window w's input [B, width] on the device, each row's length [B], and the width."""
+    n_step, h_host, h = plan.starts[w], plan.hist_len[w], plan.hist_len_dev[w]
+    B = len(h_host)
+    width = MAX_COARSE_INPUT + 1 + int(h_host.max())
+    # Prompt then generated: every row's coarse sequence so far ends at the last column.
+    so_far = torch.cat([plan.prompt, generated[:, :n_step]], dim=1)  # [B, Hp + n_step]
+    j = torch.arange(int(h_host.max()), device=h.device)[None, :]
+    src = (so_far.shape[1] - h[:, None] + j).clamp(max=max(so_far.shape[1] - 1, 0))  # row i's last h_i tokens
+    hist = so_far.gather(1, src) if so_far.shape[1] else src  # (no history at all: nothing to gather)
+    hist = torch.where(j < h[:, None], hist, COARSE_SEMANTIC_PAD_TOKEN)
+    infer = torch.full((B, 1), COARSE_INFER_TOKEN, dtype=torch.int64, device=h.device)
+    return torch.cat([plan.sem[w], infer, hist], dim=1), MAX_COARSE_INPUT + 1 + h, width
 
 
 MAX_COARSE_STEPS = int(round(np.floor(MAX_SEMANTIC_TOKENS * SEMANTIC_TO_COARSE_RATIO / 2) * 2))  # 2308
@@ -93,7 +128,7 @@ MAX_COARSE_STEPS = int(round(np.floor(MAX_SEMANTIC_TOKENS * SEMANTIC_TO_COARSE_R
 class CoarseWorkspace:
     """Static buffers of the coarse decode loop for one batch size (graph-replay friendly)."""
 
-    def __init__(self, model: GPT, batch: int, sampling: RowSampling, use_graphs: bool):
+    def __init__(self, model: GPT, batch: int, sampling: RowSampling, use_graphs: bool, compile: bool = False):
         device, dtype = model.wte.weight.device, model.wte.weight.dtype
         self.model, self.batch = model, batch
         self.cache = KVCache.allocate(model.config, batch, WINDOW_PREFIX_MAX + COARSE_WINDOW, device, dtype)
@@ -103,11 +138,13 @@ class CoarseWorkspace:
         self.n_step = torch.zeros((), dtype=torch.int64, device=device)
         self.codes = torch.arange(CODEBOOK_SIZE, device=device)
         self.params = RowSampling(*(t.clone() for t in sampling.tensors()), sampling.needs_filter, sampling.all_greedy)
-        self.runner = StepRunner(self._body, device, use_graphs, self.cache.length)
+        self.runner = StepRunner(self._body, device, use_graphs, self.cache.length, compile, "coarse")
+        self.compile = compile
 
-    def fits(self, batch: int, sampling: RowSampling) -> bool:
+    def fits(self, batch: int, sampling: RowSampling, compile: bool) -> bool:
         p = self.params
-        return self.batch == batch and (p.needs_filter, p.all_greedy) == (sampling.needs_filter, sampling.all_greedy)
+        kind = (p.needs_filter, p.all_greedy, self.compile)
+        return self.batch == batch and kind == (sampling.needs_filter, sampling.all_greedy, compile)
 
     def _body(self, kv_len: int) -> None:
         """Sample this step's code (codebook 0 on even steps, 1 on odd), then run the forward."""
@@ -123,18 +160,17 @@ class CoarseWorkspace:
 
 @torch.inference_mode()
 def generate_coarse(
-    model: GPT, rows: list[CoarseRow], sampling: RowSampling, use_graphs: bool = False, workspaces: dict | None = None
-) -> list[np.ndarray]:
-    """Coarse codes [2, T] per row. All rows advance window by window in lockstep."""
+    model: GPT, rows: list[CoarseRow], sampling: RowSampling, use_graphs: bool = False, workspaces: dict | None = None,
+    compile: bool = False,
+) -> list[np.ndarray]:  # fmt: skip
+    """Coarse codes [2, T] per row. All rows advance window by window in lockstep (`compile`: see compile.py)."""
     B = len(rows)
     n_steps = [row.n_steps for row in rows]
     total = max(n_steps)
-    ws = _workspace(model, B, sampling, use_graphs, workspaces)
-    # Host copy of each row's coarse sequence (history + generated so far); window inputs are
-    # built from it once per window, so the token loop itself never touches the host.
-    coarse_so_far = [row.coarse_history.copy() for row in rows]
-    for window_start in range(0, total, COARSE_WINDOW):
-        tokens, lengths, width = _window_inputs(list(zip(rows, coarse_so_far)), window_start, ws.logits.device)
+    ws = _workspace(model, B, sampling, use_graphs, compile, workspaces)
+    plan = _plan_windows(rows, total, ws.logits.device)
+    for w, window_start in enumerate(plan.starts):
+        tokens, lengths, width = _window_tokens(plan, w, ws.generated)
         positions = torch.arange(width, device=tokens.device).expand(B, width)
         logits = model(tokens, positions=positions, cache=ws.cache, kv_len=width, logit_index=lengths - 1)
         ws.logits.copy_(logits)
@@ -143,19 +179,17 @@ def generate_coarse(
         window_len = min(COARSE_WINDOW, total - window_start)
         for j in range(window_len):
             ws.runner(width + j + 1)
-        new = ws.generated[:, window_start : window_start + window_len].cpu().numpy()
-        coarse_so_far = [np.concatenate([c, n]) for c, n in zip(coarse_so_far, new)]
     out = ws.generated[:, :total].cpu().numpy()
     return [_unflatten(out[i, : n_steps[i]]) for i in range(B)]
 
 
-def _workspace(model, batch, sampling, use_graphs, workspaces) -> CoarseWorkspace:
+def _workspace(model, batch, sampling, use_graphs, compile, workspaces) -> CoarseWorkspace:
     if workspaces is None:
-        return CoarseWorkspace(model, batch, sampling, use_graphs)
+        return CoarseWorkspace(model, batch, sampling, use_graphs, compile)
     key = "coarse"  # one per stage, replaced when the batch size changes (bounded memory)
     ws = workspaces.get(key)
-    if ws is None or not ws.fits(batch, sampling):
-        ws = workspaces[key] = CoarseWorkspace(model, batch, sampling, use_graphs)
+    if ws is None or not ws.fits(batch, sampling, compile):
+        ws = workspaces[key] = CoarseWorkspace(model, batch, sampling, use_graphs, compile)
     for mine, theirs in zip(ws.params.tensors(), sampling.tensors()):
         mine.copy_(theirs)
     return ws

@@ -10,13 +10,15 @@ import numpy as np
 import torch
 
 from bark_model.checkpoints import detect_layout, fingerprint, load_models
-from bark_model.codec import load_codec_state_dict
 from bark_model.coarse import CoarseRow, check_prompt_ratio, generate_coarse, trim_history
+from bark_model.codec import load_codec_state_dict
+from bark_model.compile import resolve_compile
 from bark_model.constants import CONTEXT_WINDOW, SAMPLE_RATE, SAMPLES_PER_FRAME
 from bark_model.device import resolve_device, resolve_dtype
 from bark_model.fine import FineRow, generate_fine
 from bark_model.request import GenerationRequest, GenerationResult
 from bark_model.sampling import RowSampling
+from bark_model.sdpa_check import attention_backends
 from bark_model.semantic import SemanticRow, generate_semantic, max_tokens_for_duration
 from bark_model.tokenizer import BarkTokenizer
 from bark_model.voices import VoiceLibrary, VoicePrompt
@@ -34,7 +36,7 @@ class BarkEngine:
     """Bark's three stages and the codec on one device; `generate` takes a batch of requests."""
 
     def __init__(self, models: dict, codec, tokenizer: BarkTokenizer, voices: VoiceLibrary, device, dtype, info: dict,
-                 cuda_graphs: bool = False):  # fmt: skip
+                 cuda_graphs: bool = False, compile: bool = False):  # fmt: skip
         self.text_model, self.coarse_model, self.fine_model = models["text"], models["coarse"], models["fine"]
         self.codec = codec
         self.tokenizer = tokenizer
@@ -44,15 +46,23 @@ class BarkEngine:
         self.model_info = info
         self.cuda_graphs = cuda_graphs and device.type == "cuda"
         self._workspaces: dict = {}  # decode buffers and CUDA graphs, kept across calls
+        self.compile = compile  # decode-step bodies through torch.compile (bark_model/compile.py)
+        self.warmup_s = 0.0  # seconds spent compiling and capturing decode steps, all calls (in stage times)
+        self.last_warmup_s = 0.0  # the same, in the last generate call only
+        # {call: SDPA kernel} checked on the device (flash / mem-efficient / math); logged once.
+        self.attention_backends = attention_backends(models, device, dtype) if device.type == "cuda" else {}
 
     @classmethod
     def from_dir(
-        cls, weights_dir: str | Path, device: str = "auto", precision: str = "fp32", cuda_graphs: bool = True
-    ) -> "BarkEngine":
+        cls, weights_dir: str | Path, device: str = "auto", precision: str = "fp32", cuda_graphs: bool = True,
+        compile: bool | None = None,
+    ) -> "BarkEngine":  # fmt: skip
         """Load from a Suno- or Hugging Face-layout directory (detected from its files).
 
         cuda_graphs: replay decode steps from CUDA graphs on GPU (ignored elsewhere; falls back
         to eager decoding if a capture fails).
+        compile: fuse decode steps with torch.compile; None = on for CUDA, off elsewhere. A
+        failed compile falls back to uncompiled steps (graphs, then eager), logged once.
         """
         layout = detect_layout(weights_dir)
         torch_device, dtype = resolve_device(device), resolve_dtype(precision)
@@ -60,8 +70,14 @@ class BarkEngine:
         if precision == "int8":
             from bark_model.quantize import quantize_int8
 
-            # Scales come from the fp32 weights, before anything is rounded to 16 bits.
-            models = {role: quantize_int8(model) for role, model in models.items()}
+            # Scales come from the fp32 weights, before anything is rounded to 16 bits. On CPU the
+            # many-row matmuls (fine windows, prefills) also take int8 activations (VNNI kernels).
+            cpu = torch_device.type == "cpu"
+            models = {role: quantize_int8(model, activations=cpu) for role, model in models.items()}
+            if cpu:
+                # Those kernels take fp32 in and out; attention (the flash kernel) costs the same in
+                # fp32 as in bf16 here, and fp32 keeps top-1 agreement >= 95% (tests/model/test_precision.py).
+                dtype = torch.float32
         for role, model in models.items():
             models[role] = model.to(device=torch_device, dtype=dtype)
         # The codec stays fp32: it is a small share of the time, and its LSTM is sensitive.
@@ -76,7 +92,8 @@ class BarkEngine:
             "device": str(torch_device),
             "precision": precision,
         }
-        return cls(models, codec, tokenizer, VoiceLibrary(layout.root), torch_device, dtype, info, cuda_graphs)
+        return cls(models, codec, tokenizer, VoiceLibrary(layout.root), torch_device, dtype, info, cuda_graphs,
+                   resolve_compile(compile, torch_device))  # fmt: skip
 
     def auto_batch_size(self, max_batch: int = 256, memory_fraction: float = 0.8) -> int:
         """Rows per batch that fit in free GPU memory (KV cache + fine-stage activations); 8 elsewhere."""
@@ -117,6 +134,7 @@ class BarkEngine:
         prepared = [self._prepare(r) for r in requests]
         if not prepared:
             return []
+        self.last_warmup_s = 0.0
         n, size = len(prepared), max(1, batch_size or len(prepared))
         seeds = [p.request.seed for p in prepared]
         timings: dict[str, float] = {}
@@ -124,7 +142,8 @@ class BarkEngine:
         with _Timer(timings, "semantic", self.device):
             params = self._sampling(prepared, "semantic", seeds)
             rows = self._semantic_rows(prepared)
-            semantic = generate_semantic(self.text_model, rows, params, size, self.cuda_graphs, self._workspaces)
+            semantic = self._warming("semantic", lambda: generate_semantic(
+                self.text_model, rows, params, size, self.cuda_graphs, self._workspaces, self.compile))  # fmt: skip
         report("semantic", n, n)
         for p, tokens in zip(prepared, semantic):
             if len(tokens) == 0:
@@ -136,7 +155,8 @@ class BarkEngine:
 
         def coarse_batch(idx):
             params = self._sampling([prepared[i] for i in idx], "coarse", [seeds[i] for i in idx])
-            return generate_coarse(self.coarse_model, [coarse_rows[i] for i in idx], params, self.cuda_graphs, self._workspaces)
+            return self._warming("coarse", lambda: generate_coarse(
+                self.coarse_model, [coarse_rows[i] for i in idx], params, self.cuda_graphs, self._workspaces, self.compile))  # fmt: skip
 
         def fine_batch(idx):
             params = self._sampling([prepared[i] for i in idx], "fine", [seeds[i] for i in idx])
@@ -154,6 +174,17 @@ class BarkEngine:
             GenerationResult(a, s, c, f, SAMPLE_RATE, p.dropped, dict(timings))
             for p, s, c, f, a in zip(prepared, semantic, coarse, fine, audio)
         ]
+
+    def _warming(self, stage: str, run):
+        """run(), adding the compile/capture time its workspace spent to warmup_s (it may be replaced)."""
+        before = self._workspaces.get(stage)
+        spent_before = before.runner.warmup_s if before is not None else 0.0
+        out = run()
+        after = self._workspaces[stage]
+        spent = after.runner.warmup_s - (spent_before if after is before else 0.0)
+        self.warmup_s += spent
+        self.last_warmup_s += spent
+        return out
 
     def _semantic_rows(self, prepared: list[_Prepared]) -> list[SemanticRow]:
         return [

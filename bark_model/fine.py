@@ -53,6 +53,22 @@ def _plan(row: FineRow) -> _Plan:
     return _Plan(codes.T.copy(), n_hist, n_pad, n_frames, n_loops)
 
 
+def _upload(plans: list[_Plan], device) -> tuple[torch.Tensor, list[int], torch.Tensor]:
+    """Working arrays [B, L, 8] (right-padded), rows per loop, and every loop's (row, start, rel) [N, 3].
+
+    All of it goes to the device once, so the windows follow each other there without a round
+    trip through the host.
+    """
+    codes = np.full((len(plans), max(len(p.codes) for p in plans), N_FINE_CODEBOOKS), FINE_PAD_CODE, dtype=np.int64)
+    entries = []
+    for loop in range(max(p.n_loops for p in plans)):
+        entries.append([(i, *p.window(loop)) for i, p in enumerate(plans) if loop < p.n_loops])
+    for i, p in enumerate(plans):
+        codes[i, : len(p.codes)] = p.codes
+    table = np.array([entry for loop in entries for entry in loop], dtype=np.int64).reshape(-1, 3)
+    return torch.as_tensor(codes, device=device), [len(loop) for loop in entries], torch.as_tensor(table, device=device)
+
+
 @torch.inference_mode()
 def generate_fine(model: FineGPT, rows: list[FineRow], sampling: RowSampling) -> list[np.ndarray]:
     """Fine codes [8, T] per row; codebooks given by the coarse stage are kept as they are."""
@@ -62,31 +78,29 @@ def generate_fine(model: FineGPT, rows: list[FineRow], sampling: RowSampling) ->
         raise ValueError(f"all rows of a batch need the same number of coarse codebooks, got {sorted(n_given)}")
     n_coarse = n_given.pop()
     plans = [_plan(row) for row in rows]
+    codes_dev, loops, table = _upload(plans, device)
     positions = torch.arange(FINE_WINDOW, device=device)
-    for loop in range(max(p.n_loops for p in plans)):
-        active = [i for i, p in enumerate(plans) if loop < p.n_loops]
-        spans = [plans[i].window(loop) for i in active]
-        window = torch.as_tensor(
-            np.stack([plans[i].codes[s : s + FINE_WINDOW] for i, (s, _) in zip(active, spans)]), device=device
-        )  # [B', 1024, 8]
-        rel = torch.as_tensor([r for _, r in spans], device=device)
+    first = 0
+    for loop, n_active in enumerate(loops):
+        active, start, rel = table[first : first + n_active].unbind(1)  # [B'] each
+        first += n_active
+        frames = start[:, None] + positions[None, :]  # [B', 1024] array index of each window position
+        window = codes_dev[active[:, None], frames]  # [B', 1024, 8]
         fill = positions[None, :] >= rel[:, None]  # [B', 1024] positions this window writes
         # Positions are sampled as rows: each row's parameters repeated for its 1024 positions.
-        position_sampling = sampling.select(torch.as_tensor(active, device=device).repeat_interleave(FINE_WINDOW))
+        position_sampling = sampling.select(active.repeat_interleave(FINE_WINDOW))
         for codebook in range(n_coarse, N_FINE_CODEBOOKS):
             logits = model(codebook, window)[:, :, :CODEBOOK_SIZE]  # [B', 1024, 1024]
             flat = logits.reshape(-1, CODEBOOK_SIZE)
             # One noise stream per (loop, codebook); positions index it, so draws stay per row.
-            step = (loop * N_FINE_CODEBOOKS + codebook) * FINE_WINDOW + positions.repeat(len(active))
-            pred = sample(flat, position_sampling, FINE_STREAM, step).view(len(active), FINE_WINDOW)
+            step = (loop * N_FINE_CODEBOOKS + codebook) * FINE_WINDOW + positions.repeat(n_active)
+            pred = sample(flat, position_sampling, FINE_STREAM, step).view(n_active, FINE_WINDOW)
             window[:, :, codebook] = torch.where(fill, pred, window[:, :, codebook])
-        result = window.cpu().numpy()
-        for k, (i, (start, _)) in enumerate(zip(active, spans)):
-            plans[i].codes[start : start + FINE_WINDOW] = result[k]
+        codes_dev[active[:, None], frames] = window
+    result = codes_dev.cpu().numpy()  # the one copy back, after the last window
     out = []
-    for p in plans:
-        codes = p.codes.T[:, p.n_hist : p.codes.shape[0] - p.n_pad]
+    for i, p in enumerate(plans):
+        codes = result[i, p.n_hist : len(p.codes) - p.n_pad].T  # [8, T]
         assert codes.shape[1] == p.n_frames, "fine window arithmetic lost frames"
         out.append(codes)
     return out
-

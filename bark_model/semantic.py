@@ -69,7 +69,7 @@ class SemanticWorkspace:
     row is admitted, so the loop body reads slot tensors only and can be replayed as a graph.
     """
 
-    def __init__(self, model: GPT, slots: int, max_tokens: int, use_graphs: bool):
+    def __init__(self, model: GPT, slots: int, max_tokens: int, use_graphs: bool, compile: bool = False):
         device, dtype = model.wte.weight.device, model.wte.weight.dtype
         self.model, self.slots, self.max_tokens = model, slots, max_tokens
         self.cache = KVCache.allocate(model.config, slots, PREFIX_LEN + max_tokens, device, dtype)
@@ -79,10 +79,12 @@ class SemanticWorkspace:
         self.steps, self.done = zeros(torch.int64), torch.ones(slots, dtype=torch.bool, device=device)
         self.limit, self.min_eos, self.eos_allowed = zeros(torch.int64), zeros(torch.float32), zeros(torch.bool)
         self.params = RowSampling(zeros(torch.float32), zeros(torch.int64), zeros(torch.float32) + 1, zeros(torch.int64), False)
-        self.runner = StepRunner(self._body, device, use_graphs, self.cache.length)
+        self.runner = StepRunner(self._body, device, use_graphs, self.cache.length, compile, "semantic")
+        self.compile = compile
 
-    def fits(self, slots: int, max_tokens: int, needs_filter: bool) -> bool:
-        return self.slots == slots and self.max_tokens >= max_tokens and self.params.needs_filter == needs_filter
+    def fits(self, slots: int, max_tokens: int, needs_filter: bool, compile: bool) -> bool:
+        same_kind = self.params.needs_filter == needs_filter and self.compile == compile
+        return self.slots == slots and self.max_tokens >= max_tokens and same_kind
 
     def _body(self, kv_len: int) -> None:
         """Sample one token per slot, book it, and run the forward pass for the next one."""
@@ -135,7 +137,7 @@ class _Rows:
 @torch.inference_mode()
 def generate_semantic(
     model: GPT, rows: list[SemanticRow], sampling: RowSampling, max_batch: int | None = None,
-    use_graphs: bool = False, workspaces: dict | None = None,
+    use_graphs: bool = False, workspaces: dict | None = None, compile: bool = False,
 ) -> list[np.ndarray]:  # fmt: skip
     """Semantic tokens for each row, decoding at most `max_batch` rows at a time.
 
@@ -143,6 +145,7 @@ def generate_semantic(
     prefills waiting rows into their slots, so a batch is never held by its longest row.
     Rows never influence each other: each has its own cache slot, positions and noise stream.
     `workspaces` (a dict the caller keeps) lets later calls reuse buffers and CUDA graphs.
+    `compile` runs the step body through torch.compile (see compile.py).
     """
     device = model.wte.weight.device
     N = len(rows)
@@ -155,7 +158,7 @@ def generate_semantic(
         torch.tensor([r.allow_early_stop for r in rows], device=device),
         sampling,
     )
-    ws = _workspace(model, S, max(r.max_tokens for r in rows), sampling.needs_filter, use_graphs, workspaces)
+    ws = _workspace(model, S, max(r.max_tokens for r in rows), sampling.needs_filter, use_graphs, compile, workspaces)
     ws.done.fill_(True)
     queue = list(range(N))
     holder: list[int | None] = [None] * S  # host: the row in each slot
@@ -186,14 +189,14 @@ def generate_semantic(
     return tokens
 
 
-def _workspace(model, slots, max_tokens, needs_filter, use_graphs, workspaces) -> SemanticWorkspace:
+def _workspace(model, slots, max_tokens, needs_filter, use_graphs, compile, workspaces) -> SemanticWorkspace:
     """A fresh workspace, or the caller's cached one when it fits (graphs need the full length)."""
     if workspaces is None:
-        ws = SemanticWorkspace(model, slots, max_tokens, use_graphs)
+        ws = SemanticWorkspace(model, slots, max_tokens, use_graphs, compile)
     else:
         key = "semantic"  # one workspace per stage: a new batch size replaces it (bounded memory)
         ws = workspaces.get(key)
-        if ws is None or not ws.fits(slots, max_tokens, needs_filter):
-            ws = workspaces[key] = SemanticWorkspace(model, slots, MAX_SEMANTIC_TOKENS, use_graphs)
+        if ws is None or not ws.fits(slots, max_tokens, needs_filter, compile):
+            ws = workspaces[key] = SemanticWorkspace(model, slots, MAX_SEMANTIC_TOKENS, use_graphs, compile)
     ws.params.needs_filter = needs_filter
     return ws

@@ -31,19 +31,22 @@ OUT = HERE / "out"
 SCHEMA = "barkpipe.engine_bench/1"
 MODES = {
     # sizes, batches (ours; hf/official get their own), tokens, precisions, repeats, warm-up, budget
-    "quick": dict(sizes="small", batches="1,8", hf_batches="1,8", tokens=64, systems="ours,hf",
-                  precisions="fp32,bf16,int8", hf_precisions="fp32", extra_batches="1", repeats=1,
-                  warmup="short", agree_tokens=16, budget_s=0),
+    "quick": dict(sizes="small", batches="8", hf_batches="8", tokens=64, systems="ours,hf,official",
+                  precisions="int8,fp32", hf_precisions="fp32", extra_batches="8", repeats=1,
+                  warmup="short", agree_tokens=16, budget_s=0, official_precisions="int8", official_batches="8"),
     "gpu": dict(sizes="large,small", batches="1,8,64,256", hf_batches="1,8,64", tokens=256,
                 systems="ours,hf,official", precisions="fp16,bf16,int8,fp32", hf_precisions="fp16",
-                extra_batches="1,64", repeats=2, warmup="short", agree_tokens=256, budget_s=540),
+                extra_batches="1,64", repeats=2, warmup="short", agree_tokens=256, budget_s=540,
+                official_precisions="fp32", official_batches="1"),
     "dry": dict(sizes="tiny", batches="1,2", hf_batches="1,2", tokens=8, systems="ours,hf",
                 precisions="fp32,bf16,int8", hf_precisions="fp32", extra_batches="1,2", repeats=1,
-                warmup="none", agree_tokens=8, budget_s=0),
+                warmup="none", agree_tokens=8, budget_s=0, official_precisions="fp32", official_batches="1"),
     "full": dict(sizes="small,large", batches="1,8,64", hf_batches="1,8,64", tokens=256,
                  systems="ours,hf,official", precisions="fp32,bf16,int8", hf_precisions="fp32",
-                 extra_batches="1,8,64", repeats=1, warmup="short", agree_tokens=256, budget_s=0),
+                 extra_batches="1,8,64", repeats=1, warmup="short", agree_tokens=256, budget_s=0,
+                 official_precisions="fp32,int8", official_batches="1,8"),
 }  # fmt: skip
+COMPILE = {"auto": None, "on": True, "off": False}  # --compile values -> BarkEngine.compile
 WARMUP_TOKENS = 16  # a short warm-up: every kernel and shape family runs once, cheaply
 
 
@@ -66,12 +69,18 @@ def worker(spec_path: str) -> None:
     except Exception as err:  # noqa: BLE001  (a config that can't load is a table row, not a crash)
         rows.append({"batch": None, "status": "n/a", "error": f"{type(err).__name__}: {err}"})
         return save()
+    engine = getattr(system, "engine", None)  # ours: the compile switch and its warm-up clock
+    if engine is not None and spec.get("compile") is not None:
+        engine.compile = spec["compile"]  # read when workspaces are made, i.e. on the first call
     for batch in spec["batches"]:
         if spec["deadline"] and time.time() > spec["deadline"]:
             rows.append({"batch": batch, "status": "skipped", "error": "time budget spent"})
             continue
         try:
+            spent = engine.warmup_s if engine is not None else 0.0
             rows.append({"batch": batch, **time_batch(system, batch, spec, device)})
+            if engine is not None:  # compile + graph capture, in the warm-up; the timed runs should have none
+                rows[-1].update(compiled=engine.compile, warmup_s=engine.warmup_s - spent, timed_warmup_s=engine.last_warmup_s)
             print(f"   batch {batch}: {rows[-1]['audio_s_per_s']:.3g} audio-s/s, {rows[-1]['wall_s']:.1f} s",
                   file=sys.stderr, flush=True)  # fmt: skip
         except torch.cuda.OutOfMemoryError as err:
@@ -96,9 +105,16 @@ def time_batch(system, batch: int, spec: dict, device) -> dict:
     else:
         reset_rss_peak()
     if spec["warmup"] == "full" or (spec["warmup"] == "short" and spec.get("first_batch") != "done"):
-        system.run(batch, spec["tokens"] if spec["warmup"] == "full" else WARMUP_TOKENS)
+        # Compiled steps warm up at the timed length: every key-length bucket compiles before timing.
+        compiled = spec["system"] == "ours" and spec.get("compile") is not False and device.type == "cuda"
+        full = spec["warmup"] == "full" or compiled
+        print(f"   batch {batch}: warm-up", file=sys.stderr, flush=True)
+        # The official package has no batch dimension: one row warms every kernel it uses.
+        system.run(1 if spec["system"] == "official" else batch, spec["tokens"] if full else WARMUP_TOKENS)
         if device.type == "cpu":  # on CPU one short warm-up per process is enough (no graphs, no autotune)
             spec["first_batch"] = "done"
+    print(f"   batch {batch}: timed run{'s' if spec['repeats'] > 1 else ''} ({spec['tokens']} semantic tokens per row)",
+          file=sys.stderr, flush=True)  # fmt: skip
     runs = [system.run(batch, spec["tokens"]) for _ in range(spec["repeats"])]
     if device.type == "cuda":
         peak_mb = torch.cuda.max_memory_allocated(device) / 2**20
@@ -177,13 +193,17 @@ def plan_jobs(args) -> list[dict]:
     for size in args.sizes:
         for system in args.systems:
             if system == "ours":
-                for i, precision in enumerate(precisions):
+                # The first (precision, compile) pair runs every batch; the others the extra batches.
+                variants = [(p, c) for p in precisions for c in (args.compile if p == precisions[0] else args.compile[:1])]
+                for i, (precision, comp) in enumerate(variants):
                     batches = args.batches if i == 0 else [b for b in args.batches if b in args.extra_batches]
-                    tiers[min(i, 1) * 2].append(dict(system="ours", size=size, precision=precision, batches=batches))
+                    tiers[min(i, 1) * 2].append(dict(system="ours", size=size, precision=precision, batches=batches,
+                                                     compile=COMPILE[comp]))  # fmt: skip
             elif system == "hf":
                 tiers[0] += [dict(system="hf", size=size, precision=p, batches=args.hf_batches) for p in args.hf_precisions]
             elif system == "official":
-                tiers[1].append(dict(system="official", size=size, precision="fp32", batches=[1], tokens=args.official_tokens))
+                tiers[1] += [dict(system="official", size=size, precision=p, batches=args.official_batches,
+                                  tokens=args.official_tokens) for p in args.official_precisions]  # fmt: skip
         if args.agree_tokens and "ours" in args.systems and "fp32" not in precisions:
             tiers[2].append(dict(system="ours", size=size, precision="fp32", batches=[]))  # the agreement reference
     tiers[2].sort(key=lambda job: job["precision"] != "fp32")  # the agreement reference first (stable)
@@ -206,7 +226,7 @@ def run_job(job: dict, args, weights: Path, deadline: float) -> list[dict]:
         rows = json.loads(result.read_text()) if result.exists() else []
         if proc.returncode != 0:
             rows.append({"batch": None, "status": "error", "error": f"worker exited with status {proc.returncode}"})
-    base = {k: job[k] for k in ("system", "size", "precision", "tokens")}
+    base = {k: job[k] for k in ("system", "size", "precision", "tokens", "compile") if k in job}
     return [dict(base, **row) for row in rows]
 
 
@@ -229,13 +249,15 @@ def main(argv=None) -> int:
               "rows": [], "agreement": [], "notes": []}  # fmt: skip
     start = time.time()
     deadline = start + args.budget_s if args.budget_s else 0
-    for job in plan_jobs(args):
+    jobs = plan_jobs(args)
+    for k, job in enumerate(jobs, 1):
         if deadline and time.time() > deadline:
             report["rows"] += [dict(system=job["system"], size=job["size"], precision=job["precision"], tokens=job["tokens"],
                                     batch=b, status="skipped", error="time budget spent") for b in job["batches"]]  # fmt: skip
             continue
         weights = ensure_weights(args.weights_dir, job["size"], job["layout"])
-        print(f"== {job['system']} {job['size']} {job['precision']} batches {job['batches']}", file=sys.stderr, flush=True)
+        print(f"== [{k}/{len(jobs)}] {job['system']} {job['size']} {job['precision']} batches {job['batches']} "
+              f"(elapsed {time.time() - start:.0f} s, load {os.getloadavg()[0]:.1f})", file=sys.stderr, flush=True)  # fmt: skip
         report["rows"] += [r for r in run_job(job, args, weights, deadline) if job["batches"] or r["status"] != "ok"]
         finish(report, args, bandwidth)
     report["elapsed_s"] = time.time() - start
@@ -309,7 +331,7 @@ def add_roofline(rows: list[dict], bandwidth: float) -> None:
 
 
 def add_ratios(rows: list[dict], reference_hf: str | None) -> None:
-    """ratios[other] = this row's audio-s/s over other's, same size and batch (official: batch 1)."""
+    """ratios[other] = this row's audio-s/s over other's, same size and batch (official: B texts in turn)."""
     ok = [r for r in rows if r.get("status") == "ok"]
     for row in ok:
         row["ratios"] = {}
@@ -350,7 +372,7 @@ def add_agreement(folder: Path, sizes: list[str], precisions: list[str]) -> list
 
 COLUMNS = (("system", 8), ("size", 5), ("prec", 4), ("B", 3), ("audio-s/s", 9), ("sem tok/s", 9), ("(roof)", 8),
            ("crs tok/s", 9), ("(roof)", 8), ("fine fr/s", 9), ("dec a-s/s", 9), ("peak MB", 7), ("xHF", 5),
-           ("xoff", 5))  # fmt: skip
+           ("xoff", 5), ("xoffq", 5))  # fmt: skip
 
 
 def _num(value) -> str:
@@ -362,16 +384,17 @@ def _num(value) -> str:
 def table_lines(report: dict) -> list[str]:
     lines = ["  ".join(f"{name:>{w}}" for name, w in COLUMNS)]
     for r in report["rows"]:
-        head = [r["system"], r["size"], r["precision"], "-" if r.get("batch") is None else str(r["batch"])]
+        label = r["system"] + {True: "+c", False: "-nc"}.get(r.get("compile"), "")  # compile forced on / off
+        head = [label, r["size"], r["precision"], "-" if r.get("batch") is None else str(r["batch"])]
         if r.get("status") != "ok":
             message = f"{r.get('status')}: {r.get('error', '')}"[:100]
             lines.append("  ".join(f"{c:>{w}}" for c, (_, w) in zip(head, COLUMNS)) + "  " + message)
             continue
         roof = r.get("roofline", {})
-        off = next((v for k, v in r.get("ratios", {}).items() if k.startswith("official")), None)
+        off, offq = (r.get("ratios", {}).get(f"official-{p}") for p in ("fp32", "int8"))
         cells = head + [_num(x) for x in (r["audio_s_per_s"], r["semantic_tok_s"], roof.get("semantic_tok_s"),
                         r["coarse_tok_s"], roof.get("coarse_tok_s"), r["fine_frames_s"], r["decode_audio_s_per_s"],
-                        r["peak_mb"], r.get("ratio_vs_hf"), off)]  # fmt: skip
+                        r["peak_mb"], r.get("ratio_vs_hf"), off, offq)]  # fmt: skip
         if r["semantic_tokens_per_row"] != [r["tokens"]]:
             cells[0] += "!"  # this system did not make exactly --tokens semantic tokens
         lines.append("  ".join(f"{c:>{w}}" for c, (_, w) in zip(cells, COLUMNS)))
@@ -393,8 +416,9 @@ def print_table(report: dict) -> None:
 
 
 def settings_of(args) -> dict:
-    keys = ("mode", "device", "systems", "sizes", "batches", "hf_batches", "extra_batches", "tokens", "official_tokens",
-            "precisions", "hf_precisions", "repeats", "warmup", "agree_tokens", "budget_s")  # fmt: skip
+    keys = ("mode", "device", "systems", "sizes", "batches", "hf_batches", "extra_batches", "tokens", "official_tokens", "compile",
+            "precisions", "hf_precisions", "official_precisions", "official_batches", "repeats", "warmup", "agree_tokens",
+            "budget_s")  # fmt: skip
     return {k: getattr(args, k) for k in keys}
 
 
@@ -414,6 +438,10 @@ def parse_args(argv=None):
     p.add_argument("--official-tokens", type=int, help="semantic tokens for the official package (default --tokens)")
     p.add_argument("--precisions", type=strs, help="ours: fp32,bf16,int8,fp16 (fp16 on CUDA only); first gets all batches")
     p.add_argument("--hf-precisions", type=strs, help="transformers: fp32,fp16,bf16; the first is the ratio reference")
+    p.add_argument("--official-precisions", type=strs, help="official: fp32, int8 (= quantize_dynamic, CPU only)")
+    p.add_argument("--official-batches", type=ints, help="official: B texts one after another (it has no batch dimension)")
+    p.add_argument("--compile", type=strs, default=["auto"],
+                   help="ours, first precision: any of auto,on,off (auto = on for CUDA); the first runs every batch")
     p.add_argument("--repeats", type=int, help="timed runs per config; the median is reported")
     p.add_argument("--warmup", choices=("full", "short", "none"), help="warm-up run before each batch config")
     p.add_argument("--agree-tokens", type=int, help="greedy agreement run length (0: off)")
@@ -435,6 +463,8 @@ def parse_args(argv=None):
 
         args.batches += [256] if torch.cuda.is_available() else []
     args.official_tokens = args.official_tokens or args.tokens
+    if set(args.compile) - set(COMPILE) or not args.compile:
+        p.error(f"--compile: got {args.compile}; allowed: a list of {', '.join(COMPILE)}")
     unknown = sorted(set(args.systems) - {"ours", "hf", "official"})
     if unknown:
         p.error(f"--systems: unknown {unknown}; allowed: ours, hf, official")

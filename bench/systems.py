@@ -188,21 +188,51 @@ class HFSystem:
 
 
 class OfficialSystem:
-    """suno-ai/bark 0.1.5 (`bark.generation`), one row at a time: it has no batch dimension."""
+    """suno-ai/bark 0.1.5 (`bark.generation`): it has no batch dimension, so a batch of B is its
+    B texts one after another (times and counts summed).
+
+    precision "int8" (CPU) is the one line a user can add: torch.ao.quantization.quantize_dynamic
+    on every nn.Linear of the three GPTs (int8 weights and activations, fbgemm/oneDNN kernels).
+    """
 
     name = "official"
 
     def __init__(self, weights: Path, device: torch.device, precision: str):
-        if precision != "fp32":
-            raise ValueError(f"the official package loads fp32 weights (and autocasts itself on CUDA), got {precision!r}")
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"the official package runs fp32 (it autocasts itself on CUDA) or int8 "
+                             f"(quantize_dynamic, CPU), got {precision!r}")  # fmt: skip
+        if precision == "int8" and device.type != "cpu":
+            raise ValueError(f"quantize_dynamic's int8 kernels run on CPU only, got device {device}")
         self.device = device
         self.precision = precision
         self.generation = load_official(Path(weights), device)
+        if precision == "int8":
+            import warnings
+
+            from torch import nn
+
+            models = self.generation.models
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", category=UserWarning)  # torch 2.13: quantized tensors deprecated
+                quantize = lambda m: torch.ao.quantization.quantize_dynamic(m, {nn.Linear}, torch.qint8)  # noqa: E731
+                models["text"]["model"] = quantize(models["text"]["model"])
+                models["coarse"], models["fine"] = quantize(models["coarse"]), quantize(models["fine"])
 
     def run(self, batch: int, n_tokens: int, greedy: bool = False) -> Run:
-        if batch != 1:
-            raise ValueError(f"the official package generates one row at a time; batch must be 1, got {batch}")
-        g, text = self.generation, texts_for(1)[0]
+        runs = [self._one(text, n_tokens, greedy) for text in texts_for(batch)]
+        return Run(
+            wall_s=sum(r.wall_s for r in runs),
+            stage_s={k: sum(r.stage_s[k] for r in runs) for k in STAGES},
+            audio_s=sum(r.audio_s for r in runs),
+            semantic_tokens=sum(r.semantic_tokens for r in runs),
+            coarse_tokens=sum(r.coarse_tokens for r in runs),
+            fine_frames=sum(r.fine_frames for r in runs),
+            n_semantic_per_row=[n for r in runs for n in r.n_semantic_per_row],
+            codes=runs[0].codes,
+        )
+
+    def _one(self, text: str, n_tokens: int, greedy: bool) -> Run:
+        g = self.generation
         temps = (None, None, None) if greedy else (0.7, 0.7, 0.5)
         top_k = 1 if greedy else None
         times = {}

@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-# Keys whose values are secrets wherever they appear in storage_options (matched as substrings).
-SECRET_KEY_PARTS = ("secret", "password", "token", "key", "credential", "session", "auth")
-REDACTED = "***"
+from pipeline.redact import REDACTED, is_secret_key, redact, redact_text, secret_values  # noqa: F401  (re-exported)
+
+# A config is a few KiB; a bigger file is a mistake (or an attack), refused before parsing.
+MAX_CONFIG_BYTES = 1 << 20
 
 
 class Section(BaseModel):
@@ -33,18 +35,45 @@ class InputConfig(Section):
 
 class OutputConfig(Section):
     path: str = Field(description="Output root (local path or fsspec URL): audio/, metadata/, errors/, summary.json.")
-    format: Literal["wav", "flac", "ogg"] = Field("flac", description="Audio container written by soundfile.")
+    format: Literal["wav", "flac", "ogg", "mp3", "opus"] = Field(
+        "flac", description="Audio file written by soundfile: wav/flac (16-bit PCM), ogg (Vorbis), mp3 or opus (Ogg Opus).")
     storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the output filesystem.")
     overwrite: bool = Field(
         False,
         description="false: resume, skipping ids already committed; true: delete earlier results under output.path first.",
     )
+    retry_s: float = Field(
+        300.0, ge=0, description="Seconds a storage call keeps retrying transient errors (outages, throttling) before the run fails.",
+    )
+    lease_ttl_s: float = Field(
+        600.0, ge=30, description="One writer per output: a run's lease expires this long after its last renewal (renewed every third of it).",
+    )
+    lease_wait_s: float = Field(
+        0.0, ge=0, description="How long a run waits for another run's lease on output.path; 0 = refuse at once.",
+    )
 
 
 class ModelConfig(Section):
-    weights: str = Field(description="Local directory with Bark weights (suno or hf layout).")
-    device: Literal["auto", "cpu", "cuda"] = Field("auto", description="Device for the engine; auto picks cuda when present.")
+    weights: str = Field(
+        description="Bark weights (suno or hf layout): a local folder, an fsspec URL (s3://bucket/prefix) or "
+        "hf://owner/repo[@revision]; URLs are fetched once per node into $BARKPIPE_CACHE (default ~/.cache/barkpipe).",
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict,
+        description="fsspec options for an fsspec weights URL (endpoint_url, key...); prefer credentials from the environment.",
+    )
+    device: str = Field("auto", description="Device for the engine: auto, cpu, cuda, cuda:N or mps; auto picks cuda, then mps, then cpu.")
     precision: Literal["fp32", "fp16", "bf16", "int8"] = Field("fp32", description="Numeric precision of the engine.")
+    compile: bool | None = Field(
+        None, description="Fuse decode steps with torch.compile (falls back to uncompiled steps, logged once); null = on for CUDA only."
+    )
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
+            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        return value
 
 
 class GenerationConfig(Section):
@@ -59,11 +88,31 @@ class GenerationConfig(Section):
         "chain-reset-every: chain, back to the row voice every reset_every chunks.",
     )
     reset_every: int = Field(4, ge=1, description="Chunks between voice resets for continuity chain-reset-every.")
+    voice_dirs: list[str] = Field(
+        default_factory=list,
+        description="Folders whose .npz files a row's voice column may name; rows may otherwise use only the weights' presets.",
+    )
+    speakers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Names a text may use at line starts (`ALICE: ...`) or in `[voice: ALICE]` tags, mapped to voices "
+        "(preset or .npz, as the voice column takes); see pipeline/text/voices.py.",
+    )
+
+    @field_validator("speakers")
+    @classmethod
+    def _speaker_names(cls, speakers: dict[str, str]) -> dict[str, str]:
+        from pipeline.text.voices import check_speakers  # light module; voices are checked by `validate`
+
+        check_speakers(speakers)
+        return speakers
 
 
 class SegmentConfig(Section):
     language: str = Field("en", description="Default language for sentence splitting (rows may override).")
     max_tokens: int = Field(256, ge=8, le=256, description="Most text tokens per chunk (Bark sees 256).")
+    max_text_chars: int = Field(
+        100_000, ge=1, description="Longest text of one row in characters; a longer row is an error row (split it in the manifest).",
+    )
     target_seconds: float = Field(12.0, gt=0, description="Preferred spoken length of a chunk.")
     max_seconds: float = Field(14.0, gt=0, description="Hard cap on a chunk's estimated spoken length.")
     sentence_pause_s: float = Field(0.25, ge=0, description="Silence inserted between chunks.")
@@ -79,11 +128,41 @@ class SegmentConfig(Section):
         return self
 
 
+class SpeechConfig(Section):
+    backend: Literal["pocketsphinx", "faster-whisper"] = Field(
+        "pocketsphinx", description="Speech recogniser: pocketsphinx (offline, US English built in) or faster-whisper.")
+    model: str | None = Field(
+        None, description="pocketsphinx: null (the wheel's en-us model) or a model folder; faster-whisper: a local "
+        "CTranslate2 model folder or a Hub id/size name (e.g. Systran/faster-whisper-small).")
+    language: str = Field("en", description="Language the recogniser listens for; one it cannot do fails validation.")
+    max_wer: float = Field(0.5, ge=0, description="Largest word error rate of a chunk's transcript against its text.")
+    max_cer: float | None = Field(None, ge=0, description="Largest character error rate; null = not gated.")
+    device: str = Field("cpu", description="faster-whisper device: cpu, cuda or cuda:N (pocketsphinx runs on CPU).")
+
+    @model_validator(mode="after")
+    def _backend_can_do_language(self):
+        from pipeline.audio.speech import check_language  # light module (numpy only at import)
+
+        check_language(self.backend, self.model, self.language)
+        return self
+
+
+class SpeakerConfig(Section):
+    backend: Literal["resemblyzer"] = Field("resemblyzer", description="Speaker encoder (Resemblyzer ships its weights).")
+    min_similarity: float = Field(
+        0.75, ge=-1, le=1, description="Smallest cosine similarity of a chunk's voice to the reference voice.")
+    reference: Literal["first_chunk", "voice_prompt"] = Field(
+        "first_chunk", description="first_chunk: the row's first accepted chunk in the same voice; voice_prompt: "
+        "the voice prompt's audio (rows without a voice fall back to first_chunk).")
+
+
 class QualityConfig(Section):
     enabled: bool = Field(False, description="Measure every chunk and regenerate those that fail the gates.")
     limits: dict[str, float] = Field(default_factory=dict, description="Overrides of pipeline.audio.quality.GateLimits fields.")
     max_retries: int = Field(2, ge=0, description="Regenerations (with a derived seed) of a failing chunk.")
     on_fail: Literal["flag", "error"] = Field("flag", description="A chunk that never passes: flag the row or error it.")
+    speech: SpeechConfig | None = Field(None, description="Speech check (transcript vs text); null = off.")
+    speaker: SpeakerConfig | None = Field(None, description="Speaker-consistency check; null = off.")
 
     @field_validator("limits")
     @classmethod
@@ -100,14 +179,40 @@ class QualityConfig(Section):
 
 
 class ComputeConfig(Section):
-    actors: int = Field(1, ge=1, description="Engine actors (one model copy each).")
+    actors: int | tuple[int, int] = Field(
+        1, description="Engine actors (one model copy each): N, or [min, max] for a pool Ray Data grows and shrinks.")
+    accelerator_type: str | None = Field(
+        None, description="Ray accelerator type the engine actors need (e.g. H100, A10G); null = any GPU.")
     gpus_per_actor: float = Field(0.0, ge=0, description="GPUs reserved per actor (0 on CPU machines).")
     cpus_per_actor: float = Field(1.0, gt=0, description="CPUs reserved per actor; keep it fractional on small machines.")
-    writer_cpus: float = Field(0.25, gt=0, description="CPUs reserved per write task (I/O bound).")
+    prepare_cpus: float = Field(0.25, gt=0, description="CPUs reserved per prepare actor (normalise, split, plan).")
+    prepare_concurrency: int | None = Field(
+        None, ge=1, description="Prepare actors; null = one per 4 engine actors.")
+    finish_cpus: float = Field(
+        0.25, gt=0, description="CPUs reserved per finish actor (trim, join, loudness, encode, write); small so "
+        "small nodes never deadlock.")
+    finish_concurrency: int | None = Field(
+        None, ge=1, description="Finish actors; null = about one per CPU the other actors leave spare.")
     batch_size: int | Literal["auto"] = Field(
         8, description="Chunks decoded together in one engine.generate call (an integer >= 1), or 'auto': "
         "as many as fit in the GPU's free memory (8 on CPU)."
     )
+
+    @field_validator("actors")
+    @classmethod
+    def _actor_range(cls, value):
+        low, high = (value, value) if isinstance(value, int) else value
+        if not 1 <= low <= high:
+            raise ValueError("actors must be an integer >= 1 or [min, max] with 1 <= min <= max")
+        return value
+
+    @property
+    def min_actors(self) -> int:
+        return self.actors if isinstance(self.actors, int) else self.actors[0]
+
+    @property
+    def max_actors(self) -> int:
+        return self.actors if isinstance(self.actors, int) else self.actors[1]
 
     @field_validator("batch_size")
     @classmethod
@@ -118,6 +223,11 @@ class ComputeConfig(Section):
     window_rows: int = Field(64, ge=1, description="Rows per actor call; chunks are length-sorted within a window.")
     max_restarts: int = Field(2, ge=0, description="Restarts of a crashed actor before the run fails.")
     max_task_retries: int = Field(2, ge=0, description="Retries of a task lost to a crashed actor or worker.")
+    call_timeout_s: float = Field(
+        1800.0, ge=0, description="Longest one engine call may run before the watchdog ends the actor (Ray "
+        "restarts it and retries its rows); 0 = off.")
+    progress_log_s: float = Field(
+        60.0, ge=0, description="Seconds between 'still running' log lines while a run waits for rows; 0 = off.")
 
 
 class RunConfig(Section):
@@ -139,10 +249,10 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    try:
-        data = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: not valid YAML ({exc})") from None
+    size = path.stat().st_size
+    if size > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: {size} bytes is too big for a config (limit {MAX_CONFIG_BYTES}); is it the right file?")
+    data = load_yaml(path.read_bytes(), str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
     for item in overrides:
@@ -170,20 +280,49 @@ def apply_override(data: dict, item: str) -> None:
             raise ConfigError(f"--set {item!r}: {part!r} is a value, not a section")
         node = child
     try:
-        node[parts[-1]] = yaml.safe_load(raw) if raw.strip() else ""
-    except yaml.YAMLError:
+        node[parts[-1]] = load_yaml(raw, "--set") if raw.strip() else ""
+    except ConfigError:
         node[parts[-1]] = raw
 
 
 def _describe(err: dict) -> str:
     loc = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
-        return f"unknown key {loc!r} (allowed here: {', '.join(_allowed_keys(err['loc'][:-1]))})"
+        return redact_text(f"unknown key {loc!r} (allowed here: {', '.join(_allowed_keys(err['loc'][:-1]))})")
     if err["type"] == "missing":
         return f"{loc}: required key is missing"
     got = err.get("input")
     where = f"{loc}: " if loc else ""
-    return f"{where}{err['msg']} (got {got!r})"
+    # A wrongly typed storage_options (or a secret-named key) may hold credentials: name the type only.
+    if any(str(p) == "storage_options" or is_secret_key(p) for p in err["loc"]):
+        return f"{where}{err['msg']} (got a {type(got).__name__})"
+    return redact_text(f"{where}{err['msg']} (got {redact(got)!r})")
+
+
+def load_yaml(text: str | bytes, where: str) -> Any:
+    """Parse YAML with the safe loader, refusing aliases (a 600-byte alias bomb expands to gigabytes)."""
+    try:
+        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+    except yaml.MarkedYAMLError as exc:
+        # str(exc) quotes the offending line, which may hold a secret: position and problem only.
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise ConfigError(f"{where}: not valid YAML{at} ({exc.problem or exc.context})") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{where}: not valid YAML ({type(exc).__name__})") from None
+
+
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses `*alias` references (anchors alone are harmless)."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise yaml.MarkedYAMLError(
+                problem="YAML aliases (*name) are not allowed in barkpipe configs; write the value out",
+                problem_mark=mark,
+            )
+        return super().compose_node(parent, index)
 
 
 def _allowed_keys(loc: tuple) -> list[str]:
@@ -196,32 +335,17 @@ def _allowed_keys(loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def redact(options: Any) -> Any:
-    """Copy of storage_options with secret-looking keys (at any depth) replaced by '***'."""
-    if isinstance(options, dict):
-        return {
-            k: REDACTED if v is not None and any(p in str(k).lower() for p in SECRET_KEY_PARTS) else redact(v)
-            for k, v in options.items()
-        }
-    if isinstance(options, list):
-        return [redact(v) for v in options]
-    return _redact_urls(options)
-
-
-def _redact_urls(value: Any) -> Any:
-    from pipeline.storage import redact_url
-
-    if isinstance(value, dict):
-        return {k: _redact_urls(v) for k, v in value.items()}
-    return redact_url(value) if isinstance(value, str) else value
-
-
 def public_dict(config: RunConfig) -> dict:
-    """The config as plain data with storage secrets and URL passwords redacted: safe to log, hash, store."""
-    data = _redact_urls(config.model_dump(mode="json"))
-    for section in ("input", "output"):
-        data[section]["storage_options"] = redact(data[section]["storage_options"])
-    return data
+    """The config as plain data with secrets redacted by key and by value shape: safe to log, hash, store."""
+    return redact(config.model_dump(mode="json"))
+
+
+def config_secrets(config: RunConfig) -> set[str]:
+    """Secret values in the config (under secret-looking keys, URL passwords): scrub them from free text."""
+    from pipeline.redact import url_passwords
+
+    data = config.model_dump(mode="json")
+    return secret_values(data) | url_passwords(data)
 
 
 def config_hash(config: RunConfig) -> str:

@@ -1,11 +1,78 @@
-"""Finishing rows in the synthesize stage: quality judgement, assembly into one file, the output table."""
+"""Rows inside the engine stage: a planned row and its chunk jobs, gate judgement, the handover record."""
 
 from __future__ import annotations
 
-import time
+from collections import defaultdict
+from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any
 
-from pipeline.batch.manifest import ID, OPTIONAL_COLUMNS, TEXT, safe_name
+import numpy as np
+
+# int16 full scale: float audio in [-1, 1] maps onto [-32767, 32767] (never -32768, which has no mirror).
+PCM_SCALE = 32767
+
+
+@dataclass
+class Row:
+    """One planned row in flight in an engine actor; its chunk jobs stay together until handover."""
+
+    id: Any
+    voice_spec: str | None = None
+    voice: Any = None
+    seed: int = 0
+    text_temp: float = 0.0  # prepare resolved these (row value, else the generation default)
+    waveform_temp: float = 0.0
+    max_duration: float | None = None
+    jobs: list[Job] = field(default_factory=list)
+    timings: dict = field(default_factory=lambda: defaultdict(float))
+    engine_s: float = 0.0
+    error: tuple[str, str] | None = None  # (stage, sentence for the user)
+
+    @classmethod
+    def from_prepared(cls, record: dict) -> Row:
+        # An error row from prepare has no settings; it is only carried to the handover.
+        row = cls(record["id"], record.get("voice"), seed=record.get("seed") or 0,
+                  text_temp=record.get("text_temp") or 0.0, waveform_temp=record.get("waveform_temp") or 0.0,
+                  max_duration=record.get("max_duration"))
+        row.timings.update(dict(record.get("timings") or ()))
+        if record.get("error") is not None:
+            row.error = (record.get("error_stage") or "prepare", record["error"])
+        else:
+            row.jobs = [Job(row, Chunk(**c), c["seed"]) for c in record.get("plan") or ()]
+            if not row.jobs:
+                row.error = ("prepare", "the row reached the engine with no chunk plan")
+        return row
+
+    def fail(self, stage: str, message: str) -> None:
+        if self.error is None:  # the first failure is the one worth reporting
+            self.error = (stage, message)
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A planned chunk as prepare wrote it (the `plan` struct)."""
+
+    index: int
+    text: str
+    seed: int
+    est_seconds: float
+    paragraph_break_after: bool
+
+
+@dataclass
+class Job:
+    """One chunk to generate; `attempt` counts quality regenerations."""
+
+    row: Row
+    chunk: Chunk
+    seed: int
+    voice: Any = None
+    attempt: int = 0
+    result: Any = None
+    passed: bool | None = None
+    failed: list = field(default_factory=list)
+    measures: dict = field(default_factory=dict)
 
 
 @lru_cache(maxsize=8)
@@ -15,96 +82,54 @@ def _limits(pairs: tuple):
     return GateLimits(**dict(pairs))
 
 
-def judge(job, settings) -> bool:
+def judge(job: Job, limits: dict) -> bool:
     """Measure one generated chunk and record which gates it fails; True when it passes."""
     from pipeline.audio.quality import check_gates, measure_chunk
 
     result = job.result
     job.measures = measure_chunk(result.audio, result.sample_rate, max(job.chunk.est_seconds, 1e-3))
-    job.failed = check_gates(job.measures, _limits(settings.quality_limits))
+    job.failed = check_gates(job.measures, _limits(tuple(sorted(limits.items()))))
     job.passed = not job.failed
     return job.passed
 
 
-def assemble(row, settings) -> tuple[bytes, float, int]:
-    """(encoded audio, duration in seconds, sample rate) of a row's chunks joined in order."""
-    from pipeline.audio.assemble import encode_audio, join_chunks, normalize_loudness, trim_silence
-
-    start = time.perf_counter()
-    sr = row.jobs[0].result.sample_rate
-    pieces = [job.result.audio for job in row.jobs]
-    if settings.trim_silence:
-        pieces = [trim_silence(p, sr) for p in pieces]
-    audio = join_chunks(
-        pieces, sr, pause_s=settings.sentence_pause_s, paragraph_pause_s=settings.paragraph_pause_s,
-        paragraph_breaks=[job.chunk.paragraph_break_after for job in row.jobs], crossfade_ms=settings.crossfade_ms,
-    )
-    if len(audio) == 0:
-        raise ValueError("every chunk came out silent; try another seed or voice")
-    if settings.loudness_lufs is not None:
-        audio, _ = normalize_loudness(audio, sr, settings.loudness_lufs)
-    data = encode_audio(audio, sr, settings.audio_format)
-    row.timings["assemble"] += time.perf_counter() - start
-    return data, len(audio) / sr, sr
+def to_pcm16(audio) -> bytes:
+    """Float audio [N] as little-endian int16 bytes (NaN -> 0, clipped at full scale)."""
+    # One scaled copy, then in place: this runs in the engine actor, between generate calls.
+    scaled = np.multiply(np.asarray(audio, dtype=np.float32), PCM_SCALE, dtype=np.float32)
+    np.nan_to_num(scaled, copy=False, nan=0.0, posinf=PCM_SCALE, neginf=-PCM_SCALE)
+    np.clip(scaled, -PCM_SCALE, PCM_SCALE, out=scaled)
+    return np.rint(scaled, out=scaled).astype("<i2").tobytes()
 
 
-def finish(row, settings, model: str, checksum: str) -> dict:
-    """The output record of one row: audio and metadata, or the error that stopped it."""
-    from pipeline.batch.synthesize import is_fatal
+def from_pcm16(data: bytes) -> np.ndarray:
+    """int16 bytes back to float32 audio [N] in [-1, 1]."""
+    return np.frombuffer(data, dtype="<i2").astype(np.float32) / PCM_SCALE
 
-    record = {"id": row.id if isinstance(row.id, str) else None, "ok": False, "text": row.text or None}
+
+def handover(row: Row, on_fail: str, model: str, checksum: str, node_id: str | None) -> dict:
+    """The engine stage's record of one row: 16-bit PCM per chunk and how each chunk went, or the error."""
     if row.error is None:
         flagged = [j for j in row.jobs if j.passed is False]
-        if flagged and settings.on_fail == "error":
+        if flagged and on_fail == "error":
             j = flagged[0]
             row.fail("quality", f"chunk {j.chunk.index} failed gates {j.failed} after {j.attempt + 1} attempts; "
                                 "relax quality.limits or set quality.on_fail=flag")
-    if row.error is None:
-        try:
-            audio, duration, sr = assemble(row, settings)
-        except Exception as exc:
-            if is_fatal(exc):
-                raise
-            row.fail("assemble", f"joining the chunks failed ({type(exc).__name__}: {exc})")
+    record = {"model": model, "model_checksum": checksum, "node_id": node_id, "timings": dict(row.timings),
+              "engine_s": row.engine_s}
     if row.error is not None:
-        record.update(error_stage=row.error[0], error=row.error[1])
-        return record
-    record.update(
-        ok=True, audio=audio, audio_name=f"{safe_name(row.id)}.{settings.audio_format}", duration_s=duration,
-        sample_rate=sr, n_chunks=len(row.jobs), flagged=any(j.passed is False for j in row.jobs),
-        seed=row.seed, voice=row.voice_spec, language=row.language, text_temp=row.text_temp,
-        waveform_temp=row.waveform_temp, max_duration=row.max_duration, model=model,
-        model_checksum=checksum, engine_s=row.engine_s, timings=dict(row.timings),
-        chunks=[_chunk_record(j) for j in row.jobs],
-    )
-    return record
+        return record | {"error_stage": row.error[0], "error": row.error[1]}
+    return record | {
+        "pcm": [to_pcm16(j.result.audio) for j in row.jobs], "sample_rate": int(row.jobs[0].result.sample_rate),
+        "chunks": [_chunk_record(j) for j in row.jobs], "flagged": any(j.passed is False for j in row.jobs),
+    }
 
 
-def _chunk_record(job) -> dict:
+def _chunk_record(job: Job) -> dict:
     r = job.result
     return {
         "index": job.chunk.index, "chars": len(job.chunk.text), "seed": job.seed, "attempts": job.attempt + 1,
         "passed": job.passed, "failed": list(job.failed), "duration_s": r.duration_s,
-        "dropped_text_tokens": int(r.dropped_text_tokens),
+        "dropped_text_tokens": int(r.dropped_text_tokens), "paragraph_break_after": job.chunk.paragraph_break_after,
         "measures": {k: float(v) for k, v in job.measures.items()},
     }
-
-
-def output_table(batch, rows, stage):
-    """Arrow table of the stage's records, followed by the manifest's carried columns (types untouched)."""
-    import pyarrow as pa
-
-    from pipeline.batch.schema import carried_name, row_fields
-
-    info = stage.engine.model_info
-    model, checksum = _model_label(info), str(info.get("checksum", ""))
-    records = [finish(row, stage.settings, model, checksum) for row in rows]
-    table = pa.Table.from_pylist(records, schema=pa.schema(row_fields()))
-    for name in batch.column_names:
-        if name not in (ID, TEXT, *OPTIONAL_COLUMNS):
-            table = table.append_column(carried_name(name), batch.column(name))
-    return table
-
-
-def _model_label(info: dict) -> str:
-    return str(info.get("name") or "/".join(str(info[k]) for k in ("layout", "size") if k in info) or "bark")

@@ -1,6 +1,24 @@
-"""Arrow schemas of what the pipeline writes: synthesized rows, metadata and error records."""
+"""Arrow schemas of the columns each stage adds, and of what the pipeline writes.
+
+prepare adds `prepared_fields` (the row's settings and its chunk plan); the engine stage swaps
+`plan` for `engine_fields` (16-bit PCM per chunk and how each chunk went); finish swaps `pcm`
+for the encoded audio, giving `row_fields`. Manifest columns ride along after them.
+"""
 
 from __future__ import annotations
+
+
+def plan_type():
+    """A row's chunks, in order, as prepare planned them; they travel together in one row."""
+    import pyarrow as pa
+
+    return pa.list_(pa.struct([
+        ("index", pa.int32()),
+        ("text", pa.string()),
+        ("seed", pa.int64()),  # first attempt's seed (chunk_seed of the row seed)
+        ("est_seconds", pa.float64()),  # the segmenter's spoken-length estimate
+        ("paragraph_break_after", pa.bool_()),
+    ]))
 
 
 def chunk_type():
@@ -16,12 +34,55 @@ def chunk_type():
         ("failed", pa.list_(pa.string())),  # names of the gates the kept attempt failed
         ("duration_s", pa.float64()),
         ("dropped_text_tokens", pa.int32()),
+        ("paragraph_break_after", pa.bool_()),  # finish joins with the longer pause after it
         ("measures", pa.map_(pa.string(), pa.float64())),
     ])
 
 
+def _timings():
+    import pyarrow as pa
+
+    return pa.map_(pa.string(), pa.float64())  # step -> seconds spent on this row
+
+
+def prepared_fields():
+    """Columns the prepare stage emits (error rows carry only id, text and the error)."""
+    import pyarrow as pa
+
+    return [
+        ("id", pa.string()),
+        ("text", pa.string()),
+        ("error_stage", pa.string()),
+        ("error", pa.string()),
+        ("voice", pa.string()),  # the voice spec in force (row's, else generation.voice)
+        ("seed", pa.int64()),
+        ("language", pa.string()),
+        ("text_temp", pa.float64()),
+        ("waveform_temp", pa.float64()),
+        ("max_duration", pa.float64()),
+        ("plan", plan_type()),
+        ("timings", _timings()),
+    ]
+
+
+def engine_fields():
+    """Columns the engine stage adds in place of `plan`."""
+    import pyarrow as pa
+
+    return [
+        ("pcm", pa.list_(pa.binary())),  # per chunk: little-endian int16 samples, mono
+        ("sample_rate", pa.int32()),
+        ("chunks", pa.list_(chunk_type())),
+        ("flagged", pa.bool_()),  # a chunk never passed the quality gates
+        ("engine_s", pa.float64()),  # this row's share of the time spent inside engine.generate
+        ("model", pa.string()),
+        ("model_checksum", pa.string()),
+        ("node_id", pa.string()),  # the Ray node whose engine made the row
+    ]
+
+
 def row_fields():
-    """Columns the synthesize stage adds to each row (carried manifest columns come after)."""
+    """Columns of a finished row (the processor's output; carried manifest columns come after)."""
     import pyarrow as pa
 
     return [
@@ -34,7 +95,7 @@ def row_fields():
         ("duration_s", pa.float64()),
         ("sample_rate", pa.int32()),
         ("n_chunks", pa.int32()),
-        ("flagged", pa.bool_()),  # a chunk never passed the quality gates
+        ("flagged", pa.bool_()),
         ("seed", pa.int64()),
         ("voice", pa.string()),
         ("language", pa.string()),
@@ -43,23 +104,29 @@ def row_fields():
         ("max_duration", pa.float64()),
         ("model", pa.string()),
         ("model_checksum", pa.string()),
-        ("engine_s", pa.float64()),  # this row's share of the time spent inside engine.generate
-        ("timings", pa.map_(pa.string(), pa.float64())),  # stage -> seconds for this row
+        ("node_id", pa.string()),
+        ("engine_s", pa.float64()),
+        ("timings", _timings()),
         ("chunks", pa.list_(chunk_type())),
         ("text", pa.string()),
     ]
 
 
-# Actor-only columns that never reach metadata/*.parquet.
+# Columns that never reach metadata/*.parquet.
 TRANSIENT_COLUMNS = ("ok", "error_stage", "error", "audio")
-# Columns the write stage adds to metadata.
+# Columns the write step adds to metadata.
 WRITER_COLUMNS = ("audio_path", "config_hash")
+
+
+def owned_names() -> set[str]:
+    """Every column name a stage writes; a manifest column of the same name must be renamed."""
+    names = [f for f, _ in (*prepared_fields(), *engine_fields(), *row_fields())]
+    return set(names) | set(WRITER_COLUMNS)
 
 
 def carried_name(name: str) -> str:
     """Manifest columns keep their name unless the pipeline owns it; then they get an `input_` prefix."""
-    reserved = {field for field, _ in row_fields()} | set(WRITER_COLUMNS)
-    return f"input_{name}" if name in reserved else name
+    return f"input_{name}" if name in owned_names() else name
 
 
 def error_schema():
@@ -69,7 +136,7 @@ def error_schema():
 
 
 def summary_schema():
-    """What the write stage hands back to the driver per row: enough for progress and the summary."""
+    """What the write step hands back to the driver per row: enough for progress and the summary."""
     import pyarrow as pa
 
     return pa.schema([
@@ -81,3 +148,11 @@ def summary_schema():
         ("stage", pa.string()),
         ("error", pa.string()),
     ])
+
+
+def missing_columns(table, needed) -> None:
+    """Stages name the columns they need and fail naming the missing ones (a wiring mistake)."""
+    missing = [name for name in needed if name not in table.column_names]
+    if missing:
+        raise ValueError(f"batch lacks column(s) {missing}; it has {table.column_names}; "
+                         "stages run in the order prepare -> engine -> finish")

@@ -11,13 +11,13 @@ from pipeline.batch.config import content_hash, public_dict
 def plan(prep) -> dict:
     """Rows, chunks, batches and actors a run would use, without loading a model.
 
-    Chunks are counted with the segmenter's token estimate (the real tokenizer lives in the engine).
+    Chunks are split as the prepare stage splits them, with the same tokenizer (no engine needed).
     """
     import pyarrow.dataset as pads
 
     from pipeline.batch.manifest import clean
-    from pipeline.text.segment import split_into_chunks
-    from pipeline.text.normalize import normalize_text
+    from pipeline.batch.prepare import token_counter
+    from pipeline.longform import TextError, split_text
 
     cfg, info = prep.config, prep.manifest
     columns = [info.id_column, info.text_column] + (["language"] if "language" in info.optional else [])
@@ -25,17 +25,15 @@ def plan(prep) -> dict:
     skip, window, size = prep.skip, prep.window(), cfg.compute.batch_size
     size = 8 if size == "auto" else size  # the plan assumes the CPU default; a GPU fits more
     per_row, seconds = [], 0.0
+    count_tokens = token_counter(cfg.model.weights)
     for row in table.to_pylist():
         text = row[info.text_column]
         if row[info.id_column] in skip or not isinstance(text, str) or not text.strip():
             continue
         language = clean(row.get("language")) or cfg.segment.language
         try:
-            chunks = split_into_chunks(
-                normalize_text(text, language), language=language, max_tokens=cfg.segment.max_tokens,
-                target_seconds=cfg.segment.target_seconds, max_seconds=cfg.segment.max_seconds,
-            )
-        except ValueError:
+            chunks = split_text(text, cfg.segment, language=language, count_tokens=count_tokens)
+        except TextError:
             chunks = []  # the run will report this row as a segment error
         per_row.append(len(chunks))
         seconds += sum(c.est_seconds for c in chunks)
@@ -51,7 +49,7 @@ def plan(prep) -> dict:
         "window_rows": window,
         "micro_batches": sum(math.ceil(sum(w) / size) for w in windows),
         "batch_size": size,
-        "actors": cfg.compute.actors,
+        "actors": cfg.compute.actors,  # N, or (min, max) for an autoscaling pool
         "continuity": cfg.generation.continuity,
         "config_hash": prep.config_hash,
     }
@@ -64,7 +62,7 @@ def finish_summary(prep, totals, wall_s: float, committed) -> dict:
     row_errors = {i for i, _ in committed.errors if i in valid} - ok
     missing = sorted(valid - ok - row_errors)
     audio_total = sum(committed.ok[i] or 0.0 for i in ok)
-    actors = prep.config.compute.actors
+    actors = prep.config.compute.max_actors
     summary = {
         "input_rows": len(prep.ids),
         "ok": len(ok),

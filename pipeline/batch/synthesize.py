@@ -1,201 +1,120 @@
-"""The synthesize stage: one actor call turns a window of manifest rows into encoded audio, row by row."""
+"""The engine stage (GPU): planned rows -> codes -> 16-bit PCM per chunk, with gates and regenerations.
+
+One actor holds one engine. A call takes a window of planned rows, sorts the window's chunks by
+estimated length and cuts them into micro-batches (length bucketing without a shuffle), runs the
+continuity chain where asked, and hands each row over with its chunks' PCM. Joining, loudness and
+encoding happen in the finish stage, on CPUs, while this actor generates the next window.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections import defaultdict
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from collections.abc import Callable, Iterator
+from functools import partial
+from typing import Any
 
-from pipeline.batch.manifest import clean, id_problem, row_problem
+from pipeline.batch.config import ComputeConfig, GenerationConfig, ModelConfig, QualityConfig
+from pipeline.batch.faults import free_device_memory, is_fatal, is_oom
+from pipeline.batch.prepare import chunk_seed, derive_seed  # noqa: F401  (re-exported: longform imports them here)
+from pipeline.batch.rows import Job, Row, handover, judge
 
-# Substrings of RuntimeError messages that mean the device itself is in trouble, not the row.
 log = logging.getLogger(__name__)
-_FATAL_MARKERS = ("CUDA", "cuDNN", "CUBLAS", "device-side assert", "NCCL", "out of memory", "HIP error")
+# An actor call hands its rows over in blocks of about this much audio, so several finish tasks
+# can work on one window at once without a part file per short row.
+HANDOVER_BLOCK_AUDIO_S = 120.0
+# Columns the stage reads; every other column passes through untouched.
+NEEDED = ("id", "voice", "seed", "text_temp", "waveform_temp", "max_duration", "plan", "error_stage", "error",
+          "timings")
 
 
-def is_fatal(exc: BaseException) -> bool:
-    """Errors that must end the actor (Ray restarts it) rather than become an error row."""
-    if isinstance(exc, MemoryError) or type(exc).__name__ in ("OutOfMemoryError", "AcceleratorError"):
-        return True
-    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _FATAL_MARKERS)
-
-
-def _is_oom(exc: BaseException) -> bool:
-    return type(exc).__name__ == "OutOfMemoryError" or (isinstance(exc, RuntimeError) and "out of memory" in str(exc))
-
-
-def _free_device_memory() -> None:
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def derive_seed(*parts: Any) -> int:
-    """A stable 31-bit seed from any parts (same on every machine and Python run, unlike hash())."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % 2**31
-
-
-def chunk_seed(row_seed: int, index: int, attempt: int = 0) -> int:
-    """Chunk 0's first attempt uses the row seed itself, so a one-chunk row matches `barkpipe say --seed`."""
-    return row_seed if index == 0 and attempt == 0 else derive_seed(row_seed, index, attempt)
-
-
-def load_engine(weights: str, device: str, precision: str):
-    """Engine factory for the actors (module level so it pickles by reference)."""
+def load_engine(model: ModelConfig):
+    """The default engine factory: fetch the weights to this node (once) and load them."""
     from bark_model import BarkEngine
+    from pipeline.weights import fetch_weights
 
-    return BarkEngine.from_dir(weights, device=device, precision=precision)
-
-
-@dataclass(frozen=True)
-class StageSettings:
-    """Everything the stage needs from the run config, as plain picklable data (built by from_config)."""
-
-    voice: str | None
-    seed: int | None
-    text_temp: float
-    waveform_temp: float
-    max_duration: float | None
-    continuity: str
-    reset_every: int
-    language: str
-    max_tokens: int
-    target_seconds: float
-    max_seconds: float
-    sentence_pause_s: float
-    paragraph_pause_s: float
-    crossfade_ms: float
-    trim_silence: bool
-    loudness_lufs: float | None
-    quality: bool
-    quality_limits: tuple  # (name, value) pairs for GateLimits
-    max_retries: int
-    on_fail: str
-    batch_size: int | str  # or "auto": the engine sizes it from free memory
-    audio_format: str
-
-    @classmethod
-    def from_config(cls, cfg) -> "StageSettings":
-        g, s, q = cfg.generation, cfg.segment, cfg.quality
-        return cls(
-            voice=g.voice, seed=g.seed, text_temp=g.text_temp, waveform_temp=g.waveform_temp,
-            max_duration=g.max_duration, continuity=g.continuity, reset_every=g.reset_every,
-            language=s.language, max_tokens=s.max_tokens, target_seconds=s.target_seconds,
-            max_seconds=s.max_seconds, sentence_pause_s=s.sentence_pause_s,
-            paragraph_pause_s=s.paragraph_pause_s, crossfade_ms=s.crossfade_ms, trim_silence=s.trim_silence,
-            loudness_lufs=s.loudness_lufs, quality=q.enabled, quality_limits=tuple(sorted(q.limits.items())),
-            max_retries=q.max_retries, on_fail=q.on_fail, batch_size=cfg.compute.batch_size,
-            audio_format=cfg.output.format,
-        )
+    # model.storage_options arrives with remote weights; until then a local folder needs none.
+    weights_dir = fetch_weights(model.weights, getattr(model, "storage_options", None) or {})
+    return BarkEngine.from_dir(weights_dir, device=model.device, precision=model.precision)
 
 
-@dataclass
-class Row:
-    """One manifest row in flight; its chunks (jobs) stay inside this actor call from split to encode."""
+def current_node_id() -> str | None:
+    """The Ray node this process runs on (None outside Ray, e.g. a stage called in a test)."""
+    import ray
 
-    index: int
-    id: Any
-    text: str = ""
-    voice_spec: str | None = None
-    voice: Any = None
-    seed: int = 0
-    language: str | None = None
-    text_temp: float | None = None
-    waveform_temp: float | None = None
-    max_duration: float | None = None
-    jobs: list["Job"] = field(default_factory=list)
-    timings: dict = field(default_factory=lambda: defaultdict(float))
-    engine_s: float = 0.0
-    error: tuple[str, str] | None = None  # (stage, sentence for the user)
-
-    def fail(self, stage: str, message: str) -> None:
-        if self.error is None:  # the first failure is the one worth reporting
-            self.error = (stage, message)
+    return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
 
 
-@dataclass
-class Job:
-    """One chunk to generate; `attempt` counts quality regenerations."""
+class EngineStage:
+    """Ray Data callable class: loads the engine once per actor, then generates windows of planned rows.
 
-    row: Row
-    chunk: Any  # pipeline.text.segment.Chunk
-    seed: int
-    voice: Any = None
-    attempt: int = 0
-    result: Any = None
-    passed: bool | None = None
-    failed: list = field(default_factory=list)
-    measures: dict = field(default_factory=dict)
-
-
-class SynthesizeStage:
-    """Ray Data callable class: loads the engine once per actor, then synthesizes windows of rows.
-
-    The window's chunks are sorted by estimated length and cut into micro-batches of
-    `batch_size` (length bucketing without a shuffle); every row is assembled in the same call.
+    engine_factory: a picklable zero-argument callable returning an object with BarkEngine's
+    `generate`, `load_voice`, `model_info` (and `auto_batch_size` for batch_size "auto"); default:
+    load_engine(model). prompt_from_result turns a result into the next chunk's voice (chain modes).
     """
 
-    def __init__(self, engine_factory: Callable[[], Any], settings: StageSettings,
-                 prompt_from_result: Callable[[Any], Any] | None = None):
+    def __init__(self, model: ModelConfig, generation: GenerationConfig, quality: QualityConfig,
+                 compute: ComputeConfig, engine_factory: Callable[[], Any] | None = None,
+                 prompt_from_result: Callable[[Any], Any] | None = None):  # fmt: skip
         start = time.perf_counter()
-        self.engine = engine_factory()
+        self.engine = (engine_factory or partial(load_engine, model))()
         log.info("engine loaded in %.2f s: %s", time.perf_counter() - start, self.engine.model_info)
-        self.settings = settings
+        self.generation, self.quality, self.batch_size = generation, quality, compute.batch_size
         self.prompt_from_result = prompt_from_result
+        self.node_id = current_node_id()
+        info = self.engine.model_info
+        self.model = str(info.get("name") or "/".join(str(info[k]) for k in ("layout", "size") if k in info) or "bark")
+        self.checksum = str(info.get("checksum", ""))
         self.engine_seconds = 0.0  # total time inside engine.generate in this actor
         self._voices: dict[Any, Any] = {}  # voice spec -> VoicePrompt | None | the error it raised
 
-    def __call__(self, batch):
-        from pipeline.batch.rows import output_table
+    def __call__(self, batch) -> Iterator:
+        from pipeline.batch.schema import missing_columns
 
+        missing_columns(batch, NEEDED)
         start = time.perf_counter()
-        rows = [self._prepare(i, raw) for i, raw in enumerate(batch.to_pylist())]
+        rows = [Row.from_prepared(r) for r in batch.select(list(NEEDED)).to_pylist()]
         live = [r for r in rows if r.error is None]
-        if self.settings.continuity == "fixed":
+        for row in live:
+            self._resolve_voice(row)
+        live = [r for r in live if r.error is None]
+        if self.generation.continuity == "fixed":
             self._run([job for row in live for job in row.jobs])
         else:
             self._run_chain(live)
-        table = output_table(batch, rows, self)
         log.info("window of %d rows in %.2f s (engine %.2f s so far)", len(rows), time.perf_counter() - start,
                  self.engine_seconds)
-        return table
+        yield from self._handover(batch, rows)
 
-    # -- preparing rows ----------------------------------------------------------------------
+    # -- handing over --------------------------------------------------------------------------
 
-    def _prepare(self, index: int, raw: dict) -> Row:
-        start = time.perf_counter()
-        s = self.settings
-        row = Row(index, raw.get("id"))
-        problem = id_problem(row.id) or row_problem(raw)
-        if problem:
-            row.fail("validate", problem)
-            return row
-        try:
-            row.text = raw["text"]
-            row.voice_spec = clean(raw.get("voice")) or s.voice
-            row.voice = self._voice(row.voice_spec)
-            seed = clean(raw.get("seed"))
-            row.seed = int(seed) if seed is not None else s.seed if s.seed is not None else derive_seed("id", row.id)
-            row.language = clean(raw.get("language")) or s.language
-            row.text_temp = _pick(raw.get("text_temp"), s.text_temp)
-            row.waveform_temp = _pick(raw.get("waveform_temp"), s.waveform_temp)
-            row.max_duration = _pick(raw.get("max_duration"), s.max_duration)
-            row.jobs = [Job(row, c, chunk_seed(row.seed, c.index), row.voice) for c in self._split(row)]
-        except (ValueError, FileNotFoundError) as exc:
-            row.fail(getattr(exc, "stage", "validate"), str(exc))
-        except Exception as exc:
-            if is_fatal(exc):
-                raise
-            row.fail("prepare", f"unexpected {type(exc).__name__}: {exc}")
-        row.timings["prepare"] += time.perf_counter() - start
-        return row
+    def _handover(self, batch, rows: list[Row]) -> Iterator:
+        """Output blocks of about HANDOVER_BLOCK_AUDIO_S each, in window order."""
+        start, seconds = 0, 0.0
+        for i, row in enumerate(rows):
+            seconds += sum(j.result.duration_s for j in row.jobs if j.result is not None) if row.error is None else 0
+            if seconds >= HANDOVER_BLOCK_AUDIO_S or i == len(rows) - 1:
+                yield self._table(batch.slice(start, i + 1 - start), rows[start:i + 1])
+                start, seconds = i + 1, 0.0
 
-    def _voice(self, spec):
+    def _table(self, batch, rows: list[Row]):
+        import pyarrow as pa
+
+        from pipeline.batch.schema import engine_fields
+
+        records = [handover(r, self.quality.on_fail, self.model, self.checksum, self.node_id) for r in rows]
+        schema = pa.schema([("error_stage", pa.string()), ("error", pa.string()), *engine_fields(),
+                            ("timings", batch.schema.field("timings").type)])
+        made = pa.Table.from_pylist(records, schema=schema)
+        out = batch.drop_columns(["plan", "error_stage", "error", "timings"])
+        for name in made.column_names:
+            out = out.append_column(made.schema.field(name), made.column(name))
+        return out
+
+    # -- voices --------------------------------------------------------------------------------
+
+    def _resolve_voice(self, row: Row) -> None:
+        spec = row.voice_spec
         if spec not in self._voices:
             try:
                 self._voices[spec] = self.engine.load_voice(spec)
@@ -203,28 +122,11 @@ class SynthesizeStage:
                 self._voices[spec] = exc
         voice = self._voices[spec]
         if isinstance(voice, Exception):
-            raise _staged(ValueError(f"voice {spec!r} cannot be used: {voice}"), "voice")
-        return voice
-
-    def _split(self, row: Row) -> list:
-        from pipeline.text.segment import split_into_chunks
-        from pipeline.text.normalize import normalize_text
-
-        s = self.settings
-        try:
-            text = normalize_text(row.text, row.language)
-        except ValueError as exc:
-            raise _staged(ValueError(f"text cannot be prepared for language {row.language!r}: {exc}"), "validate") from None
-        try:
-            chunks = split_into_chunks(
-                text, language=row.language, count_tokens=self.engine.count_text_tokens,
-                max_tokens=s.max_tokens, target_seconds=s.target_seconds, max_seconds=s.max_seconds,
-            )
-        except ValueError as exc:
-            raise _staged(ValueError(f"text cannot be split into chunks: {exc}"), "segment") from None
-        if not chunks:
-            raise _staged(ValueError("text has nothing to say after normalisation; fill the text column"), "segment")
-        return chunks
+            row.fail("voice", f"voice {spec!r} cannot be used: {voice}")
+            return
+        row.voice = voice
+        for job in row.jobs:
+            job.voice = voice
 
     # -- generating ----------------------------------------------------------------------------
 
@@ -233,10 +135,10 @@ class SynthesizeStage:
         todo = jobs
         while todo:
             self._generate(todo)
-            if not self.settings.quality:
+            if not self.quality.enabled:
                 return
             failing = [j for j in todo if j.row.error is None and not self._judge(j)]
-            todo = [j for j in failing if j.attempt < self.settings.max_retries]
+            todo = [j for j in failing if j.attempt < self.quality.max_retries]
             for job in todo:
                 job.attempt += 1
                 job.seed = chunk_seed(job.row.seed, job.chunk.index, job.attempt)
@@ -252,8 +154,8 @@ class SynthesizeStage:
             self._run([j for j in step if j.row.error is None])
 
     def _resets(self, k: int) -> bool:
-        s = self.settings
-        return k == 0 or (s.continuity == "chain-reset-every" and k % s.reset_every == 0)
+        g = self.generation
+        return k == 0 or (g.continuity == "chain-reset-every" and k % g.reset_every == 0)
 
     def _chain_voice(self, previous: Job):
         if self.prompt_from_result is None:
@@ -267,7 +169,7 @@ class SynthesizeStage:
 
     def _generate(self, jobs: list[Job]) -> None:
         live = sorted((j for j in jobs if j.row.error is None), key=lambda j: (j.chunk.est_seconds, len(j.chunk.text)))
-        size = self.settings.batch_size
+        size = self.batch_size
         if size == "auto":
             size = self.engine.auto_batch_size()
         for start in range(0, len(live), size):
@@ -277,9 +179,9 @@ class SynthesizeStage:
         try:
             results = self._call_engine(batch)
         except Exception as exc:
-            if _is_oom(exc) and len(batch) > 1:  # long chunks met in one batch: halve it, keep the actor
+            if is_oom(exc) and len(batch) > 1:  # long chunks met in one batch: halve it, keep the actor
                 log.warning("out of device memory with %d chunks; retrying in halves", len(batch))
-                _free_device_memory()
+                free_device_memory()
                 self._generate_batch(batch[: len(batch) // 2])
                 self._generate_batch(batch[len(batch) // 2:])
                 return
@@ -292,7 +194,7 @@ class SynthesizeStage:
             job = batch[0]
             job.row.fail("generate", f"chunk {job.chunk.index} failed to generate ({type(exc).__name__}: {exc})")
             return
-        for job, result in zip(batch, results):
+        for job, result in zip(batch, results, strict=True):
             job.result = result
 
     def _call_engine(self, batch: list[Job]) -> list:
@@ -319,19 +221,7 @@ class SynthesizeStage:
         return results
 
     def _judge(self, job: Job) -> bool:
-        from pipeline.batch.rows import judge
-
         start = time.perf_counter()
-        passed = judge(job, self.settings)
+        passed = judge(job, self.quality.limits)
         job.row.timings["quality"] += time.perf_counter() - start
         return passed
-
-
-def _pick(value, default):
-    value = clean(value)
-    return default if value is None else float(value)
-
-
-def _staged(exc: Exception, stage: str) -> Exception:
-    exc.stage = stage  # read back in _prepare to name the failing stage in errors/
-    return exc

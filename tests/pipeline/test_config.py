@@ -57,8 +57,8 @@ def test_unknown_key_fails_naming_it_and_the_allowed_keys(tmp_path):
 
 
 def test_bad_value_names_key_and_allowed_values():
-    with pytest.raises(ConfigError, match=r"output.format: .*'wav', 'flac' or 'ogg'.*got 'mp3'"):
-        validate_config({**MINIMAL, "output": {"path": "o", "format": "mp3"}})
+    with pytest.raises(ConfigError, match=r"output.format: .*'wav', 'flac'.*got 'aiff'"):
+        validate_config({**MINIMAL, "output": {"path": "o", "format": "aiff"}})
     with pytest.raises(ConfigError, match=r"model.weights: required key is missing"):
         validate_config({**MINIMAL, "model": {}})
     with pytest.raises(ConfigError, match="target_seconds"):
@@ -114,3 +114,85 @@ def test_the_pipeline_doc_names_every_key():
     keys = [f"{section}.{name}" for section, field in RunConfig.model_fields.items()
             for name in field.annotation.model_fields]
     assert [k for k in keys if f"`{k}`" not in doc] == []
+
+
+ALIAS_BOMB = (  # the issue's 639-byte shape: nine levels, each nine aliases of the one before
+    "a: &a [x, x, x, x, x, x, x, x, x]\n"
+    + "".join(f"{chr(98 + i)}: &{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]\n" for i in range(8))
+)
+
+
+def test_a_yaml_alias_bomb_fails_fast_with_one_line(tmp_path):
+    import time
+
+    path = write(tmp_path, "input: {path: m}\n" + ALIAS_BOMB)
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert time.perf_counter() - start < 2
+    message = str(err.value)
+    assert "\n" not in message and "aliases" in message and "line 3" in message
+
+
+def test_anchors_without_aliases_still_load_and_overrides_refuse_aliases_too(tmp_path):
+    text = "input: &i {path: m.parquet}\noutput: {path: out}\nmodel: {weights: w}\n"
+    assert load_config(write(tmp_path, text)).input.path == "m.parquet"
+    cfg = load_config(write(tmp_path, text), ["generation.voice=*i"])  # not YAML: kept as the literal text
+    assert cfg.generation.voice == "*i"
+
+
+def test_a_huge_config_file_is_refused_before_parsing(tmp_path):
+    path = tmp_path / "big.yaml"
+    path.write_bytes(b"# " + b"x" * (2 << 20) + b"\n")
+    with pytest.raises(ConfigError, match=r"too big for a config \(limit 1048576\)"):
+        load_config(path)
+
+
+def test_yaml_errors_do_not_quote_the_line_that_may_hold_a_secret(tmp_path):
+    path = write(tmp_path, "output:\n  storage_options: {secret: hunter2, [\n")
+    with pytest.raises(ConfigError) as err:
+        load_config(path)
+    assert "hunter2" not in str(err.value) and "line" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_wrongly_typed_storage_options_never_echoes_its_value():
+    for bad in ("key=AKIA secret=hunter2", ["hunter2"], 12345678):
+        with pytest.raises(ConfigError) as err:
+            validate_config({**MINIMAL, "input": {"path": "m", "storage_options": bad}})
+        assert "input.storage_options" in str(err.value)
+        assert "hunter2" not in str(err.value) and "12345678" not in str(err.value)
+
+
+def test_bad_values_elsewhere_are_redacted_by_shape():
+    with pytest.raises(ConfigError) as err:
+        validate_config({**MINIMAL, "output": {"path": ["s3://AKIA:hunter2@b/o"]}})
+    assert "hunter2" not in str(err.value) and "***@b/o" in str(err.value)
+
+
+def test_public_dict_redacts_the_issues_cases():
+    from pipeline.batch.config import config_secrets
+
+    cfg = validate_config({**MINIMAL, "input": {
+        "path": "https://user:hunter2@example.invalid/m.parquet?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=f00d&v=1",
+        "storage_options": {
+            "connection_string": "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0==;",
+            "pwd": "pw-1234", "passphrase": "open sesame", "token": ["tok-a", "tok-b"],
+            "client_kwargs": {"aws_session_token": "sess-1234", "endpoint_url": "http://h:1", "region_name": "x"},
+            "headers": [{"Authorization": "Bearer abcd1234"}], "anon": False,
+        }}})
+    public = public_dict(cfg)
+    text = str(public)
+    for secret in ("hunter2", "f00d", "AKIA%2F1", "c2VjcmV0", "pw-1234", "open sesame", "tok-a", "tok-b",
+                   "sess-1234", "abcd1234"):
+        assert secret not in text, secret
+    so = public["input"]["storage_options"]
+    assert so["client_kwargs"]["endpoint_url"] == "http://h:1" and so["anon"] is False
+    assert public["input"]["path"].startswith("https://***@example.invalid/m.parquet?X-Amz-Credential=***&")
+    assert public["input"]["path"].endswith("&v=1") and public["segment"]["max_tokens"] == 256
+    assert {"hunter2", "sess-1234", "tok-a", "open sesame", "pw-1234"} <= config_secrets(cfg)
+
+
+def test_new_robustness_keys_have_defaults():
+    cfg = validate_config(MINIMAL)
+    assert cfg.output.retry_s == 300 and cfg.output.lease_ttl_s == 600 and cfg.output.lease_wait_s == 0
+    assert cfg.segment.max_text_chars == 100_000 and cfg.generation.voice_dirs == []

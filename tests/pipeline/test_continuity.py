@@ -1,4 +1,4 @@
-"""Continuity modes of SynthesizeStage on the real tiny engine: which voice each chunk was generated with."""
+"""Continuity modes of the engine stage on the real tiny engine: which voice each chunk was generated with."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import numpy as np
 import pyarrow as pa
 import pytest
 import soundfile as sf
+from support.stages import run_stages
 
-from pipeline.batch.config import validate_config
-from pipeline.batch.synthesize import StageSettings, SynthesizeStage
+from pipeline.batch.config import ModelConfig, validate_config
 
 PRESET = "v2/en_speaker_0"  # shipped with the random weights
 # Four paragraphs: a chunk never spans a paragraph break, so this row is exactly four chunks.
@@ -38,19 +38,22 @@ class RecordingEngine:
 def engine(tiny_weights):
     from pipeline.batch.synthesize import load_engine
 
-    return load_engine(str(tiny_weights), "cpu", "fp32")
+    return load_engine(ModelConfig(weights=str(tiny_weights), device="cpu"))
 
 
 def run_stage(engine, continuity: str, reset_every: int = 4):
-    settings = StageSettings.from_config(validate_config({
+    cfg = validate_config({
         "input": {"path": "m.parquet"}, "output": {"path": "out", "format": "wav"}, "model": {"weights": "w"},
         # Random weights never stop on their own: 0.2 s per chunk; no gates, so no retries.
         "generation": {"voice": PRESET, "max_duration": 0.2, "continuity": continuity, "reset_every": reset_every,
                        "text_temp": 0.0, "waveform_temp": 0.0},
         "quality": {"enabled": False}, "compute": {"batch_size": 4},
-    }))  # fmt: skip
+    })  # fmt: skip
     recorder = RecordingEngine(engine)
-    table = SynthesizeStage(lambda: recorder, settings)(pa.table({"id": ["row"], "text": [FOUR]}))
+    from pipeline.batch.synthesize import EngineStage
+
+    stage = EngineStage(cfg.model, cfg.generation, cfg.quality, cfg.compute, engine_factory=lambda: recorder)
+    table = run_stages(pa.table({"id": ["row"], "text": [FOUR]}), cfg, stage=stage)
     row = table.to_pylist()[0]
     assert row["ok"], row["error"]
     assert row["n_chunks"] == 4 and len(row["chunks"]) == 4

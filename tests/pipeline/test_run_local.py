@@ -84,8 +84,11 @@ def test_audio_and_metadata_agree(first_run):
     audio_files = {p.relative_to(out).as_posix() for p in (out / "audio").iterdir()}
     assert audio_files == {r["audio_path"] for r in meta}
     required = {"id", "audio_path", "duration_s", "sample_rate", "n_chunks", "seed", "voice", "model",
-                "model_checksum", "timings", "chunks", "chapter"}
-    assert required <= set(meta[0])
+                "model_checksum", "timings", "chunks", "chapter", "node_id"}
+    assert required <= set(meta[0]) and not {"pcm", "plan", "audio"} & set(meta[0])
+    import ray
+
+    assert {r["node_id"] for r in meta} == {ray.get_runtime_context().get_node_id()}  # the one local node
     for row in meta:
         path = (out / row["audio_path"]).resolve()
         assert path.parent == (out / "audio").resolve()  # no id escapes audio/
@@ -93,7 +96,7 @@ def test_audio_and_metadata_agree(first_run):
         assert rate == row["sample_rate"] == 24_000
         assert abs(len(data) / rate - row["duration_s"]) < 0.01
         assert len(row["chunks"]) == row["n_chunks"] >= 1
-        assert {"generate", "write"} <= {k for k, _ in row["timings"]}
+        assert {"prepare", "generate", "join", "encode", "write"} <= {k for k, _ in row["timings"]}
         assert row["model_checksum"].startswith("sha256:")
     by_id = {r["id"]: r for r in meta}
     assert by_id["voiced"]["voice"] == "v2/en_speaker_1" and by_id["plain"]["seed"] == 1
@@ -145,13 +148,14 @@ def test_the_plan_counts_only_rows_the_actors_will_see(tiny_weights, tmp_path):
     manifest = write_manifest(tmp_path / "m.parquet", GOOD + BAD)
     prep = prepare(validate_config(config_dict(manifest, tmp_path / "out", tiny_weights, actors=2)))
     assert prep.todo == len(GOOD) + 2  # not the duplicated or null ids: they are manifest errors
-    assert prep.window() == 3 and len(prep.manifest_errors) == 3
+    assert prep.window() == 1 and len(prep.manifest_errors) == 3  # 5 rows: several windows per actor
 
 
 def test_plans_that_would_wait_forever_fail_fast(ray_local, caplog):
     base = {"input": {"path": "m"}, "output": {"path": "o"}, "model": {"weights": "w"}}
     hog = validate_config({**base, "compute": {"actors": 2, "cpus_per_actor": 2}})
-    with pytest.raises(ValueError, match=r"= 4 CPUs leaves less than 1 for reading .* lower compute.cpus_per_actor"):
+    with pytest.raises(ValueError, match=r"= 4.25 CPUs leaves less than 0.35 for reading and finishing on this "
+                                         r"4-CPU cluster; lower compute.cpus_per_actor"):
         check_resources(hog, strict=True)
     greedy = validate_config({**base, "compute": {"actors": 3, "gpus_per_actor": 1, "cpus_per_actor": 0.5}})
     with pytest.raises(ValueError, match="3 GPUs but the cluster has 2"):
@@ -161,14 +165,23 @@ def test_plans_that_would_wait_forever_fail_fast(ray_local, caplog):
     assert "3 GPUs" in caplog.text
     check_resources(validate_config({**base, "compute": {"actors": 2, "gpus_per_actor": 1, "cpus_per_actor": 1}}),
                     strict=True)
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="pipeline.batch.runner"):  # a pool may start smaller than its max
+        check_resources(validate_config({**base, "compute": {"actors": [1, 3], "gpus_per_actor": 1}}), strict=True)
+    assert "allows 3 actors but 2 GPUs fit 2" in caplog.text
+    typed = validate_config({**base, "compute": {"accelerator_type": "H100", "cpus_per_actor": 0.5}})
+    with pytest.raises(ValueError, match="compute.accelerator_type 'H100' is on no node"):
+        check_resources(typed, strict=True)
 
 
 def test_resume_after_a_kill_loses_nothing_and_duplicates_nothing(ray_local, tiny_weights, tmp_path):
     rows = [{"id": f"row{i:02d}", "text": f"Row number {i} says a few words.", "voice": None, "seed": i,
-             "chapter": i} for i in range(12)]
+             "chapter": i} for i in range(20)]
     manifest = write_manifest(tmp_path / "m.parquet", rows)
     out = tmp_path / "out"
     cfg_dict = config_dict(manifest, out, tiny_weights, window_rows=1)
+    # Rows long enough that the engine is still busy when the finish actors commit the first one.
+    cfg_dict["generation"] = {"max_duration": 4.0}
     killed_with = kill_after_first_commit(cfg_dict, out)
     assert 0 < killed_with < len(rows), "the run must be killed part-way for this test to mean anything"
 
@@ -203,3 +216,22 @@ def kill_after_first_commit(cfg_dict: dict, out: Path, timeout_s: float = 180.0)
         os.killpg(child.pid, signal.SIGKILL)  # the child's whole session: driver, raylet, actors
         child.wait()
     return len(read_parts(out / "metadata"))
+
+
+def test_the_processor_adds_audio_and_metadata_columns_without_writing(ray_local, tiny_weights, tmp_path):
+    import ray
+
+    from pipeline.batch.processor import build_processor
+
+    cfg = validate_config(config_dict(tmp_path / "m.parquet", tmp_path / "never", tiny_weights))
+    rows = [{"id": f"p{i}", "text": f"Processor row {i} speaks.", "chapter": i} for i in range(3)]
+    rows.append({"id": "blank", "text": " ", "chapter": 9})
+    ds = build_processor(cfg)(ray.data.from_items(rows))
+    out = {r["id"]: r for r in ds.take_all()}
+    assert set(out) == {"p0", "p1", "p2", "blank"}
+    for i in range(3):
+        row = out[f"p{i}"]
+        assert row["ok"] and row["chapter"] == i and row["node_id"] and row["n_chunks"] == 1
+        assert len(sf.read(__import__("io").BytesIO(row["audio"]))[0]) == pytest.approx(row["duration_s"] * 24_000, abs=1)
+    assert not out["blank"]["ok"] and out["blank"]["error_stage"] == "validate"
+    assert not (tmp_path / "never").exists()  # the processor commits nothing

@@ -1,0 +1,112 @@
+"""The finish stage (CPU): a row's chunk PCM -> trimmed, joined, loudness-matched, encoded (in a run: committed).
+
+Each step's time per row lands in the row's timings (trim, join, loudness, encode), so the cost
+of finishing per audio-second can be read back from metadata.
+"""
+
+from __future__ import annotations
+
+import time
+
+from pipeline.batch.config import SegmentConfig
+from pipeline.batch.faults import is_fatal
+
+# Columns the stage reads; manifest columns (and anything else) pass through after row_fields.
+NEEDED = ("id", "pcm", "sample_rate", "chunks", "error_stage", "error", "timings")
+
+
+def _encoder():
+    try:  # encode_audio is moving to pipeline.audio.encode (which also takes int16 PCM)
+        from pipeline.audio.encode import encode_audio
+    except ImportError:
+        from pipeline.audio.assemble import encode_audio
+    return encode_audio
+
+
+def assemble(pcm: list[bytes], sr: int, breaks: list[bool], segment: SegmentConfig, audio_format: str,
+             timings: dict) -> tuple[bytes, float]:  # fmt: skip
+    """(encoded audio, duration in seconds) of a row's chunks joined in order; adds step times to timings."""
+    from pipeline.batch.rows import from_pcm16
+    from pipeline.longform import join_audio
+
+    clock = _Clock(timings)
+    audio = join_audio([from_pcm16(p) for p in pcm], sr, breaks, segment, lap=clock.lap)  # the same path as `say`
+    data = _encoder()(audio, sr, audio_format)
+    clock.lap("encode")
+    return data, len(audio) / sr
+
+
+def finish_rows(batch, *, segment: SegmentConfig, audio_format: str):
+    """Ray Data map_batches function: engine-stage rows -> finished rows (row_fields, then carried columns)."""
+    import pyarrow as pa
+
+    from pipeline.batch.manifest import safe_name
+    from pipeline.batch.schema import missing_columns, owned_names, row_fields
+
+    missing_columns(batch, NEEDED)
+    records = [_finish_one(r, segment, audio_format, safe_name) for r in batch.select(list(NEEDED)).to_pylist()]
+    made = pa.Table.from_pylist(records, schema=pa.schema([(n, t) for n, t in row_fields() if n in _MADE]))
+    schema = pa.schema(row_fields())
+    columns = [made.column(n) if n in _MADE else batch.column(n).cast(schema.field(n).type) for n in schema.names]
+    table = pa.Table.from_arrays(columns, schema=schema)
+    owned = owned_names()
+    for name in batch.column_names:
+        if name not in owned:
+            table = table.append_column(batch.schema.field(name), batch.column(name))
+    return table
+
+
+# row_fields columns this stage computes; the rest come from the earlier stages as they are.
+_MADE = ("ok", "error_stage", "error", "audio", "audio_name", "duration_s", "n_chunks", "timings")
+
+
+def _finish_one(row: dict, segment: SegmentConfig, audio_format: str, safe_name) -> dict:
+    timings = dict(row["timings"] or ())
+    record = {"ok": False, "error_stage": row["error_stage"], "error": row["error"], "timings": timings}
+    if row["error"] is not None:
+        return record
+    try:
+        breaks = [bool(c["paragraph_break_after"]) for c in row["chunks"]]
+        audio, duration = assemble(row["pcm"], row["sample_rate"], breaks, segment, audio_format, timings)
+    except Exception as exc:
+        if is_fatal(exc):
+            raise
+        return record | {"error_stage": "assemble", "error": f"joining the chunks failed ({type(exc).__name__}: {exc})"}
+    return record | {"ok": True, "audio": audio, "audio_name": f"{safe_name(row['id'])}.{audio_format}",
+                     "duration_s": duration, "n_chunks": len(row["chunks"])}
+
+
+class FinishStage:
+    """Ray Data callable class: finishes rows, and with `commit` (write_block's keyword arguments)
+    also commits them in the same call, so encoded audio never makes an extra object-store trip.
+
+    An actor rather than a task: it starts with the run, so the first finished row does not wait
+    for a fresh worker to import the audio stack.
+    """
+
+    def __init__(self, segment: SegmentConfig, audio_format: str, commit: dict | None = None):
+        import pyloudnorm  # noqa: F401  (imported now, while the engine loads, not on the first row)
+        import soundfile  # noqa: F401
+
+        self.segment, self.audio_format, self.commit = segment, audio_format, commit
+        _encoder()
+
+    def __call__(self, batch):
+        finished = finish_rows(batch, segment=self.segment, audio_format=self.audio_format)
+        if self.commit is None:
+            return finished
+        from pipeline.batch.sink import write_block
+
+        return write_block(finished, **self.commit)
+
+
+class _Clock:
+    """Adds the seconds since the previous lap to timings[step]."""
+
+    def __init__(self, timings: dict):
+        self.timings, self.last = timings, time.perf_counter()
+
+    def lap(self, step: str) -> None:
+        now = time.perf_counter()
+        self.timings[step] = self.timings.get(step, 0.0) + now - self.last
+        self.last = now

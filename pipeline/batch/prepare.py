@@ -1,0 +1,125 @@
+"""The prepare stage (CPU): check each row, normalise and split its text, plan its chunks and seeds.
+
+A row leaves with its whole chunk plan in one list column, so its chunks travel together to the
+engine (no shuffle). Bad rows leave with an error column and no plan; the run goes on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from pipeline.batch.config import GenerationConfig, SegmentConfig
+from pipeline.batch.faults import StageError, is_fatal
+
+log = logging.getLogger(__name__)
+# Bark's text tokenizer is cased multilingual BERT for every checkpoint; bark_model ships its vocab,
+# so a node without the weights (remote weights, a CPU-only node) counts tokens exactly the same.
+BUNDLED_VOCAB = "bert-base-multilingual-cased-vocab.txt"
+
+
+def derive_seed(*parts: Any) -> int:
+    """A stable 31-bit seed from any parts (same on every machine and Python run, unlike hash())."""
+    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") % 2**31
+
+
+def chunk_seed(row_seed: int, index: int, attempt: int = 0) -> int:
+    """Chunk 0's first attempt uses the row seed itself, so a one-chunk row matches `barkpipe say --seed`."""
+    return row_seed if index == 0 and attempt == 0 else derive_seed(row_seed, index, attempt)
+
+
+def token_counter(weights: str) -> Callable[[str], int]:
+    """Bark's exact text-token count, without torch: the weights folder's own vocabulary when
+    `weights` is a local folder that has one, else the mBERT vocabulary bundled in bark_model."""
+    from importlib.util import find_spec
+
+    from pipeline.longform import _counter, text_token_counter
+
+    if Path(weights).is_dir():
+        count = text_token_counter(weights)
+        if count is not None:
+            return count
+    # find_spec locates the package without running bark_model/__init__ (which imports torch).
+    spec = find_spec("bark_model")
+    assert spec is not None and spec.submodule_search_locations, "bark_model is not importable"
+    package = Path(spec.submodule_search_locations[0])
+    return _counter(package / "assets" / BUNDLED_VOCAB)
+
+
+class PrepareStage:
+    """Ray Data callable class: loads the tokenizer once, then turns manifest rows into planned rows."""
+
+    def __init__(self, weights: str, generation: GenerationConfig, segment: SegmentConfig):
+        self.generation = generation
+        self.segment = segment
+        self.count_tokens = token_counter(weights)
+
+    def __call__(self, batch):
+        import pyarrow as pa
+
+        from pipeline.batch.manifest import ID, OPTIONAL_COLUMNS, TEXT
+        from pipeline.batch.rowparse import table_rows
+        from pipeline.batch.schema import carried_name, missing_columns, prepared_fields
+
+        missing_columns(batch, (ID, TEXT))
+        own = [name for name in batch.column_names if name in (ID, TEXT, *OPTIONAL_COLUMNS)]
+        records = [self.prepare_row(raw) for raw in table_rows(batch.select(own))]
+        table = pa.Table.from_pylist(records, schema=pa.schema(prepared_fields()))
+        for name in batch.column_names:
+            if name not in own:
+                table = table.append_column(carried_name(name), batch.column(name))
+        return table
+
+    def prepare_row(self, raw: dict) -> dict:
+        """One prepared record: the row's settings and chunk plan, or its error."""
+        from pipeline.batch.rowparse import display_id, parse_row
+
+        start = time.perf_counter()
+        values, problem = parse_row(raw, self.segment.max_text_chars)
+        row_id = display_id(raw.get("id"))
+        record = {"id": row_id if isinstance(row_id, str) else None,
+                  "text": raw.get("text") if isinstance(raw.get("text"), str) else None}
+        if values is None:
+            return record | {"error_stage": "validate", "error": problem}
+        g = self.generation
+        seed = values.seed if values.seed is not None else g.seed
+        seed = derive_seed("id", values.id) if seed is None else seed
+        language = values.language or self.segment.language
+        record |= {
+            "voice": values.voice or g.voice, "seed": seed, "language": language,
+            "text_temp": _pick(values.text_temp, g.text_temp),
+            "waveform_temp": _pick(values.waveform_temp, g.waveform_temp),
+            "max_duration": _pick(values.max_duration, g.max_duration),
+        }
+        try:
+            chunks = self.split(values.text, language)
+        except StageError as exc:
+            return record | {"error_stage": exc.stage, "error": str(exc)}
+        except Exception as exc:
+            if is_fatal(exc):
+                raise
+            return record | {"error_stage": "prepare", "error": f"unexpected {type(exc).__name__}: {exc}"}
+        record["plan"] = [
+            {"index": c.index, "text": c.text, "seed": chunk_seed(seed, c.index), "est_seconds": c.est_seconds,
+             "paragraph_break_after": c.paragraph_break_after}
+            for c in chunks
+        ]
+        record["timings"] = {"prepare": time.perf_counter() - start}
+        return record
+
+    def split(self, text: str, language: str) -> list:
+        from pipeline.longform import TextError, split_text
+
+        try:
+            return split_text(text, self.segment, language=language, count_tokens=self.count_tokens)
+        except TextError as exc:
+            raise StageError(exc.stage, str(exc)) from None
+
+
+def _pick(value, default):
+    return default if value is None else float(value)
