@@ -8,14 +8,14 @@ import numpy as np
 import torch
 
 from bark_model.constants import (
-    CODEBOOK_SIZE,
     COARSE_INFER_TOKEN,
     COARSE_OFFSET,
     COARSE_SEMANTIC_PAD_TOKEN,
     COARSE_WINDOW,
-    MAX_SEMANTIC_TOKENS,
+    CODEBOOK_SIZE,
     MAX_COARSE_HISTORY,
     MAX_COARSE_INPUT,
+    MAX_SEMANTIC_TOKENS,
     SEMANTIC_TO_COARSE_RATIO,
 )
 from bark_model.decode_step import StepRunner
@@ -153,7 +153,9 @@ class CoarseWorkspace:
         token = sample(relevant, self.params, COARSE_STREAM, self.n_step) + lo
         self.generated.index_copy_(1, self.n_step.view(1), token[:, None])
         rows = torch.zeros_like(token)
-        self.logits.copy_(self.model(token[:, None], positions=self.pos[:, None], cache=self.cache, kv_len=kv_len, logit_index=rows))
+        self.logits.copy_(
+            self.model(token[:, None], positions=self.pos[:, None], cache=self.cache, kv_len=kv_len, logit_index=rows)
+        )
         self.pos += 1
         self.n_step += 1
 
@@ -190,7 +192,7 @@ def _workspace(model, batch, sampling, use_graphs, compile, workspaces) -> Coars
     ws = workspaces.get(key)
     if ws is None or not ws.fits(batch, sampling, compile):
         ws = workspaces[key] = CoarseWorkspace(model, batch, sampling, use_graphs, compile)
-    for mine, theirs in zip(ws.params.tensors(), sampling.tensors()):
+    for mine, theirs in zip(ws.params.tensors(), sampling.tensors(), strict=False):
         mine.copy_(theirs)
     return ws
 

@@ -56,7 +56,7 @@ class BarkEngine:
     def from_dir(
         cls, weights_dir: str | Path, device: str = "auto", precision: str = "fp32", cuda_graphs: bool = True,
         compile: bool | None = None,
-    ) -> "BarkEngine":  # fmt: skip
+    ) -> BarkEngine:  # fmt: skip
         """Load from a Suno- or Hugging Face-layout directory (detected from its files).
 
         cuda_graphs: replay decode steps from CUDA graphs on GPU (ignored elsewhere; falls back
@@ -123,7 +123,9 @@ class BarkEngine:
         return _Prepared(request, voice, encoded.ids, encoded.n_dropped)
 
     # -- generation -------------------------------------------------------------------------
-    def generate(self, requests: list[GenerationRequest], batch_size: int | None = None, progress=None) -> list[GenerationResult]:
+    def generate(
+        self, requests: list[GenerationRequest], batch_size: int | None = None, progress=None
+    ) -> list[GenerationResult]:
         """Results in request order. Bad requests raise before any compute.
 
         At most `batch_size` rows decode together. The semantic stage refills finished rows'
@@ -145,10 +147,10 @@ class BarkEngine:
             semantic = self._warming("semantic", lambda: generate_semantic(
                 self.text_model, rows, params, size, self.cuda_graphs, self._workspaces, self.compile))  # fmt: skip
         report("semantic", n, n)
-        for p, tokens in zip(prepared, semantic):
+        for p, tokens in zip(prepared, semantic, strict=False):
             if len(tokens) == 0:
                 raise ValueError(f"the model produced no speech for {p.request.text[:60]!r} (EOS at the first step)")
-        coarse_rows = [self._coarse_row(p, tokens) for p, tokens in zip(prepared, semantic)]
+        coarse_rows = [self._coarse_row(p, tokens) for p, tokens in zip(prepared, semantic, strict=False)]
         order = sorted(range(n), key=lambda i: coarse_rows[i].n_steps, reverse=True)
         batches = [order[i : i + size] for i in range(0, n, size)]
         coarse, fine, audio = [None] * n, [None] * n, [None] * n
@@ -156,7 +158,8 @@ class BarkEngine:
         def coarse_batch(idx):
             params = self._sampling([prepared[i] for i in idx], "coarse", [seeds[i] for i in idx])
             return self._warming("coarse", lambda: generate_coarse(
-                self.coarse_model, [coarse_rows[i] for i in idx], params, self.cuda_graphs, self._workspaces, self.compile))  # fmt: skip
+                self.coarse_model, [coarse_rows[i] for i in idx], params, self.cuda_graphs, self._workspaces,
+                self.compile))  # fmt: skip
 
         def fine_batch(idx):
             params = self._sampling([prepared[i] for i in idx], "fine", [seeds[i] for i in idx])
@@ -166,13 +169,13 @@ class BarkEngine:
                                    ("decode", lambda idx: self.decode([fine[i] for i in idx]), audio)):  # fmt: skip
             with _Timer(timings, stage, self.device):
                 for k, idx in enumerate(batches):
-                    for i, value in zip(idx, run(idx)):
+                    for i, value in zip(idx, run(idx), strict=False):
                         target[i] = value
                     report(stage, min(n, (k + 1) * size), n)
         report("rows", n, n)
         return [
             GenerationResult(a, s, c, f, SAMPLE_RATE, p.dropped, dict(timings))
-            for p, s, c, f, a in zip(prepared, semantic, coarse, fine, audio)
+            for p, s, c, f, a in zip(prepared, semantic, coarse, fine, audio, strict=False)
         ]
 
     def _warming(self, stage: str, run):

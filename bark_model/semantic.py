@@ -78,7 +78,9 @@ class SemanticWorkspace:
         self.out = torch.zeros(slots, max_tokens, dtype=torch.int64, device=device)
         self.steps, self.done = zeros(torch.int64), torch.ones(slots, dtype=torch.bool, device=device)
         self.limit, self.min_eos, self.eos_allowed = zeros(torch.int64), zeros(torch.float32), zeros(torch.bool)
-        self.params = RowSampling(zeros(torch.float32), zeros(torch.int64), zeros(torch.float32) + 1, zeros(torch.int64), False)
+        self.params = RowSampling(
+            zeros(torch.float32), zeros(torch.int64), zeros(torch.float32) + 1, zeros(torch.int64), False
+        )
         self.runner = StepRunner(self._body, device, use_graphs, self.cache.length, compile, "semantic")
         self.compile = compile
 
@@ -103,7 +105,7 @@ class SemanticWorkspace:
         rows = torch.zeros_like(token)
         self.logits.copy_(self.model(feed, positions=pos, cache=self.cache, kv_len=kv_len, logit_index=rows))
 
-    def admit(self, free: list[int], rows: list[int], batch: "_Rows") -> None:
+    def admit(self, free: list[int], rows: list[int], batch: _Rows) -> None:
         """Prefill rows into free slots (one batched prefill) and copy their settings in."""
         device = self.logits.device
         slot_ids = torch.tensor(free, device=device)
@@ -118,7 +120,7 @@ class SemanticWorkspace:
         self.limit[slot_ids] = batch.limit[row_ids]
         self.min_eos[slot_ids] = batch.min_eos[row_ids]
         self.eos_allowed[slot_ids] = batch.eos_allowed[row_ids]
-        for mine, theirs in zip(self.params.tensors(), batch.params.tensors()):
+        for mine, theirs in zip(self.params.tensors(), batch.params.tensors(), strict=False):
             mine[slot_ids] = theirs[row_ids]
 
 
@@ -179,7 +181,7 @@ def generate_semantic(
             if take:
                 new_rows = [queue.pop(0) for _ in take]
                 ws.admit(take, new_rows, batch)
-                for s, r in zip(take, new_rows):
+                for s, r in zip(take, new_rows, strict=False):
                     holder[s], admitted_at[s] = r, step
             if all(h is None for h in holder):
                 break

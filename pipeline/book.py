@@ -53,8 +53,10 @@ def read_chapters(store: Store) -> BookInfo:
 
     parts = store.glob("metadata/part-*.parquet")
     if not parts:
-        raise FileNotFoundError(f"no finished rows under {store.root}/metadata/; run `barkpipe run` first "
-                                "(or point OUTPUT at a run's output.path)")
+        raise FileNotFoundError(
+            f"no finished rows under {store.root}/metadata/; run `barkpipe run` first "
+            "(or point OUTPUT at a run's output.path)"
+        )
     tables = [retry(pq.read_table, p, filesystem=store.fs) for p in parts]
     rows = pa.concat_tables(tables, promote_options="permissive").to_pylist()
     columns = rows[0].keys() if rows else ()
@@ -65,13 +67,21 @@ def read_chapters(store: Store) -> BookInfo:
         return (index is None, index if index is not None else 0, _natural(row["id"]))
 
     rows.sort(key=key)
-    chapters = [Chapter(r["id"], _first(r, TITLE_COLUMNS) or r["id"], r["audio_path"], bool(r.get("flagged")))
-                for r in rows]
+    chapters = [
+        Chapter(r["id"], _first(r, TITLE_COLUMNS) or r["id"], r["audio_path"], bool(r.get("flagged"))) for r in rows
+    ]
     return BookInfo(chapters, _first_of_rows(rows, BOOK_TITLE_COLUMNS), _first_of_rows(rows, AUTHOR_COLUMNS))
 
 
-def write_m4b(store: Store, out_path: str, *, title: str | None = None, author: str | None = None,
-              cover: str | None = None, bitrate: int = AAC_BITRATE) -> dict:
+def write_m4b(
+    store: Store,
+    out_path: str,
+    *,
+    title: str | None = None,
+    author: str | None = None,
+    cover: str | None = None,
+    bitrate: int = AAC_BITRATE,
+) -> dict:
     """Package the run under `store` into `out_path` (a local file); returns what was written."""
     info = read_chapters(store)
     title = title or info.title or os.path.basename(store.root.rstrip("/")) or "Audiobook"
@@ -79,8 +89,13 @@ def write_m4b(store: Store, out_path: str, *, title: str | None = None, author: 
     cover_data = _read_cover(cover) if cover else None
     marks = _encode(store, info.chapters, out_path, title, author, bitrate)
     _tag(out_path, title, author, cover_data)
-    return {"path": out_path, "chapters": marks, "title": title, "author": author,
-            "flagged": [c.id for c in info.chapters if c.flagged]}
+    return {
+        "path": out_path,
+        "chapters": marks,
+        "title": title,
+        "author": author,
+        "flagged": [c.id for c in info.chapters if c.flagged],
+    }
 
 
 def read_m4b_chapters(path: str) -> list[dict]:
@@ -88,18 +103,27 @@ def read_m4b_chapters(path: str) -> list[dict]:
     import av
 
     with av.open(path) as container:
-        return [{"title": c["metadata"].get("title"), "start_s": float(c["start"] * c["time_base"]),
-                 "end_s": float(c["end"] * c["time_base"])} for c in container.chapters()]
+        return [
+            {
+                "title": c["metadata"].get("title"),
+                "start_s": float(c["start"] * c["time_base"]),
+                "end_s": float(c["end"] * c["time_base"]),
+            }
+            for c in container.chapters()
+        ]
 
 
-def _encode(store: Store, chapters: list[Chapter], out_path: str, title: str, author: str | None,
-            bitrate: int) -> list[dict]:
+def _encode(
+    store: Store, chapters: list[Chapter], out_path: str, title: str, author: str | None, bitrate: int
+) -> list[dict]:
     import av
 
     marks, pts, sr, stream = [], 0, None, None
     with av.open(out_path, "w", format="ipod") as out:  # ipod: the MP4 flavour of .m4a/.m4b
-        out.metadata.update({"title": title, "album": title, "genre": "Audiobook"} |
-                            ({"artist": author, "album_artist": author} if author else {}))
+        out.metadata.update(
+            {"title": title, "album": title, "genre": "Audiobook"}
+            | ({"artist": author, "album_artist": author} if author else {})
+        )
         for chapter in chapters:
             audio, chapter_sr = _decode(store, chapter)
             if stream is None:
@@ -110,7 +134,7 @@ def _encode(store: Store, chapters: list[Chapter], out_path: str, title: str, au
                 audio = _resample(audio, chapter_sr, sr)
             start = pts
             for s in range(0, len(audio), FRAME_SAMPLES):
-                frame = av.AudioFrame.from_ndarray(audio[None, s:s + FRAME_SAMPLES], format="fltp", layout="mono")
+                frame = av.AudioFrame.from_ndarray(audio[None, s : s + FRAME_SAMPLES], format="fltp", layout="mono")
                 frame.sample_rate, frame.pts = sr, pts
                 pts += frame.samples
                 out.mux(stream.encode(frame))
@@ -118,9 +142,18 @@ def _encode(store: Store, chapters: list[Chapter], out_path: str, title: str, au
         if stream is None:
             raise ValueError("the run has no finished rows to package")
         out.mux(stream.encode(None))
-        out.set_chapters([{"id": i + 1, "start": round(m["start_s"] * sr), "end": round(m["end_s"] * sr),
-                           "time_base": Fraction(1, sr), "metadata": {"title": m["title"]}}
-                          for i, m in enumerate(marks)])
+        out.set_chapters(
+            [
+                {
+                    "id": i + 1,
+                    "start": round(m["start_s"] * sr),
+                    "end": round(m["end_s"] * sr),
+                    "time_base": Fraction(1, sr),
+                    "metadata": {"title": m["title"]},
+                }
+                for i, m in enumerate(marks)
+            ]
+        )
     return marks
 
 
@@ -130,8 +163,9 @@ def _decode(store: Store, chapter: Chapter) -> tuple[np.ndarray, int]:
     try:
         data = store.read(chapter.audio_path)
     except FileNotFoundError:
-        raise FileNotFoundError(f"row {chapter.id!r}: its audio {chapter.audio_path!r} is missing under "
-                                f"{store.root}; rerun that row") from None
+        raise FileNotFoundError(
+            f"row {chapter.id!r}: its audio {chapter.audio_path!r} is missing under {store.root}; rerun that row"
+        ) from None
     audio, sr = sf.read(io.BytesIO(data), dtype="float32", always_2d=True)
     return np.ascontiguousarray(audio.mean(axis=1, dtype=np.float32)), sr
 

@@ -7,8 +7,9 @@ multi-voice row is compared only with itself.
 
 from __future__ import annotations
 
+from collections.abc import Hashable
 from dataclasses import dataclass, field
-from typing import Any, Hashable
+from typing import Any
 
 import numpy as np
 
@@ -37,7 +38,7 @@ class ListenChecks:
     _references: dict[Hashable, np.ndarray] = field(default_factory=dict)
 
     @classmethod
-    def from_quality(cls, quality: Any, device: str = "cpu") -> "ListenChecks | None":
+    def from_quality(cls, quality: Any, device: str = "cpu") -> ListenChecks | None:
         """From a QualityConfig (its `speech` and `speaker` sections; None when both are off). Loads the models."""
         speech, speaker = getattr(quality, "speech", None), getattr(quality, "speaker", None)
         if speech is None and speaker is None:

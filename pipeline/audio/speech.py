@@ -32,8 +32,7 @@ class Transcriber(Protocol):
     def transcribe(self, audio: np.ndarray, sr: int) -> str: ...
 
 
-def speech_measures(audio: np.ndarray, sr: int, text: str, transcriber: Transcriber,
-                    language: str = "en") -> dict:
+def speech_measures(audio: np.ndarray, sr: int, text: str, transcriber: Transcriber, language: str = "en") -> dict:
     """Transcribe `audio` and compare with `text`: {"wer", "cer", "transcript"}.
 
     Both sides get the same normalisation (`normalize_for_scoring`), so "21" in the text and
@@ -78,23 +77,28 @@ def check_language(backend: str, model: str | None, language: str) -> None:
             raise ValueError(
                 f"quality.speech: pocketsphinx's built-in model is US English only, not {language!r}; "
                 "set quality.speech.model to a pocketsphinx model folder for that language, or use backend "
-                "faster-whisper")
+                "faster-whisper"
+            )
     elif backend == "faster-whisper":
         if model is None:
-            raise ValueError("quality.speech.model is required for faster-whisper: a local model folder or a "
-                             "Hub id such as 'Systran/faster-whisper-small'")
+            raise ValueError(
+                "quality.speech.model is required for faster-whisper: a local model folder or a "
+                "Hub id such as 'Systran/faster-whisper-small'"
+            )
         if base not in WHISPER_LANGUAGES:
-            raise ValueError(f"quality.speech.language {language!r} is not a Whisper language; "
-                             f"use one of {', '.join(WHISPER_LANGUAGES)}")
+            raise ValueError(
+                f"quality.speech.language {language!r} is not a Whisper language; "
+                f"use one of {', '.join(WHISPER_LANGUAGES)}"
+            )
         if str(model).rstrip("/").endswith(".en") and base != "en":
-            raise ValueError(f"quality.speech.model {model!r} is an English-only Whisper model; "
-                             f"it cannot check {language!r} speech")
+            raise ValueError(
+                f"quality.speech.model {model!r} is an English-only Whisper model; it cannot check {language!r} speech"
+            )
     else:
         raise ValueError(f"quality.speech.backend {backend!r} is not known; use one of {list(BACKENDS)}")
 
 
-def make_transcriber(backend: str, model: str | None = None, language: str = "en",
-                     device: str = "auto") -> Transcriber:
+def make_transcriber(backend: str, model: str | None = None, language: str = "en", device: str = "auto") -> Transcriber:
     """Load the named backend once; call this in an actor's __init__, not per chunk."""
     check_language(backend, model, language)
     if backend == "pocketsphinx":
@@ -147,11 +151,18 @@ def _sphinx_model_files(folder: str) -> dict[str, str]:
     hmm = [n for n in names if os.path.isfile(os.path.join(folder, n, "mdef"))]
     lm = [n for n in names if n.endswith((".lm.bin", ".lm"))]
     dic = [n for n in names if n.endswith(".dict")]
-    missing = [what for what, found in (("an acoustic model folder with mdef", hmm), ("a *.lm.bin or *.lm", lm),
-                                        ("a *.dict", dic)) if not found]
+    missing = [
+        what
+        for what, found in (("an acoustic model folder with mdef", hmm), ("a *.lm.bin or *.lm", lm), ("a *.dict", dic))
+        if not found
+    ]
     if missing:
         raise FileNotFoundError(f"pocketsphinx model folder {folder!r} lacks {', '.join(missing)}")
-    return {"hmm": os.path.join(folder, hmm[0]), "lm": os.path.join(folder, lm[0]), "dict": os.path.join(folder, dic[0])}
+    return {
+        "hmm": os.path.join(folder, hmm[0]),
+        "lm": os.path.join(folder, lm[0]),
+        "dict": os.path.join(folder, dic[0]),
+    }
 
 
 class FasterWhisperTranscriber:
@@ -170,15 +181,20 @@ class FasterWhisperTranscriber:
             raise ValueError("quality.speech.backend faster-whisper needs `pip install faster-whisper`") from None
         kind, _, index = device.partition(":")
         local = os.path.isdir(model)
-        whisper = WhisperModel(model, device=kind, device_index=int(index or 0), compute_type=compute_type,
-                               local_files_only=local)
+        whisper = WhisperModel(
+            model, device=kind, device_index=int(index or 0), compute_type=compute_type, local_files_only=local
+        )
         return cls(whisper, re.split(r"[-_]", language.strip().lower())[0])
 
     def transcribe(self, audio: np.ndarray, sr: int) -> str:
         # One chunk is one utterance: no VAD, no conditioning on text the chunk does not hold.
-        segments, _info = self.model.transcribe(to_asr_rate(audio, sr), language=self.language,
-                                                beam_size=self.beam_size, vad_filter=False,
-                                                condition_on_previous_text=False)
+        segments, _info = self.model.transcribe(
+            to_asr_rate(audio, sr),
+            language=self.language,
+            beam_size=self.beam_size,
+            vad_filter=False,
+            condition_on_previous_text=False,
+        )
         return " ".join(s.text.strip() for s in segments).strip()
 
 

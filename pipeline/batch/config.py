@@ -27,7 +27,8 @@ class InputConfig(Section):
     path: str = Field(description="Manifest: a Parquet file, a folder of them or a glob; local path or fsspec URL.")
     storage_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="fsspec options for the input filesystem (endpoint_url, anon...); prefer credentials from the environment.",
+        description="fsspec options for the input filesystem (endpoint_url, anon...); prefer credentials from "
+        "the environment.",
     )
     id_column: str = Field("id", description="Column holding the unique row id (string).")
     text_column: str = Field("text", description="Column holding the text to speak (string).")
@@ -36,20 +37,33 @@ class InputConfig(Section):
 class OutputConfig(Section):
     path: str = Field(description="Output root (local path or fsspec URL): audio/, metadata/, errors/, summary.json.")
     format: Literal["wav", "flac", "ogg", "mp3", "opus"] = Field(
-        "flac", description="Audio file written by soundfile: wav/flac (16-bit PCM), ogg (Vorbis), mp3 or opus (Ogg Opus).")
-    storage_options: dict[str, Any] = Field(default_factory=dict, description="fsspec options for the output filesystem.")
+        "flac",
+        description="Audio file written by soundfile: wav/flac (16-bit PCM), ogg (Vorbis), mp3 or opus (Ogg Opus).",
+    )
+    storage_options: dict[str, Any] = Field(
+        default_factory=dict, description="fsspec options for the output filesystem."
+    )
     overwrite: bool = Field(
         False,
-        description="false: resume, skipping ids already committed; true: delete earlier results under output.path first.",
+        description="false: resume, skipping ids already committed; true: delete earlier results under "
+        "output.path first.",
     )
     retry_s: float = Field(
-        300.0, ge=0, description="Seconds a storage call keeps retrying transient errors (outages, throttling) before the run fails.",
+        300.0,
+        ge=0,
+        description="Seconds a storage call keeps retrying transient errors (outages, throttling) before the run "
+        "fails.",
     )
     lease_ttl_s: float = Field(
-        600.0, ge=30, description="One writer per output: a run's lease expires this long after its last renewal (renewed every third of it).",
+        600.0,
+        ge=30,
+        description="One writer per output: a run's lease expires this long after its last renewal (renewed "
+        "every third of it).",
     )
     lease_wait_s: float = Field(
-        0.0, ge=0, description="How long a run waits for another run's lease on output.path; 0 = refuse at once.",
+        0.0,
+        ge=0,
+        description="How long a run waits for another run's lease on output.path; 0 = refuse at once.",
     )
 
 
@@ -60,12 +74,18 @@ class ModelConfig(Section):
     )
     storage_options: dict[str, Any] = Field(
         default_factory=dict,
-        description="fsspec options for an fsspec weights URL (endpoint_url, key...); prefer credentials from the environment.",
+        description="fsspec options for an fsspec weights URL (endpoint_url, key...); prefer credentials from "
+        "the environment.",
     )
-    device: str = Field("auto", description="Device for the engine: auto, cpu, cuda, cuda:N or mps; auto picks cuda, then mps, then cpu.")
+    device: str = Field(
+        "auto",
+        description="Device for the engine: auto, cpu, cuda, cuda:N or mps; auto picks cuda, then mps, then cpu.",
+    )
     precision: Literal["fp32", "fp16", "bf16", "int8"] = Field("fp32", description="Numeric precision of the engine.")
     compile: bool | None = Field(
-        None, description="Fuse decode steps with torch.compile (falls back to uncompiled steps, logged once); null = on for CUDA only."
+        None,
+        description="Fuse decode steps with torch.compile (falls back to uncompiled steps, logged once); null = "
+        "on for CUDA only.",
     )
 
     @field_validator("device")
@@ -77,20 +97,26 @@ class ModelConfig(Section):
 
 
 class GenerationConfig(Section):
-    voice: str | None = Field(None, description="Default voice (preset name or .npz path) for rows without one; null = none.")
+    voice: str | None = Field(
+        None, description="Default voice (preset name or .npz path) for rows without one; null = none."
+    )
     seed: int | None = Field(None, ge=0, description="Default row seed; null derives a stable seed from each row's id.")
     text_temp: float = Field(0.7, ge=0, description="Semantic-stage temperature (0 = greedy).")
     waveform_temp: float = Field(0.7, ge=0, description="Coarse-stage temperature (0 = greedy).")
-    max_duration: float | None = Field(None, gt=0, description="Longest audio per chunk in seconds; null = engine limit.")
+    max_duration: float | None = Field(
+        None, gt=0, description="Longest audio per chunk in seconds; null = engine limit."
+    )
     continuity: Literal["fixed", "chain", "chain-reset-every"] = Field(
         "fixed",
-        description="fixed: every chunk uses the row voice (fully batched); chain: chunk k speaks in chunk k-1's voice; "
+        description="fixed: every chunk uses the row voice (fully batched); chain: chunk k speaks in chunk k-1's "
+        "voice; "
         "chain-reset-every: chain, back to the row voice every reset_every chunks.",
     )
     reset_every: int = Field(4, ge=1, description="Chunks between voice resets for continuity chain-reset-every.")
     voice_dirs: list[str] = Field(
         default_factory=list,
-        description="Folders whose .npz files a row's voice column may name; rows may otherwise use only the weights' presets.",
+        description="Folders whose .npz files a row's voice column may name; rows may otherwise use only the "
+        "weights' presets.",
     )
     speakers: dict[str, str] = Field(
         default_factory=dict,
@@ -111,7 +137,9 @@ class SegmentConfig(Section):
     language: str = Field("en", description="Default language for sentence splitting (rows may override).")
     max_tokens: int = Field(256, ge=8, le=256, description="Most text tokens per chunk (Bark sees 256).")
     max_text_chars: int = Field(
-        100_000, ge=1, description="Longest text of one row in characters; a longer row is an error row (split it in the manifest).",
+        100_000,
+        ge=1,
+        description="Longest text of one row in characters; a longer row is an error row (split it in the manifest).",
     )
     target_seconds: float = Field(12.0, gt=0, description="Preferred spoken length of a chunk.")
     max_seconds: float = Field(14.0, gt=0, description="Hard cap on a chunk's estimated spoken length.")
@@ -119,7 +147,9 @@ class SegmentConfig(Section):
     paragraph_pause_s: float = Field(0.7, ge=0, description="Silence inserted after a chunk that ends a paragraph.")
     crossfade_ms: float = Field(10.0, ge=0, description="Crossfade at each join, in milliseconds.")
     trim_silence: bool = Field(True, description="Trim leading/trailing silence of each chunk before joining.")
-    loudness_lufs: float | None = Field(None, ge=-70, le=0, description="Integrated loudness target of each row; null = unchanged.")
+    loudness_lufs: float | None = Field(
+        None, ge=-70, le=0, description="Integrated loudness target of each row; null = unchanged."
+    )
 
     @model_validator(mode="after")
     def _target_within_max(self):
@@ -130,10 +160,13 @@ class SegmentConfig(Section):
 
 class SpeechConfig(Section):
     backend: Literal["pocketsphinx", "faster-whisper"] = Field(
-        "pocketsphinx", description="Speech recogniser: pocketsphinx (offline, US English built in) or faster-whisper.")
+        "pocketsphinx", description="Speech recogniser: pocketsphinx (offline, US English built in) or faster-whisper."
+    )
     model: str | None = Field(
-        None, description="pocketsphinx: null (the wheel's en-us model) or a model folder; faster-whisper: a local "
-        "CTranslate2 model folder or a Hub id/size name (e.g. Systran/faster-whisper-small).")
+        None,
+        description="pocketsphinx: null (the wheel's en-us model) or a model folder; faster-whisper: a local "
+        "CTranslate2 model folder or a Hub id/size name (e.g. Systran/faster-whisper-small).",
+    )
     language: str = Field("en", description="Language the recogniser listens for; one it cannot do fails validation.")
     max_wer: float = Field(0.5, ge=0, description="Largest word error rate of a chunk's transcript against its text.")
     max_cer: float | None = Field(None, ge=0, description="Largest character error rate; null = not gated.")
@@ -148,19 +181,28 @@ class SpeechConfig(Section):
 
 
 class SpeakerConfig(Section):
-    backend: Literal["resemblyzer"] = Field("resemblyzer", description="Speaker encoder (Resemblyzer ships its weights).")
+    backend: Literal["resemblyzer"] = Field(
+        "resemblyzer", description="Speaker encoder (Resemblyzer ships its weights)."
+    )
     min_similarity: float = Field(
-        0.75, ge=-1, le=1, description="Smallest cosine similarity of a chunk's voice to the reference voice.")
+        0.75, ge=-1, le=1, description="Smallest cosine similarity of a chunk's voice to the reference voice."
+    )
     reference: Literal["first_chunk", "voice_prompt"] = Field(
-        "first_chunk", description="first_chunk: the row's first accepted chunk in the same voice; voice_prompt: "
-        "the voice prompt's audio (rows without a voice fall back to first_chunk).")
+        "first_chunk",
+        description="first_chunk: the row's first accepted chunk in the same voice; voice_prompt: "
+        "the voice prompt's audio (rows without a voice fall back to first_chunk).",
+    )
 
 
 class QualityConfig(Section):
     enabled: bool = Field(False, description="Measure every chunk and regenerate those that fail the gates.")
-    limits: dict[str, float] = Field(default_factory=dict, description="Overrides of pipeline.audio.quality.GateLimits fields.")
+    limits: dict[str, float] = Field(
+        default_factory=dict, description="Overrides of pipeline.audio.quality.GateLimits fields."
+    )
     max_retries: int = Field(2, ge=0, description="Regenerations (with a derived seed) of a failing chunk.")
-    on_fail: Literal["flag", "error"] = Field("flag", description="A chunk that never passes: flag the row or error it.")
+    on_fail: Literal["flag", "error"] = Field(
+        "flag", description="A chunk that never passes: flag the row or error it."
+    )
     speech: SpeechConfig | None = Field(None, description="Speech check (transcript vs text); null = off.")
     speaker: SpeakerConfig | None = Field(None, description="Speaker-consistency check; null = off.")
 
@@ -180,22 +222,30 @@ class QualityConfig(Section):
 
 class ComputeConfig(Section):
     actors: int | tuple[int, int] = Field(
-        1, description="Engine actors (one model copy each): N, or [min, max] for a pool Ray Data grows and shrinks.")
+        1, description="Engine actors (one model copy each): N, or [min, max] for a pool Ray Data grows and shrinks."
+    )
     accelerator_type: str | None = Field(
-        None, description="Ray accelerator type the engine actors need (e.g. H100, A10G); null = any GPU.")
+        None, description="Ray accelerator type the engine actors need (e.g. H100, A10G); null = any GPU."
+    )
     gpus_per_actor: float = Field(0.0, ge=0, description="GPUs reserved per actor (0 on CPU machines).")
-    cpus_per_actor: float = Field(1.0, gt=0, description="CPUs reserved per actor; keep it fractional on small machines.")
+    cpus_per_actor: float = Field(
+        1.0, gt=0, description="CPUs reserved per actor; keep it fractional on small machines."
+    )
     prepare_cpus: float = Field(0.25, gt=0, description="CPUs reserved per prepare actor (normalise, split, plan).")
-    prepare_concurrency: int | None = Field(
-        None, ge=1, description="Prepare actors; null = one per 4 engine actors.")
+    prepare_concurrency: int | None = Field(None, ge=1, description="Prepare actors; null = one per 4 engine actors.")
     finish_cpus: float = Field(
-        0.25, gt=0, description="CPUs reserved per finish actor (trim, join, loudness, encode, write); small so "
-        "small nodes never deadlock.")
+        0.25,
+        gt=0,
+        description="CPUs reserved per finish actor (trim, join, loudness, encode, write); small so "
+        "small nodes never deadlock.",
+    )
     finish_concurrency: int | None = Field(
-        None, ge=1, description="Finish actors; null = about one per CPU the other actors leave spare.")
+        None, ge=1, description="Finish actors; null = about one per CPU the other actors leave spare."
+    )
     batch_size: int | Literal["auto"] = Field(
-        8, description="Chunks decoded together in one engine.generate call (an integer >= 1), or 'auto': "
-        "as many as fit in the GPU's free memory (8 on CPU)."
+        8,
+        description="Chunks decoded together in one engine.generate call (an integer >= 1), or 'auto': "
+        "as many as fit in the GPU's free memory (8 on CPU).",
     )
 
     @field_validator("actors")
@@ -220,14 +270,19 @@ class ComputeConfig(Section):
         if isinstance(value, int) and value < 1:
             raise ValueError("batch_size must be an integer >= 1 or 'auto'")
         return value
+
     window_rows: int = Field(64, ge=1, description="Rows per actor call; chunks are length-sorted within a window.")
     max_restarts: int = Field(2, ge=0, description="Restarts of a crashed actor before the run fails.")
     max_task_retries: int = Field(2, ge=0, description="Retries of a task lost to a crashed actor or worker.")
     call_timeout_s: float = Field(
-        1800.0, ge=0, description="Longest one engine call may run before the watchdog ends the actor (Ray "
-        "restarts it and retries its rows); 0 = off.")
+        1800.0,
+        ge=0,
+        description="Longest one engine call may run before the watchdog ends the actor (Ray "
+        "restarts it and retries its rows); 0 = off.",
+    )
     progress_log_s: float = Field(
-        60.0, ge=0, description="Seconds between 'still running' log lines while a run waits for rows; 0 = off.")
+        60.0, ge=0, description="Seconds between 'still running' log lines while a run waits for rows; 0 = off."
+    )
 
 
 class RunConfig(Section):
@@ -251,7 +306,9 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
     size = path.stat().st_size
     if size > MAX_CONFIG_BYTES:
-        raise ConfigError(f"{path}: {size} bytes is too big for a config (limit {MAX_CONFIG_BYTES}); is it the right file?")
+        raise ConfigError(
+            f"{path}: {size} bytes is too big for a config (limit {MAX_CONFIG_BYTES}); is it the right file?"
+        )
     data = load_yaml(path.read_bytes(), str(path)) or {}
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
@@ -302,7 +359,7 @@ def _describe(err: dict) -> str:
 def load_yaml(text: str | bytes, where: str) -> Any:
     """Parse YAML with the safe loader, refusing aliases (a 600-byte alias bomb expands to gigabytes)."""
     try:
-        return yaml.load(text, Loader=_NoAliasLoader)  # noqa: S506 - a SafeLoader subclass
+        return yaml.load(text, Loader=_NoAliasLoader)
     except yaml.MarkedYAMLError as exc:
         # str(exc) quotes the offending line, which may hold a secret: position and problem only.
         mark = exc.problem_mark

@@ -72,8 +72,13 @@ def _finish_one(row: dict, segment: SegmentConfig, audio_format: str, safe_name)
         if is_fatal(exc):
             raise
         return record | {"error_stage": "assemble", "error": f"joining the chunks failed ({type(exc).__name__}: {exc})"}
-    return record | {"ok": True, "audio": audio, "audio_name": f"{safe_name(row['id'])}.{audio_format}",
-                     "duration_s": duration, "n_chunks": len(row["chunks"])}
+    return record | {
+        "ok": True,
+        "audio": audio,
+        "audio_name": f"{safe_name(row['id'])}.{audio_format}",
+        "duration_s": duration,
+        "n_chunks": len(row["chunks"]),
+    }
 
 
 class FinishStage:

@@ -82,8 +82,10 @@ class PrepareStage:
         start = time.perf_counter()
         values, problem = parse_row(raw, self.segment.max_text_chars)
         row_id = display_id(raw.get("id"))
-        record = {"id": row_id if isinstance(row_id, str) else None,
-                  "text": raw.get("text") if isinstance(raw.get("text"), str) else None}
+        record = {
+            "id": row_id if isinstance(row_id, str) else None,
+            "text": raw.get("text") if isinstance(raw.get("text"), str) else None,
+        }
         if values is None:
             return record | {"error_stage": "validate", "error": problem}
         g = self.generation
@@ -91,7 +93,9 @@ class PrepareStage:
         seed = derive_seed("id", values.id) if seed is None else seed
         language = values.language or self.segment.language
         record |= {
-            "voice": values.voice or g.voice, "seed": seed, "language": language,
+            "voice": values.voice or g.voice,
+            "seed": seed,
+            "language": language,
             "text_temp": _pick(values.text_temp, g.text_temp),
             "waveform_temp": _pick(values.waveform_temp, g.waveform_temp),
             "max_duration": _pick(values.max_duration, g.max_duration),
@@ -105,8 +109,13 @@ class PrepareStage:
                 raise
             return record | {"error_stage": "prepare", "error": f"unexpected {type(exc).__name__}: {exc}"}
         record["plan"] = [
-            {"index": c.index, "text": c.text, "seed": chunk_seed(seed, c.index), "est_seconds": c.est_seconds,
-             "paragraph_break_after": c.paragraph_break_after}
+            {
+                "index": c.index,
+                "text": c.text,
+                "seed": chunk_seed(seed, c.index),
+                "est_seconds": c.est_seconds,
+                "paragraph_break_after": c.paragraph_break_after,
+            }
             for c in chunks
         ]
         record["timings"] = {"prepare": time.perf_counter() - start}

@@ -32,9 +32,14 @@ class Row:
     @classmethod
     def from_prepared(cls, record: dict) -> Row:
         # An error row from prepare has no settings; it is only carried to the handover.
-        row = cls(record["id"], record.get("voice"), seed=record.get("seed") or 0,
-                  text_temp=record.get("text_temp") or 0.0, waveform_temp=record.get("waveform_temp") or 0.0,
-                  max_duration=record.get("max_duration"))
+        row = cls(
+            record["id"],
+            record.get("voice"),
+            seed=record.get("seed") or 0,
+            text_temp=record.get("text_temp") or 0.0,
+            waveform_temp=record.get("waveform_temp") or 0.0,
+            max_duration=record.get("max_duration"),
+        )
         row.timings.update(dict(record.get("timings") or ()))
         if record.get("error") is not None:
             row.error = (record.get("error_stage") or "prepare", record["error"])
@@ -113,23 +118,39 @@ def handover(row: Row, on_fail: str, model: str, checksum: str, node_id: str | N
         flagged = [j for j in row.jobs if j.passed is False]
         if flagged and on_fail == "error":
             j = flagged[0]
-            row.fail("quality", f"chunk {j.chunk.index} failed gates {j.failed} after {j.attempt + 1} attempts; "
-                                "relax quality.limits or set quality.on_fail=flag")
-    record = {"model": model, "model_checksum": checksum, "node_id": node_id, "timings": dict(row.timings),
-              "engine_s": row.engine_s}
+            row.fail(
+                "quality",
+                f"chunk {j.chunk.index} failed gates {j.failed} after {j.attempt + 1} attempts; "
+                "relax quality.limits or set quality.on_fail=flag",
+            )
+    record = {
+        "model": model,
+        "model_checksum": checksum,
+        "node_id": node_id,
+        "timings": dict(row.timings),
+        "engine_s": row.engine_s,
+    }
     if row.error is not None:
         return record | {"error_stage": row.error[0], "error": row.error[1]}
     return record | {
-        "pcm": [to_pcm16(j.result.audio) for j in row.jobs], "sample_rate": int(row.jobs[0].result.sample_rate),
-        "chunks": [_chunk_record(j) for j in row.jobs], "flagged": any(j.passed is False for j in row.jobs),
+        "pcm": [to_pcm16(j.result.audio) for j in row.jobs],
+        "sample_rate": int(row.jobs[0].result.sample_rate),
+        "chunks": [_chunk_record(j) for j in row.jobs],
+        "flagged": any(j.passed is False for j in row.jobs),
     }
 
 
 def _chunk_record(job: Job) -> dict:
     r = job.result
     return {
-        "index": job.chunk.index, "chars": len(job.chunk.text), "seed": job.seed, "attempts": job.attempt + 1,
-        "passed": job.passed, "failed": list(job.failed), "duration_s": r.duration_s,
-        "dropped_text_tokens": int(r.dropped_text_tokens), "paragraph_break_after": job.chunk.paragraph_break_after,
+        "index": job.chunk.index,
+        "chars": len(job.chunk.text),
+        "seed": job.seed,
+        "attempts": job.attempt + 1,
+        "passed": job.passed,
+        "failed": list(job.failed),
+        "duration_s": r.duration_s,
+        "dropped_text_tokens": int(r.dropped_text_tokens),
+        "paragraph_break_after": job.chunk.paragraph_break_after,
         "measures": {k: float(v) for k, v in job.measures.items()},
     }

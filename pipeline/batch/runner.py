@@ -140,7 +140,8 @@ def warn_if_config_changed(prep: Prepared) -> None:
     if before and before != content_hash(prep.config) and prep.committed.ok:
         log.warning(
             "output.path holds %d rows made with different model/generation/segment/quality settings; "
-            "resuming mixes both (set output.overwrite=true to start over)", len(prep.committed.ok),
+            "resuming mixes both (set output.overwrite=true to start over)",
+            len(prep.committed.ok),
         )
 
 
@@ -213,12 +214,18 @@ def check_resources(cfg: RunConfig, strict: bool) -> None:
             f"{gpus:g}; set compute.gpus_per_actor=0 and model.device=cpu, or fewer actors"
         )
     elif c.max_actors * c.gpus_per_actor > gpus + 1e-9:
-        log.warning("compute.actors allows %d actors but %g GPUs fit %d; the pool stays smaller unless the "
-                    "cluster grows", c.max_actors, gpus, int(gpus // c.gpus_per_actor))
+        log.warning(
+            "compute.actors allows %d actors but %g GPUs fit %d; the pool stays smaller unless the cluster grows",
+            c.max_actors,
+            gpus,
+            int(gpus // c.gpus_per_actor),
+        )
     if c.accelerator_type and not any(k == f"accelerator_type:{c.accelerator_type}" for k in have):
         types = sorted(k.split(":", 1)[1] for k in have if k.startswith("accelerator_type:"))
-        problems.append(f"compute.accelerator_type {c.accelerator_type!r} is on no node of this cluster "
-                        f"(it has {types or 'no typed accelerators'}); set another type or null")
+        problems.append(
+            f"compute.accelerator_type {c.accelerator_type!r} is on no node of this cluster "
+            f"(it has {types or 'no typed accelerators'}); set another type or null"
+        )
     for problem in problems:
         if strict:
             raise ValueError(problem)
@@ -257,8 +264,11 @@ def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None):
     plan = StagePlan.for_cluster(cfg.compute, ray.cluster_resources(), window)
     with quiet_remote_args():
         ds = engine_stage(prepare_stage(ds, cfg, plan), cfg, plan, engine_factory)
-        commit = {"output_url": cfg.output.path, "storage_options": cfg.output.storage_options,
-                  "config_hash": prep.config_hash}
+        commit = {
+            "output_url": cfg.output.path,
+            "storage_options": cfg.output.storage_options,
+            "config_hash": prep.config_hash,
+        }
         return finish_stage(ds, cfg, plan, commit)
 
 

@@ -12,31 +12,37 @@ def plan_type():
     """A row's chunks, in order, as prepare planned them; they travel together in one row."""
     import pyarrow as pa
 
-    return pa.list_(pa.struct([
-        ("index", pa.int32()),
-        ("text", pa.string()),
-        ("seed", pa.int64()),  # first attempt's seed (chunk_seed of the row seed)
-        ("est_seconds", pa.float64()),  # the segmenter's spoken-length estimate
-        ("paragraph_break_after", pa.bool_()),
-    ]))
+    return pa.list_(
+        pa.struct(
+            [
+                ("index", pa.int32()),
+                ("text", pa.string()),
+                ("seed", pa.int64()),  # first attempt's seed (chunk_seed of the row seed)
+                ("est_seconds", pa.float64()),  # the segmenter's spoken-length estimate
+                ("paragraph_break_after", pa.bool_()),
+            ]
+        )
+    )
 
 
 def chunk_type():
     """One struct per chunk: what was generated and how the quality gates judged it."""
     import pyarrow as pa
 
-    return pa.struct([
-        ("index", pa.int32()),
-        ("chars", pa.int32()),
-        ("seed", pa.int64()),  # seed of the attempt that was kept
-        ("attempts", pa.int32()),  # 1 + regenerations
-        ("passed", pa.bool_()),  # null when the gates are off
-        ("failed", pa.list_(pa.string())),  # names of the gates the kept attempt failed
-        ("duration_s", pa.float64()),
-        ("dropped_text_tokens", pa.int32()),
-        ("paragraph_break_after", pa.bool_()),  # finish joins with the longer pause after it
-        ("measures", pa.map_(pa.string(), pa.float64())),
-    ])
+    return pa.struct(
+        [
+            ("index", pa.int32()),
+            ("chars", pa.int32()),
+            ("seed", pa.int64()),  # seed of the attempt that was kept
+            ("attempts", pa.int32()),  # 1 + regenerations
+            ("passed", pa.bool_()),  # null when the gates are off
+            ("failed", pa.list_(pa.string())),  # names of the gates the kept attempt failed
+            ("duration_s", pa.float64()),
+            ("dropped_text_tokens", pa.int32()),
+            ("paragraph_break_after", pa.bool_()),  # finish joins with the longer pause after it
+            ("measures", pa.map_(pa.string(), pa.float64())),
+        ]
+    )
 
 
 def _timings():
@@ -139,20 +145,24 @@ def summary_schema():
     """What the write step hands back to the driver per row: enough for progress and the summary."""
     import pyarrow as pa
 
-    return pa.schema([
-        ("id", pa.string()),
-        ("ok", pa.bool_()),
-        ("flagged", pa.bool_()),
-        ("duration_s", pa.float64()),
-        ("engine_s", pa.float64()),
-        ("stage", pa.string()),
-        ("error", pa.string()),
-    ])
+    return pa.schema(
+        [
+            ("id", pa.string()),
+            ("ok", pa.bool_()),
+            ("flagged", pa.bool_()),
+            ("duration_s", pa.float64()),
+            ("engine_s", pa.float64()),
+            ("stage", pa.string()),
+            ("error", pa.string()),
+        ]
+    )
 
 
 def missing_columns(table, needed) -> None:
     """Stages name the columns they need and fail naming the missing ones (a wiring mistake)."""
     missing = [name for name in needed if name not in table.column_names]
     if missing:
-        raise ValueError(f"batch lacks column(s) {missing}; it has {table.column_names}; "
-                         "stages run in the order prepare -> engine -> finish")
+        raise ValueError(
+            f"batch lacks column(s) {missing}; it has {table.column_names}; "
+            "stages run in the order prepare -> engine -> finish"
+        )

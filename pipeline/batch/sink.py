@@ -41,18 +41,22 @@ def write_block(batch, *, output_url: str, storage_options: dict, config_hash: s
     bad = batch.filter(pc.invert(pc.equal(batch["ok"], True)))
     if ok.num_rows:
         start = time.perf_counter()
-        store.write_many({f"{AUDIO}/{n}": a for n, a in zip(ok["audio_name"].to_pylist(), ok["audio"].to_pylist())})
+        names, data = ok["audio_name"].to_pylist(), ok["audio"].to_pylist()
+        store.write_many({f"{AUDIO}/{n}": a for n, a in zip(names, data, strict=True)})
         write_s = (time.perf_counter() - start) / ok.num_rows  # the block's audio goes out together
         store.commit(part_name(METADATA, ok["id"].to_pylist()), to_parquet(_metadata(ok, write_s, config_hash)))
     if bad.num_rows:
-        errors = pa.table(
-            {"id": bad["id"], "stage": bad["error_stage"], "error": bad["error"]}, schema=error_schema()
-        )
+        errors = pa.table({"id": bad["id"], "stage": bad["error_stage"], "error": bad["error"]}, schema=error_schema())
         store.commit(part_name(ERRORS, [str(i) for i in bad["id"].to_pylist()]), to_parquet(errors))
     return pa.table(
         {
-            "id": batch["id"], "ok": batch["ok"], "flagged": batch["flagged"], "duration_s": batch["duration_s"],
-            "engine_s": batch["engine_s"], "stage": batch["error_stage"], "error": batch["error"],
+            "id": batch["id"],
+            "ok": batch["ok"],
+            "flagged": batch["flagged"],
+            "duration_s": batch["duration_s"],
+            "engine_s": batch["engine_s"],
+            "stage": batch["error_stage"],
+            "error": batch["error"],
         },
         schema=summary_schema(),
     )
@@ -64,8 +68,9 @@ def _metadata(ok, write_s: float, config_hash: str):
 
     timings = [dict(pairs) | {"write": write_s} for pairs in ok["timings"].to_pylist()]  # pairs: (stage, s)
     table = ok.drop_columns(list(TRANSIENT_COLUMNS))
-    table = table.set_column(table.schema.get_field_index("timings"), "timings",
-                             pa.array(timings, type=ok.schema.field("timings").type))
+    table = table.set_column(
+        table.schema.get_field_index("timings"), "timings", pa.array(timings, type=ok.schema.field("timings").type)
+    )
     paths = pa.array([f"{AUDIO}/{name}" for name in ok["audio_name"].to_pylist()], pa.string())
     table = table.add_column(1, "audio_path", paths)
     return table.append_column("config_hash", pa.array([config_hash] * ok.num_rows, pa.string()))
@@ -109,10 +114,10 @@ def read_committed(store: Store) -> Committed:
     out = Committed()
     for path in store.glob(f"{METADATA}/part-*.parquet"):
         table = retry(pq.read_table, path, columns=["id", "duration_s"], filesystem=store.fs)
-        for row_id, seconds in zip(table["id"].to_pylist(), table["duration_s"].to_pylist()):
+        for row_id, seconds in zip(table["id"].to_pylist(), table["duration_s"].to_pylist(), strict=False):
             out.duplicate_ok += row_id in out.ok
             out.ok[row_id] = seconds
     for path in store.glob(f"{ERRORS}/part-*.parquet"):
         table = retry(pq.read_table, path, columns=["id", "stage"], filesystem=store.fs)
-        out.errors.extend(zip(table["id"].to_pylist(), table["stage"].to_pylist()))
+        out.errors.extend(zip(table["id"].to_pylist(), table["stage"].to_pylist(), strict=False))
     return out

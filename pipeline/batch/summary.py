@@ -37,7 +37,7 @@ def plan(prep) -> dict:
             chunks = []  # the run will report this row as a segment error
         per_row.append(len(chunks))
         seconds += sum(c.est_seconds for c in chunks)
-    windows = [per_row[i:i + window] for i in range(0, len(per_row), window)]
+    windows = [per_row[i : i + window] for i in range(0, len(per_row), window)]
     return {
         "input_rows": info.num_rows,
         "manifest_errors": len(prep.manifest_errors),

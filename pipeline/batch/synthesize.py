@@ -24,8 +24,18 @@ log = logging.getLogger(__name__)
 # can work on one window at once without a part file per short row.
 HANDOVER_BLOCK_AUDIO_S = 120.0
 # Columns the stage reads; every other column passes through untouched.
-NEEDED = ("id", "voice", "seed", "text_temp", "waveform_temp", "max_duration", "plan", "error_stage", "error",
-          "timings")
+NEEDED = (
+    "id",
+    "voice",
+    "seed",
+    "text_temp",
+    "waveform_temp",
+    "max_duration",
+    "plan",
+    "error_stage",
+    "error",
+    "timings",
+)
 
 
 def load_engine(model: ModelConfig):
@@ -82,8 +92,12 @@ class EngineStage:
             self._run([job for row in live for job in row.jobs])
         else:
             self._run_chain(live)
-        log.info("window of %d rows in %.2f s (engine %.2f s so far)", len(rows), time.perf_counter() - start,
-                 self.engine_seconds)
+        log.info(
+            "window of %d rows in %.2f s (engine %.2f s so far)",
+            len(rows),
+            time.perf_counter() - start,
+            self.engine_seconds,
+        )
         yield from self._handover(batch, rows)
 
     # -- handing over --------------------------------------------------------------------------
@@ -94,7 +108,7 @@ class EngineStage:
         for i, row in enumerate(rows):
             seconds += sum(j.result.duration_s for j in row.jobs if j.result is not None) if row.error is None else 0
             if seconds >= HANDOVER_BLOCK_AUDIO_S or i == len(rows) - 1:
-                yield self._table(batch.slice(start, i + 1 - start), rows[start:i + 1])
+                yield self._table(batch.slice(start, i + 1 - start), rows[start : i + 1])
                 start, seconds = i + 1, 0.0
 
     def _table(self, batch, rows: list[Row]):
@@ -103,8 +117,14 @@ class EngineStage:
         from pipeline.batch.schema import engine_fields
 
         records = [handover(r, self.quality.on_fail, self.model, self.checksum, self.node_id) for r in rows]
-        schema = pa.schema([("error_stage", pa.string()), ("error", pa.string()), *engine_fields(),
-                            ("timings", batch.schema.field("timings").type)])
+        schema = pa.schema(
+            [
+                ("error_stage", pa.string()),
+                ("error", pa.string()),
+                *engine_fields(),
+                ("timings", batch.schema.field("timings").type),
+            ]
+        )
         made = pa.Table.from_pylist(records, schema=schema)
         out = batch.drop_columns(["plan", "error_stage", "error", "timings"])
         for name in made.column_names:
@@ -173,7 +193,7 @@ class EngineStage:
         if size == "auto":
             size = self.engine.auto_batch_size()
         for start in range(0, len(live), size):
-            self._generate_batch(live[start:start + size])
+            self._generate_batch(live[start : start + size])
 
     def _generate_batch(self, batch: list[Job]) -> None:
         try:
@@ -183,7 +203,7 @@ class EngineStage:
                 log.warning("out of device memory with %d chunks; retrying in halves", len(batch))
                 free_device_memory()
                 self._generate_batch(batch[: len(batch) // 2])
-                self._generate_batch(batch[len(batch) // 2:])
+                self._generate_batch(batch[len(batch) // 2 :])
                 return
             if is_fatal(exc):
                 raise
@@ -202,8 +222,12 @@ class EngineStage:
 
         requests = [
             GenerationRequest.simple(
-                j.chunk.text, voice=j.voice, seed=j.seed, text_temp=j.row.text_temp,
-                waveform_temp=j.row.waveform_temp, max_duration_s=j.row.max_duration,
+                j.chunk.text,
+                voice=j.voice,
+                seed=j.seed,
+                text_temp=j.row.text_temp,
+                waveform_temp=j.row.waveform_temp,
+                max_duration_s=j.row.max_duration,
             )
             for j in batch
         ]

@@ -1,10 +1,12 @@
-"""barkpipe command line: `say`, `weights`, `run`, `validate`, `manifest`, `book`, `report` (heavy imports live inside commands)."""
+"""barkpipe command line: say, weights, run, validate, manifest, book, report (heavy imports inside commands)."""
 
 import typer
 
 from pipeline.cli import book, manifest, report, run, say
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_show_locals=False)
+app = typer.Typer(
+    no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_show_locals=False
+)
 
 
 @app.callback()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -29,8 +29,15 @@ def register(app: typer.Typer) -> None:
     @guarded
     def _report(
         output: Annotated[str, typer.Argument(help="A run's output.path (local folder or s3://...).")],
-        out: Annotated[Optional[str], typer.Option("--out", help="Where to write the page [default: OUTPUT/report.html].")] = None,
-        max_embed_mb: Annotated[float, typer.Option("--max-embed-mb", help="Audio embedded in the page, MiB; flagged rows first, links for the rest.")] = 20.0,
+        out: Annotated[
+            str | None, typer.Option("--out", help="Where to write the page [default: OUTPUT/report.html].")
+        ] = None,
+        max_embed_mb: Annotated[
+            float,
+            typer.Option(
+                "--max-embed-mb", help="Audio embedded in the page, MiB; flagged rows first, links for the rest."
+            ),
+        ] = 20.0,
     ) -> None:
-        """Write a review page: summary, flagged rows and chunks first, with players, waveforms, gates and transcripts."""
+        """Write a review page: summary, then flagged rows and chunks with players, waveforms, gates, transcripts."""
         report_command(output, out, max_embed_mb)

@@ -63,16 +63,18 @@ def load_rows(store: Store) -> tuple[dict | None, list[RowView], list[RowView]]:
         for r in retry(pq.read_table, path, filesystem=store.fs).to_pylist():
             errors.append(RowView(str(r.get("id")), error=(r.get("stage") or "?", r.get("error") or "")))
     if summary is None and not done and not errors:
-        raise FileNotFoundError(f"{store.root} holds no run (no summary.json, metadata/ or errors/); "
-                                "point OUTPUT at a run's output.path")
+        raise FileNotFoundError(
+            f"{store.root} holds no run (no summary.json, metadata/ or errors/); point OUTPUT at a run's output.path"
+        )
     return summary, done, errors
 
 
 def build_report(store: Store, *, audio_href: str = "", max_embed_bytes: int = MAX_EMBED_BYTES) -> str:
     """The page's HTML. `audio_href` prefixes links to audio files that are not embedded."""
     summary, done, errors = load_rows(store)
-    flagged = sorted((r for r in done if r.meta.get("flagged") or r.failed_chunks),
-                     key=lambda r: (-len(r.failed_chunks), r.id))
+    flagged = sorted(
+        (r for r in done if r.meta.get("flagged") or r.failed_chunks), key=lambda r: (-len(r.failed_chunks), r.id)
+    )
     rest = sorted((r for r in done if r not in flagged), key=lambda r: r.id)
     budget = [max_embed_bytes]
     body = [_summary_html(summary, len(done), len(flagged), len(errors))]
@@ -83,13 +85,16 @@ def build_report(store: Store, *, audio_href: str = "", max_embed_bytes: int = M
     body.append(f"<h2>Other rows ({len(rest)})</h2>")
     body += [_row_html(store, r, budget, audio_href) for r in rest] or ["<p class=muted>None.</p>"]
     title = "barkpipe review: " + html.escape(os.path.basename(store.root.rstrip("/")) or store.root)
-    return (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{title}</title>"
-            f"<meta name=viewport content='width=device-width, initial-scale=1'><style>{_CSS}</style></head>"
-            f"<body><h1>{title}</h1>{''.join(body)}</body></html>")
+    return (
+        f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{title}</title>"
+        f"<meta name=viewport content='width=device-width, initial-scale=1'><style>{_CSS}</style></head>"
+        f"<body><h1>{title}</h1>{''.join(body)}</body></html>"
+    )
 
 
-def write_report(output: str, out: str | None = None, storage_options: dict | None = None,
-                 max_embed_bytes: int = MAX_EMBED_BYTES) -> str:
+def write_report(
+    output: str, out: str | None = None, storage_options: dict | None = None, max_embed_bytes: int = MAX_EMBED_BYTES
+) -> str:
     """Write the page to OUTPUT/report.html (or `out`, local or URL); returns where it went."""
     store = Store.open(output, storage_options)
     if out is None:
@@ -123,7 +128,7 @@ def preview_opus(audio: np.ndarray, sr: int) -> bytes:
     buf = io.BytesIO()
     with sf.SoundFile(buf, "w", OPUS_RATE, 1, format="OGG", subtype="OPUS", compression_level=OPUS_LEVEL) as f:
         for start in range(0, len(audio), 4 * OPUS_RATE):  # blocks: see pipeline/audio/encode.py
-            f.write(np.clip(audio[start:start + 4 * OPUS_RATE], -1, 1))
+            f.write(np.clip(audio[start : start + 4 * OPUS_RATE], -1, 1))
     return buf.getvalue()
 
 
@@ -138,10 +143,12 @@ def _row_html(store: Store, row: RowView, budget: list[int], audio_href: str) ->
     ordered = failed + [c for c in row.chunks if c not in failed]
     chunks = "".join(_chunk_html(c, row) for c in ordered)
     text = html.escape(m.get("text") or "")
-    return (f"<section class=row id='row-{html.escape(row.id)}'><h3>{head} {badge}</h3><p class=muted>{facts}</p>"
-            f"{player}{wave}<table><tr><th>chunk</th><th>attempts</th><th>failed gates</th><th>measures</th>"
-            f"<th>text / transcript</th></tr>{chunks}</table>"
-            f"<details><summary>row text</summary><p>{text}</p></details></section>")
+    return (
+        f"<section class=row id='row-{html.escape(row.id)}'><h3>{head} {badge}</h3><p class=muted>{facts}</p>"
+        f"{player}{wave}<table><tr><th>chunk</th><th>attempts</th><th>failed gates</th><th>measures</th>"
+        f"<th>text / transcript</th></tr>{chunks}</table>"
+        f"<details><summary>row text</summary><p>{text}</p></details></section>"
+    )
 
 
 def _audio_html(store: Store, row: RowView, budget: list[int], audio_href: str) -> tuple[str, str]:
@@ -174,7 +181,7 @@ def _failed_spans(row: RowView) -> list[tuple[float, float]]:
     if total <= 0:
         return []
     spans, t = [], 0.0
-    for c, d in zip(row.chunks, durations):
+    for c, d in zip(row.chunks, durations, strict=False):
         if c.get("passed") is False or c.get("failed"):
             spans.append((t / total, (t + d) / total))
         t += d
@@ -184,16 +191,21 @@ def _failed_spans(row: RowView) -> list[tuple[float, float]]:
 def _chunk_html(c: dict, row: RowView) -> str:
     failed = c.get("failed") or []
     measures = dict(c.get("measures") or {})  # Arrow maps arrive as [(key, value), ...]
-    cells = ", ".join(f"<span class={'bad' if _gate_of(k, failed) else 'm'}>{html.escape(k)}={v:.3g}</span>"
-                      for k, v in sorted(measures.items()))
+    cells = ", ".join(
+        f"<span class={'bad' if _gate_of(k, failed) else 'm'}>{html.escape(k)}={v:.3g}</span>"
+        for k, v in sorted(measures.items())
+    )
     text = c.get("text")
     transcript = c.get("transcript")
     said = (f"<div>{html.escape(text)}</div>" if text else "") + (
-        f"<div class=muted>heard: {html.escape(transcript)}</div>" if transcript else "")
+        f"<div class=muted>heard: {html.escape(transcript)}</div>" if transcript else ""
+    )
     cls = " class=failrow" if failed or c.get("passed") is False else ""
     gates = html.escape(", ".join(failed)) if failed else ("passed" if c.get("passed") else "—")
-    return (f"<tr{cls}><td>{c.get('index')}</td><td>{c.get('attempts')}</td><td>{gates}</td>"
-            f"<td>{cells}</td><td>{said or '<span class=muted>—</span>'}</td></tr>")
+    return (
+        f"<tr{cls}><td>{c.get('index')}</td><td>{c.get('attempts')}</td><td>{gates}</td>"
+        f"<td>{cells}</td><td>{said or '<span class=muted>—</span>'}</td></tr>"
+    )
 
 
 def _gate_of(measure: str, failed: list[str]) -> bool:
@@ -203,21 +215,29 @@ def _gate_of(measure: str, failed: list[str]) -> bool:
 
 
 def _errors_html(errors: list[RowView]) -> str:
-    rows = "".join(f"<tr class=failrow><td>{html.escape(r.id)}</td><td>{html.escape(r.error[0])}</td>"
-                   f"<td>{html.escape(r.error[1])}</td></tr>" for r in sorted(errors, key=lambda r: r.id))
+    rows = "".join(
+        f"<tr class=failrow><td>{html.escape(r.id)}</td><td>{html.escape(r.error[0])}</td>"
+        f"<td>{html.escape(r.error[1])}</td></tr>"
+        for r in sorted(errors, key=lambda r: r.id)
+    )
     return f"<table><tr><th>id</th><th>stage</th><th>error</th></tr>{rows}</table>"
 
 
 def _summary_html(summary: dict | None, done: int, flagged: int, errors: int) -> str:
-    head = (f"<p><b>{done}</b> finished row(s), <b class=bad>{flagged}</b> flagged, "
-            f"<b class=bad>{errors}</b> error row(s).</p>")
+    head = (
+        f"<p><b>{done}</b> finished row(s), <b class=bad>{flagged}</b> flagged, "
+        f"<b class=bad>{errors}</b> error row(s).</p>"
+    )
     if summary is None:
         return head + "<p class=muted>no summary.json (the run has not finished)</p>"
     keys = ("input_rows", "ok", "errors", "accounted", "audio_hours", "config_hash")
     cells = "".join(f"<tr><th>{k}</th><td>{html.escape(str(summary.get(k)))}</td></tr>" for k in keys if k in summary)
     run = summary.get("this_run") or {}
-    cells += "".join(f"<tr><th>this run: {html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-                     for k, v in run.items() if k != "error_samples")
+    cells += "".join(
+        f"<tr><th>this run: {html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
+        for k, v in run.items()
+        if k != "error_samples"
+    )
     return f"<h2>Summary</h2>{head}<table class=summary>{cells}</table>"
 
 

@@ -25,12 +25,16 @@ def waveform_svg(audio: np.ndarray, marks: list[tuple[float, float]] = (), label
     lo, hi = envelope(audio)
     mid = HEIGHT / 2
     x = np.arange(len(hi))
-    top = " ".join(f"{i},{mid - v * mid:.1f}" for i, v in zip(x, hi))
-    bottom = " ".join(f"{i},{mid - v * mid:.1f}" for i, v in zip(x[::-1], lo[::-1]))
+    top = " ".join(f"{i},{mid - v * mid:.1f}" for i, v in zip(x, hi, strict=False))
+    bottom = " ".join(f"{i},{mid - v * mid:.1f}" for i, v in zip(x[::-1], lo[::-1], strict=False))
     shades = "".join(
         f'<rect x="{a * WIDTH:.1f}" y="0" width="{max((b - a) * WIDTH, 1):.1f}" height="{HEIGHT}" fill="#e5484d" '
-        'fill-opacity="0.25"/>' for a, b in marks)
-    return (f'<svg class="wave" role="img" aria-label="{label}" viewBox="0 0 {WIDTH} {HEIGHT}" '
-            f'preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg">{shades}'
-            f'<line x1="0" y1="{mid}" x2="{WIDTH}" y2="{mid}" stroke="#bbb" stroke-width="0.5"/>'
-            f'<polygon points="{top} {bottom}" fill="#3b6fd6"/></svg>')
+        'fill-opacity="0.25"/>'
+        for a, b in marks
+    )
+    return (
+        f'<svg class="wave" role="img" aria-label="{label}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg">{shades}'
+        f'<line x1="0" y1="{mid}" x2="{WIDTH}" y2="{mid}" stroke="#bbb" stroke-width="0.5"/>'
+        f'<polygon points="{top} {bottom}" fill="#3b6fd6"/></svg>'
+    )

@@ -52,8 +52,10 @@ def check_speakers(speakers: dict[str, str], resolve: Callable[[str], object] | 
     for name, voice in speakers.items():
         key = name.strip().casefold() if isinstance(name, str) else None
         if key is None or not SPEAKER_NAME.match(name.strip()):
-            raise ValueError(f"generation.speakers: {name!r} is not a speaker name (letters, digits, spaces, "
-                             "_ . ' -, starting with a letter, at most 40 characters)")
+            raise ValueError(
+                f"generation.speakers: {name!r} is not a speaker name (letters, digits, spaces, "
+                "_ . ' -, starting with a letter, at most 40 characters)"
+            )
         if key == DEFAULT_NAME:
             raise ValueError(f"generation.speakers: {name!r} is reserved ([voice: default] means the row's voice)")
         if key in seen:
@@ -68,8 +70,12 @@ def check_speakers(speakers: dict[str, str], resolve: Callable[[str], object] | 
                 raise ValueError(f"generation.speakers.{name}: {exc}") from None
 
 
-def split_voiced(text: str, default_voice: str | None, speakers: dict[str, str] | None = None,
-                 resolve: Callable[[str], str] | None = None) -> list[VoiceSegment]:
+def split_voiced(
+    text: str,
+    default_voice: str | None,
+    speakers: dict[str, str] | None = None,
+    resolve: Callable[[str], str] | None = None,
+) -> list[VoiceSegment]:
     """Cut raw (not yet normalised) `text` into voice segments, in order; empty ones are dropped.
 
     `resolve` maps a voice spec written in a tag to what the engine takes and raises ValueError
@@ -171,9 +177,15 @@ def _merge(segments: list[VoiceSegment]) -> list[VoiceSegment]:
     return out
 
 
-def split_voiced_chunks(text: str, default_voice: str | None, speakers: dict[str, str] | None = None, *,
-                        language: str = "en", resolve: Callable[[str], str] | None = None,
-                        **split_options) -> list[VoicedChunk]:
+def split_voiced_chunks(
+    text: str,
+    default_voice: str | None,
+    speakers: dict[str, str] | None = None,
+    *,
+    language: str = "en",
+    resolve: Callable[[str], str] | None = None,
+    **split_options,
+) -> list[VoicedChunk]:
     """Voice segments, each normalised and split by pipeline.text.segment.split_into_chunks,
     numbered across the row. `split_options`: count_tokens, max_tokens, target_seconds, max_seconds."""
     from pipeline.text.normalize import normalize_text
@@ -184,7 +196,8 @@ def split_voiced_chunks(text: str, default_voice: str | None, speakers: dict[str
     for n, seg in enumerate(segments):
         chunks = split_into_chunks(normalize_text(seg.text, language), language=language, **split_options)
         for k, c in enumerate(chunks):
-            brk = c.paragraph_break_after or (k == len(chunks) - 1 and seg.paragraph_break_after
-                                              and n < len(segments) - 1)
+            brk = c.paragraph_break_after or (
+                k == len(chunks) - 1 and seg.paragraph_break_after and n < len(segments) - 1
+            )
             out.append(VoicedChunk(c.text, len(out), brk, c.est_seconds, seg.voice))
     return out
