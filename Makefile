@@ -18,6 +18,9 @@ $(TEST_STAMP): $(BASE_STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	# Parity oracles without their dependencies (see the comment in pyproject.toml).
 	$(BIN)/python -m pip install -q -c constraints.txt --no-deps bark==0.1.5 encodec==0.1.1
+	# Resemblyzer's encoder (weights in its wheel) for the speaker check; its pins (typing, webrtcvad)
+	# are met by the test extras (webrtcvad-wheels, librosa), so it goes in without its dependencies.
+	$(BIN)/python -m pip install -q -c constraints.txt --no-deps resemblyzer==0.1.4
 	touch $@
 
 setup: $(BASE_STAMP)

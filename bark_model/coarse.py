@@ -137,7 +137,8 @@ class CoarseWorkspace:
         self.pos = torch.zeros(batch, dtype=torch.int64, device=device)
         self.n_step = torch.zeros((), dtype=torch.int64, device=device)
         self.codes = torch.arange(CODEBOOK_SIZE, device=device)
-        self.params = RowSampling(*(t.clone() for t in sampling.tensors()), sampling.needs_filter, sampling.all_greedy)
+        temperature, top_k, top_p, seeds = (t.clone() for t in sampling.tensors())
+        self.params = RowSampling(temperature, top_k, top_p, seeds, sampling.needs_filter, sampling.all_greedy)
         self.runner = StepRunner(self._body, device, use_graphs, self.cache.length, compile, "coarse")
         self.compile = compile
 

@@ -20,9 +20,9 @@ def resolve_device(name: str = "auto") -> torch.device:
     except RuntimeError as err:
         raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}") from err
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device here; use --device cpu")
+        raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device here; use device 'cpu' or 'auto'")
     if device.type == "mps" and not torch.backends.mps.is_available():
-        raise ValueError(f"device {name!r} asked for, but MPS is not available here; use --device cpu")
+        raise ValueError(f"device {name!r} asked for, but MPS is not available here; use device 'cpu' or 'auto'")
     return device
 
 

@@ -41,7 +41,7 @@ def priority_order() -> list[SDPBackend]:
     order = getattr(torch._C, "_get_sdp_priority_order", None)
     if order is not None:
         ranks = order()
-        backends.sort(key=lambda b: ranks.index(int(b)) if int(b) in ranks else len(ranks))
+        backends.sort(key=lambda b: ranks.index(b.value) if b.value in ranks else len(ranks))
     return backends
 
 

@@ -165,7 +165,7 @@ def generate_semantic(
     queue = list(range(N))
     holder: list[int | None] = [None] * S  # host: the row in each slot
     admitted_at: list[int] = [0] * S
-    tokens: list[np.ndarray | None] = [None] * N
+    tokens: dict[int, np.ndarray] = {}  # row -> its tokens, filled as rows finish
     step = 0
     while True:
         if step % SYNC_EVERY == 0:
@@ -175,8 +175,9 @@ def generate_semantic(
             if any(holder[s] is not None for s in free):
                 out, steps = ws.out.cpu().numpy(), ws.steps.cpu().numpy()
                 for s in free:
-                    if holder[s] is not None:
-                        tokens[holder[s]], holder[s] = out[s, : steps[s]].copy(), None
+                    row = holder[s]
+                    if row is not None:
+                        tokens[row], holder[s] = out[s, : steps[s]].copy(), None
             take = free[: len(queue)]
             if take:
                 new_rows = [queue.pop(0) for _ in take]
@@ -188,7 +189,7 @@ def generate_semantic(
         active = [step - admitted_at[s] for s in range(S) if holder[s] is not None]
         ws.runner(min(PREFIX_LEN + 1 + max(active, default=0), ws.cache.length))
         step += 1
-    return tokens
+    return [tokens[i] for i in range(N)]
 
 
 def _workspace(model, slots, max_tokens, needs_filter, use_graphs, compile, workspaces) -> SemanticWorkspace:

@@ -118,7 +118,8 @@ def _encode(
 ) -> list[dict]:
     import av
 
-    marks, pts, sr, stream = [], 0, None, None
+    marks: list[dict] = []
+    pts, sr, stream = 0, 0, None  # sr: the first chapter's rate, set with the stream; later ones resample to it
     with av.open(out_path, "w", format="ipod") as out:  # ipod: the MP4 flavour of .m4a/.m4b
         out.metadata.update(
             {"title": title, "album": title, "genre": "Audiobook"}

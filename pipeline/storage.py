@@ -225,6 +225,7 @@ class Store:
         path = self.path(rel)
         if self.local:
             self._check_inside(path)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
             tmp = _tmp_name(path)
             _write_local(tmp, data)
             os.replace(tmp, path)  # replaces a symlink at `path` itself, never its target
@@ -246,6 +247,7 @@ class Store:
         try:
             if self.local:
                 self._check_inside(path)
+                os.makedirs(os.path.dirname(path), exist_ok=True)  # a sub-folder such as audio/r1/
                 if os.path.islink(path):  # a link is never a commit of ours (a dangling one used to block runs)
                     os.unlink(path)
                 elif os.path.exists(path):  # the common resume case: skip the temp file entirely

@@ -58,8 +58,18 @@ class ListenChecks:
 
     def set_reference(self, key: Hashable, audio: np.ndarray, sr: int) -> None:
         """Use this audio (a voice prompt decoded to audio) as the voice `key` must keep."""
-        if self.encoder is not None:
-            self._references[key] = self.encoder.embed(audio, sr)
+        self.use_reference(key, self.voice_of(audio, sr))
+
+    def voice_of(self, audio: np.ndarray, sr: int) -> np.ndarray | None:
+        """The speaker embedding of `audio` (None without a speaker check); lets a caller embed a
+        voice prompt once and `use_reference` it for every row that speaks in it."""
+        return None if self.encoder is None else self.encoder.embed(audio, sr)
+
+    def use_reference(self, key: Hashable, embedding: np.ndarray | None) -> None:
+        """Hold `key` to `embedding`; an all-zero one (no voice heard) is ignored, so the first
+        accepted chunk becomes the reference instead of a reference every chunk fails."""
+        if embedding is not None and np.any(embedding):
+            self._references[key] = embedding
 
     def judge(self, audio: np.ndarray, sr: int, text: str, key: Hashable) -> Verdict:
         """Measure one chunk; `key` names its reference voice, e.g. (row id, voice spec)."""

@@ -283,6 +283,19 @@ class ComputeConfig(Section):
     progress_log_s: float = Field(
         60.0, ge=0, description="Seconds between 'still running' log lines while a run waits for rows; 0 = off."
     )
+    start_timeout_s: float = Field(
+        900.0,
+        ge=0,
+        description="How long a run waits for each stage's first actors (compute.actors' minimum, model loads "
+        "included) before it stops with an error; 0 = start with whichever actors are up and add the rest as "
+        "they come.",
+    )
+    frozen_after_s: float = Field(
+        300.0,
+        ge=0,
+        description="An engine actor whose heartbeat (written every fifth of this) stops this long, a frozen "
+        "process the watchdog cannot reach, is killed so Ray restarts it and retries its rows; 0 = off.",
+    )
 
 
 class RunConfig(Section):
@@ -342,7 +355,7 @@ def apply_override(data: dict, item: str) -> None:
         node[parts[-1]] = raw
 
 
-def _describe(err: dict) -> str:
+def _describe(err: Any) -> str:  # a pydantic ErrorDetails (a TypedDict)
     loc = ".".join(str(p) for p in err["loc"])
     if err["type"] == "extra_forbidden":
         return redact_text(f"unknown key {loc!r} (allowed here: {', '.join(_allowed_keys(err['loc'][:-1]))})")

@@ -12,7 +12,7 @@ from pipeline.batch.config import SegmentConfig
 from pipeline.batch.faults import is_fatal
 
 # Columns the stage reads; manifest columns (and anything else) pass through after row_fields.
-NEEDED = ("id", "pcm", "sample_rate", "chunks", "error_stage", "error", "timings")
+NEEDED = ("id", "pcm", "sample_rate", "chunks", "error_stage", "error", "timings", "revision")
 
 
 def _encoder():
@@ -72,10 +72,12 @@ def _finish_one(row: dict, segment: SegmentConfig, audio_format: str, safe_name)
         if is_fatal(exc):
             raise
         return record | {"error_stage": "assemble", "error": f"joining the chunks failed ({type(exc).__name__}: {exc})"}
+    from pipeline.batch.resume import audio_name
+
     return record | {
         "ok": True,
         "audio": audio,
-        "audio_name": f"{safe_name(row['id'])}.{audio_format}",
+        "audio_name": audio_name(safe_name(row["id"]), audio_format, row["revision"] or 0),
         "duration_s": duration,
         "n_chunks": len(row["chunks"]),
     }
@@ -102,7 +104,7 @@ class FinishStage:
             return finished
         from pipeline.batch.sink import write_block
 
-        return write_block(finished, **self.commit)
+        return write_block(finished, audio_format=self.audio_format, **self.commit)
 
 
 class _Clock:

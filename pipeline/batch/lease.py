@@ -3,7 +3,9 @@
 The lease is `<output>/.barkpipe-lease`, JSON naming its holder and when it expires. It is taken
 with the Store's create-only commit (S3 `If-None-Match: *`, a local hard link), renewed by a
 background thread every third of its ttl, and deleted at the end. A lease whose expiry has passed
-belongs to a run that died: it is deleted and taken with another create-only put.
+belongs to a run that died: it is deleted and taken with another create-only put. So is one
+whose holder ran on this machine and whose process is gone (a killed run is resumed at once,
+not after the ttl).
 
 What this does not guarantee: S3 (and Ceph RGW) offer no compare-and-delete here, so two runs that
 find the same stale lease at the same moment can both delete it; the second delete may then remove
@@ -126,10 +128,10 @@ def acquire_lease(store: Store, owner: str, ttl_s: float = 600.0, wait_s: float 
         current = read_lease(store)
         if current is None:
             continue  # released (or unreadable and removed) between our put and our read
-        if float(current.get("expires", 0)) < time.time():
-            log.warning(
-                "taking over the stale lease of run %r (expired %s)", current.get("owner"), current.get("expires_utc")
-            )
+        expired, gone = float(current.get("expires", 0)) < time.time(), _holder_gone(current)
+        if expired or gone:
+            why = f"its process {current.get('pid')} has ended" if gone else f"expired {current.get('expires_utc')}"
+            log.warning("taking over the stale lease of run %r (%s)", current.get("owner"), why)
             store.remove(LEASE)  # see the module docstring for the race this leaves
             continue
         if time.monotonic() + poll_s > deadline:
@@ -150,6 +152,20 @@ def read_lease(store: Store) -> dict | None:
     except (ValueError, UnicodeDecodeError):
         return {"owner": None, "expires": 0}  # half-written by a crashed run: stale
     return data if isinstance(data, dict) else {"owner": None, "expires": 0}
+
+
+def _holder_gone(record: dict) -> bool:
+    """True when the lease was taken on this machine by a process that no longer exists."""
+    pid = record.get("pid")
+    if record.get("host") != socket.gethostname() or not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # it exists, under another user
+        return False
+    return False
 
 
 def _utc(epoch: float) -> str:

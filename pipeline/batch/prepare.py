@@ -52,12 +52,19 @@ def token_counter(weights: str) -> Callable[[str], int]:
 
 
 class PrepareStage:
-    """Ray Data callable class: loads the tokenizer once, then turns manifest rows into planned rows."""
+    """Ray Data callable class: loads the tokenizer once, then turns manifest rows into planned rows.
 
-    def __init__(self, weights: str, generation: GenerationConfig, segment: SegmentConfig):
+    settings_hash: content_hash of the run's config, folded into each row's row_hash; revisions:
+    id -> revision for the rows a resumed run redoes (every other row is revision 0).
+    """
+
+    def __init__(self, weights: str, generation: GenerationConfig, segment: SegmentConfig,
+                 settings_hash: str = "", revisions: dict[str, int] | None = None):  # fmt: skip
         self.generation = generation
         self.segment = segment
         self.count_tokens = token_counter(weights)
+        self.settings_hash = settings_hash
+        self.revisions = revisions or {}
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -77,7 +84,9 @@ class PrepareStage:
 
     def prepare_row(self, raw: dict) -> dict:
         """One prepared record: the row's settings and chunk plan, or its error."""
+        from pipeline.batch.resume import raw_row_hash
         from pipeline.batch.rowparse import display_id, parse_row
+        from pipeline.batch.voices import resolve_voice_spec
 
         start = time.perf_counter()
         values, problem = parse_row(raw, self.segment.max_text_chars)
@@ -85,6 +94,9 @@ class PrepareStage:
         record = {
             "id": row_id if isinstance(row_id, str) else None,
             "text": raw.get("text") if isinstance(raw.get("text"), str) else None,
+            # The same hash the driver computes from the manifest, so resume can tell a changed row.
+            "row_hash": raw_row_hash(raw, self.settings_hash, self.segment.max_text_chars),
+            "revision": self.revisions.get(row_id, 0) if isinstance(row_id, str) else 0,
         }
         if values is None:
             return record | {"error_stage": "validate", "error": problem}
@@ -92,8 +104,14 @@ class PrepareStage:
         seed = values.seed if values.seed is not None else g.seed
         seed = derive_seed("id", values.id) if seed is None else seed
         language = values.language or self.segment.language
+        voice = g.voice  # the config's voice is the user's own choice; a row's voice is data and is confined
+        if values.voice:
+            try:
+                voice = resolve_voice_spec(values.voice, g.voice_dirs)
+            except ValueError as exc:
+                return record | {"error_stage": "voice", "error": str(exc)}
         record |= {
-            "voice": values.voice or g.voice,
+            "voice": voice,
             "seed": seed,
             "language": language,
             "text_temp": _pick(values.text_temp, g.text_temp),

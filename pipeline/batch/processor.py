@@ -58,27 +58,52 @@ def build_processor(config: RunConfig, *, engine_factory: Callable[[], Any] | No
 
         plan = StagePlan.for_cluster(config.compute, ray.cluster_resources(), window)
         with quiet_remote_args():
-            ds = engine_stage(prepare_stage(ds, config, plan), config, plan, engine_factory)
+            ds = engine_stage(prepare_stage(in_windows(ds, plan.window), config, plan), config, plan, engine_factory)
             return finish_stage(ds, config, plan)
 
     return process
 
 
-def prepare_stage(ds, config: RunConfig, plan: StagePlan):
+def in_windows(ds, rows: int):
+    """ds cut into blocks of `rows` rows: one block is one actor task, so this is what spreads rows over
+    the engine actors and lets finished windows stream on (a small manifest is otherwise one block,
+    made entirely by one actor and committed only at its end).
+
+    Ray's public `repartition(target_num_rows_per_block=)` asks for a whole CPU per task, which never
+    comes on small nodes whose CPUs the actors hold; built here with READ_CPUS it also fuses into
+    the read task before it, so it costs no task of its own.
+    """
+    from ray.data import Dataset
+
+    try:
+        from ray.data._internal.logical.interfaces import LogicalPlan
+        from ray.data._internal.logical.operators.map_operator import StreamingRepartition
+    except ImportError:  # another Ray: the public call (a whole CPU per task)
+        return ds.repartition(target_num_rows_per_block=rows)
+    op = StreamingRepartition(target_num_rows_per_block=rows, input_dependencies=[ds._logical_plan.dag],
+                              ray_remote_args={"num_cpus": READ_CPUS})  # fmt: skip
+    return Dataset._from_parent(ds, LogicalPlan(op, ds.context))
+
+
+def prepare_stage(ds, config: RunConfig, plan: StagePlan, revisions: dict[str, int] | None = None):
+    """revisions: id -> revision of the rows a resumed run redoes (runner's resume plan)."""
     from ray.data import ActorPoolStrategy
 
+    from pipeline.batch.config import content_hash
     from pipeline.batch.prepare import PrepareStage
 
     c = config.compute
     return ds.map_batches(
         PrepareStage, fn_constructor_kwargs={"weights": config.model.weights, "generation": config.generation,
-                                             "segment": config.segment},
+                                             "segment": config.segment, "settings_hash": content_hash(config),
+                                             "revisions": revisions or {}},
         batch_size=plan.window, batch_format="pyarrow", compute=ActorPoolStrategy(size=plan.prepare_actors),
         num_cpus=c.prepare_cpus, **_retries(c),
     )  # fmt: skip
 
 
-def engine_stage(ds, config: RunConfig, plan: StagePlan, engine_factory=None):
+def engine_stage(ds, config: RunConfig, plan: StagePlan, engine_factory=None, ledger: dict | None = None):
+    """ledger: CrashLedger.open's arguments (the runner's output), so poison rows become errors (crashes.py)."""
     from ray.data import ActorPoolStrategy
 
     from pipeline.batch.synthesize import EngineStage
@@ -87,7 +112,7 @@ def engine_stage(ds, config: RunConfig, plan: StagePlan, engine_factory=None):
     return ds.map_batches(
         EngineStage,
         fn_constructor_kwargs={"model": config.model, "generation": config.generation, "quality": config.quality,
-                               "compute": c, "engine_factory": engine_factory},
+                               "compute": c, "engine_factory": engine_factory, "ledger": ledger},
         batch_size=plan.window, batch_format="pyarrow",
         compute=ActorPoolStrategy(min_size=c.min_actors, max_size=c.max_actors),
         num_cpus=c.cpus_per_actor, num_gpus=c.gpus_per_actor or None, accelerator_type=c.accelerator_type,
@@ -107,7 +132,9 @@ def finish_stage(ds, config: RunConfig, plan: StagePlan, commit: dict | None = N
                                             "commit": commit},
         batch_size=None, batch_format="pyarrow",
         # min 1: a pool that cannot place all its actors still runs; the rest join when CPUs free up.
-        compute=ActorPoolStrategy(min_size=1, max_size=plan.finish_actors, initial_size=plan.finish_actors),
+        # Starts with one actor and grows to finish_actors with the queue: the run waits only for the
+        # actors it must have (compute.start_timeout_s), never for ones a busy cluster cannot place.
+        compute=ActorPoolStrategy(min_size=1, max_size=plan.finish_actors, initial_size=1),
         num_cpus=c.finish_cpus, **_retries(c),
     )  # fmt: skip
 

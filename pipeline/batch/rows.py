@@ -78,6 +78,7 @@ class Job:
     passed: bool | None = None
     failed: list = field(default_factory=list)
     measures: dict = field(default_factory=dict)
+    transcript: str | None = None  # what the speech check heard in the kept attempt (None: not checked)
 
 
 @lru_cache(maxsize=8)
@@ -121,7 +122,8 @@ def handover(row: Row, on_fail: str, model: str, checksum: str, node_id: str | N
             row.fail(
                 "quality",
                 f"chunk {j.chunk.index} failed gates {j.failed} after {j.attempt + 1} attempts; "
-                "relax quality.limits or set quality.on_fail=flag",
+                "relax quality.limits (quality.speech/speaker for wer, cer, speaker_similarity) "
+                "or set quality.on_fail=flag",
             )
     record = {
         "model": model,
@@ -153,4 +155,5 @@ def _chunk_record(job: Job) -> dict:
         "dropped_text_tokens": int(r.dropped_text_tokens),
         "paragraph_break_after": job.chunk.paragraph_break_after,
         "measures": {k: float(v) for k, v in job.measures.items()},
+        "transcript": job.transcript,
     }

@@ -7,25 +7,35 @@ import logging
 import math
 import os
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, partial
 from pathlib import Path
 
-from pipeline.batch.config import RunConfig, config_hash
+from pipeline.batch.config import RunConfig, config_hash, config_secrets
+from pipeline.batch.crashes import CrashLedger, FrozenActorBreaker
 from pipeline.batch.manifest import ID, TEXT, ManifestInfo, id_problems, inspect_manifest, read_ids
-from pipeline.batch.sink import Committed, read_committed, write_manifest_errors
+from pipeline.batch.resume import (
+    Latest,
+    Redo,
+    ResumePlan,
+    hash_manifest,
+    next_revisions,
+    plan_resume,
+    read_committed_latest,
+)
+from pipeline.batch.sink import write_manifest_errors
 from pipeline.storage import Store
 
 log = logging.getLogger(__name__)
-# Under this many rows the manifest is read in blocks of one window, so every actor gets work (a
-# small file would otherwise be one block for one actor). Bigger manifests have blocks enough.
-SMALL_MANIFEST_ROWS = 100_000
 OUTPUT_DIRS = ("audio", "metadata", "errors")
 # Small runs are cut into at least this many windows per engine actor, so finishing one window
 # overlaps generating the next (one window per actor would finish everything after the last chunk).
 MIN_WINDOWS_PER_ACTOR = 4
 # Manifest rows per block as files are read (a chapter-per-row manifest is a few MB per 1,000 rows).
 READ_BLOCK_ROWS = 1024
+# Times a run resumes itself after losing an actor or node mid-execution (see execute_resuming).
+RESUMES = 2
 
 
 @dataclass
@@ -38,17 +48,23 @@ class Prepared:
     ids: list
     excluded: set
     manifest_errors: list
-    committed: Committed
+    committed: Latest  # the newest committed record per id
+    resume: ResumePlan
     config_hash: str
 
     @property
     def skip(self) -> set:
-        return self.excluded | self.committed.done_ids
+        return self.excluded | self.resume.skip
 
     @cached_property
     def todo(self) -> int:
         skip = self.skip
         return sum(1 for i in self.ids if isinstance(i, str) and i not in skip)  # null ids are manifest errors
+
+    @cached_property
+    def revisions(self) -> dict[str, int]:
+        """id -> revision for the rows this run writes again (all others are written at revision 0)."""
+        return next_revisions(self.committed, self.resume.redo)
 
     def window(self) -> int:
         """Rows per engine call; small runs get smaller windows so every actor has several to overlap."""
@@ -94,75 +110,162 @@ def check_weights(cfg: RunConfig) -> None:
         )
 
 
-def prepare(cfg: RunConfig) -> Prepared:
-    """Everything up to (not including) Ray: manifest schema and ids, output state, manifest errors."""
+def open_output(cfg: RunConfig) -> Store:
+    try:
+        return Store.open(cfg.output.path, cfg.output.storage_options, retry_s=cfg.output.retry_s)
+    except TypeError as exc:  # s3fs checks its options only when it first connects
+        raise ValueError(f"output.storage_options are not accepted: {exc}") from None
+
+
+def prepare(cfg: RunConfig, *, retry_errors: bool = False, redo: Redo = None, store: Store | None = None) -> Prepared:
+    """Everything up to (not including) Ray: manifest schema and ids, output state, what resume redoes.
+
+    Row hashes of the whole manifest are computed only when the output already holds rows: a
+    first run has nothing to compare them with.
+    """
     info = inspect_manifest(cfg.input.path, cfg.input.storage_options, cfg.input.id_column, cfg.input.text_column)
     ids = read_ids(info)
     excluded, manifest_errors = id_problems(ids)
-    store = Store.open(cfg.output.path, cfg.output.storage_options)
+    store = store or open_output(cfg)
     try:
-        committed = Committed() if cfg.output.overwrite else read_committed(store)
-    except TypeError as exc:  # s3fs checks its options only when it first connects
+        committed = Latest() if cfg.output.overwrite else read_committed_latest(store)
+    except TypeError as exc:
         raise ValueError(f"output.storage_options are not accepted: {exc}") from None
-    return Prepared(cfg, info, store, ids, excluded, manifest_errors, committed, config_hash(cfg))
+    valid = [i for i in ids if isinstance(i, str) and i not in excluded]
+    if committed.done_ids:
+        hashes = hash_manifest(info, cfg)
+        hashes = {i: hashes[i] for i in valid if i in hashes}
+    else:
+        hashes = dict.fromkeys(valid, "")
+    plan = plan_resume(hashes, committed.ok_hashes, committed.error_stages, retry_errors=retry_errors, redo=redo,
+                       flagged_ids=committed.flagged, error_hashes=committed.error_hashes)  # fmt: skip
+    return Prepared(cfg, info, store, ids, excluded, manifest_errors, committed, plan, config_hash(cfg))
 
 
-def run(cfg: RunConfig, *, progress: bool = True, verbose: bool = False, engine_factory=None) -> dict:
+def run(cfg: RunConfig, *, progress: bool = True, verbose: bool = False, engine_factory=None,
+        retry_errors: bool = False, redo: Redo = None) -> dict:  # fmt: skip
     """Run the whole pipeline (resuming unless output.overwrite) and return the summary.
 
-    verbose: Ray's own progress bars and worker logs. engine_factory: replaces the default engine
-    loader in the engine actors (see processor.build_processor); benchmarks plug a stand-in in here.
+    One run at a time per output: the output's lease is taken first (OutputBusy when another live
+    run holds it) and held, renewed, until the summary is written. verbose: Ray's own progress bars
+    and worker logs. engine_factory: replaces the default engine loader in the engine actors (see
+    processor.build_processor); benchmarks plug a stand-in in here. retry_errors / redo: see
+    resume.plan_resume.
     """
+    from pipeline.batch.accounting import new_run_id, write_running_summary
+    from pipeline.batch.config import content_hash, public_dict
+    from pipeline.batch.lease import acquire_lease
     from pipeline.batch.summary import finish_summary
 
     started = time.perf_counter()
     check_weights(cfg)
-    prep = prepare(cfg)
-    warn_if_config_changed(prep)
-    if cfg.output.overwrite:
-        for name in (*OUTPUT_DIRS, "summary.json"):
-            prep.store.remove(name)
-    for name in OUTPUT_DIRS:
-        prep.store.makedirs(name)
-    write_manifest_errors(prep.store, prep.manifest_errors)
-    totals = Progress()
-    if prep.todo:
-        execute(prep, totals, progress, verbose, engine_factory)
-    wall_s = time.perf_counter() - started
-    return finish_summary(prep, totals, wall_s, read_committed(prep.store))
+    store = open_output(cfg)
+    run_id = new_run_id()
+    o = cfg.output
+    with acquire_lease(store, run_id, ttl_s=o.lease_ttl_s, wait_s=o.lease_wait_s).start_renewing() as lease:
+        if o.overwrite:
+            store.clear_for_overwrite()
+        store.mark_output()
+        CrashLedger(store).clear_all()  # in-flight notes of a run that died: this run starts afresh
+        # Before anything else is written: a crash from here on never leaves an old "accounted: true".
+        write_running_summary(store, run_id, public_dict(cfg), content_hash=content_hash(cfg))
+        prep = prepare(cfg, retry_errors=retry_errors, redo=redo, store=store)
+        if prep.committed.done_ids:
+            log.info("%s", prep.resume.describe())
+        for name in OUTPUT_DIRS:
+            store.makedirs(name)
+        write_manifest_errors(store, prep.manifest_errors)
+        totals = Progress()
+        if prep.todo:
+            execute_resuming(prep, totals, progress, verbose, engine_factory, lease, retry_errors, redo)
+        lease.check()
+        wall_s = time.perf_counter() - started
+        return finish_summary(prep, totals, wall_s, read_committed_latest(store), run_id)
 
 
-def warn_if_config_changed(prep: Prepared) -> None:
-    from pipeline.batch.config import content_hash
-    from pipeline.batch.summary import previous_content_hash
+def execute_resuming(prep: Prepared, totals: Progress, progress: bool, verbose: bool, engine_factory, lease,
+                     retry_errors: bool, redo: Redo) -> None:  # fmt: skip
+    """execute(), and when the execution dies of a lost actor or node (which Ray's own retries do
+    not always cover: a task in flight on a node that vanished ends in ActorUnavailableError),
+    resume it from what is committed, up to RESUMES times. Resuming is exact: nothing committed
+    is redone or doubled, so this is the same as the user rerunning the command."""
+    for attempt in range(RESUMES + 1):
+        try:
+            # A resumed attempt starts with whichever actors fit: the lost node's share may never come back.
+            return execute(prep, totals, progress, verbose, engine_factory, lease, wait_for_actors=attempt == 0)
+        except Exception as exc:
+            if attempt == RESUMES or not lost_a_worker(exc):
+                raise
+            log.warning("the run lost a worker (%s: %s); resuming from what is committed (%d of %d)",
+                        type(exc).__name__, str(exc).splitlines()[0][:200], attempt + 1, RESUMES)  # fmt: skip
+            # Rows this run committed are "done" now; ask again only for what is still to do.
+            redo = redo_left(redo, prep, read_committed_latest(prep.store))
+            prep = prepare(prep.config, retry_errors=retry_errors, redo=redo, store=prep.store)
+            if not prep.todo:
+                return None
+    return None
 
-    before = None if prep.config.output.overwrite else previous_content_hash(prep.store)
-    if before and before != content_hash(prep.config) and prep.committed.ok:
-        log.warning(
-            "output.path holds %d rows made with different model/generation/segment/quality settings; "
-            "resuming mixes both (set output.overwrite=true to start over)",
-            len(prep.committed.ok),
-        )
+
+def redo_left(redo: Redo, prep: Prepared, now: Latest) -> Redo:
+    """--redo ids after a resume: those the lost attempt did not rewrite yet (their revision is unchanged)."""
+    if redo is None or isinstance(redo, str):
+        return redo
+    before = prep.committed.revisions
+    return {i for i in redo if now.revisions.get(i, 0) == before.get(i, 0)} or None
 
 
-def execute(prep: Prepared, totals: Progress, progress: bool, verbose: bool = False, engine_factory=None) -> None:
+def lost_a_worker(exc: BaseException) -> bool:
+    """An actor or node gone mid-run (not an actor that failed to start: that would fail again)."""
+    import ray.exceptions as rex
+
+    for err in (exc, exc.__cause__, exc.__context__):
+        if isinstance(err, rex.RayActorError) and not getattr(err, "actor_init_failed", False):
+            return True
+        if isinstance(err, rex.ObjectLostError | rex.NodeDiedError | rex.WorkerCrashedError):
+            return True
+    return False
+
+
+def execute(prep: Prepared, totals: Progress, progress: bool, verbose: bool = False, engine_factory=None,
+            lease=None, wait_for_actors: bool = True) -> None:  # fmt: skip
     from tqdm import tqdm
 
+    from pipeline.batch.watchdog import ProgressLogger
+
     started_ray = ensure_ray(verbose)
+    if not verbose:
+        quiet_ray_console()
     try:
         check_resources(prep.config, strict=started_ray)
-        ds = build_dataset(prep, verbose, engine_factory)
+        ds = build_dataset(prep, verbose, engine_factory, wait_for_actors)
         bar = tqdm(total=prep.todo, unit="row", desc="synthesize", disable=not progress, dynamic_ncols=True)
         start = time.perf_counter()
-        with bar:
+        c = prep.config.compute
+        breaker = FrozenActorBreaker(CrashLedger(prep.store), c.frozen_after_s, kill=kill_actor)
+        with (
+            bar,
+            ProgressLogger(c.progress_log_s, total=prep.todo) as heartbeat,
+            breaker if c.frozen_after_s else nullcontext(),
+        ):
             for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
                 bar.update(totals.add(batch))
+                heartbeat.update(totals.ok + totals.errors, totals.audio_s)
+                if lease is not None:
+                    lease.check()  # another run took the output over: stop before writing more
                 elapsed = max(time.perf_counter() - start, 1e-9)
                 bar.set_postfix_str(
                     f"audio {totals.audio_s:.1f}s ({totals.audio_s / elapsed:.2f} s/s) errors {totals.errors}"
                 )
-    except BaseException:
+    except BaseException as exc:
         gc.collect()  # a failed execution's actors hold their CPUs/GPUs until collected
+        if type(exc).__name__ == "GetTimeoutError" and "starting actors" in str(exc):
+            c = prep.config.compute
+            raise ValueError(
+                f"the stages' actors did not all start within compute.start_timeout_s={c.start_timeout_s:g}: the "
+                f"cluster lacks the resources for compute.actors={c.actors} (cpus_per_actor={c.cpus_per_actor:g}, "
+                f"gpus_per_actor={c.gpus_per_actor:g}) or loading the model takes longer; add nodes, lower "
+                "compute.actors, or raise compute.start_timeout_s"
+            ) from None
         raise
     finally:
         if started_ray:
@@ -171,17 +274,49 @@ def execute(prep: Prepared, totals: Progress, progress: bool, verbose: bool = Fa
             ray.shutdown()
 
 
+def kill_actor(actor_id: str) -> bool:
+    """Force-kill a Ray actor by id and let Ray restart it (its task is retried); False if it cannot be."""
+    import ray
+
+    try:
+        # Ray Data's actors are unnamed, so there is no handle to ray.kill(); this is what ray.kill calls.
+        core_worker = ray._private.worker.global_worker.core_worker  # type: ignore[attr-defined]  # set by connect()
+        core_worker.kill_actor(ray.ActorID.from_hex(actor_id), False)
+    except Exception as exc:
+        log.warning("could not kill actor %s: %s", actor_id, exc)
+        return False
+    return True
+
+
 def ensure_ray(verbose: bool = False) -> bool:
     """Connect to Ray (the cluster in RAY_ADDRESS / ray job submit) or start a local one; True if started."""
     import ray
 
-    # Ray 2.60 turns token auth on for a fresh local cluster; a laptop run does not want that.
-    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
-    ray.init(address="auto" if os.environ.get("RAY_ADDRESS") else None, log_to_driver=verbose)
+    if os.environ.get("RAY_ADDRESS"):
+        ray.init(address="auto", log_to_driver=verbose)
+    else:
+        from pipeline.batch.localray import start_local_ray
+
+        start_local_ray(log_to_driver=verbose)  # token auth on, dashboard off: only this run gets in
     return True
+
+
+def quiet_ray_console() -> None:
+    """Keep Ray Data's INFO lines and hints (execution plans, "progress bars disabled", too few
+    blocks for the pool) off the terminal, where they break into our progress bar; its log files
+    in the Ray session folder still get every line, and `--verbose` shows them all."""
+    import logging
+    import warnings
+
+    import ray.data  # noqa: F401  (sets up the "ray.data" handlers)
+
+    for handler in logging.getLogger("ray.data").handlers:
+        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+            handler.setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
 
 
 def check_resources(cfg: RunConfig, strict: bool) -> None:
@@ -232,7 +367,7 @@ def check_resources(cfg: RunConfig, strict: bool) -> None:
         log.warning(problem)
 
 
-def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None):
+def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None, wait_for_actors: bool = True):
     """read files -> drop done/bad ids -> prepare -> engine -> finish + commit (one actor call)."""
     import ray
     from ray.data import DataContext
@@ -242,6 +377,7 @@ def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None):
         StagePlan,
         engine_stage,
         finish_stage,
+        in_windows,
         prepare_stage,
         quiet_remote_args,
     )
@@ -249,25 +385,29 @@ def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None):
     info, cfg = prep.manifest, prep.config
     ctx = DataContext.get_current()  # settings are captured when the dataset is created: set them first
     ctx.enable_progress_bars = verbose  # otherwise the driver's tqdm shows rows and audio seconds instead
+    # Every engine actor of the minimum starts before the first window is handed out, so a run's
+    # windows spread over all of them (an actor still loading would otherwise find none left).
+    ctx.wait_for_min_actors_s = (math.ceil(cfg.compute.start_timeout_s) or -1) if wait_for_actors else -1
     # Not read_parquet: in Ray 2.60 it plans a ListFiles task that asks for a whole CPU, which never
     # comes on nodes whose CPUs the actors hold (two 1-CPU nodes sat at 0 rows). The driver has
     # listed the files already; each read task takes one file, READ_CPUS, and drops done/bad ids.
     files = ray.data.from_items([{"path": f} for f in info.files], override_num_blocks=len(info.files))
     renames = {k: v for k, v in ((info.id_column, ID), (info.text_column, TEXT)) if k != v}
-    # Blocks of one window each for small manifests, so every actor gets work (no repartition: its
-    # tasks ask for a whole CPU each, the same deadlock as above).
-    window = prep.window()
-    block_rows = window if prep.todo <= SMALL_MANIFEST_ROWS else READ_BLOCK_ROWS
-    ds = files.map_batches(read_rows, batch_size=1, batch_format="pyarrow", num_cpus=READ_CPUS,
-                           fn_kwargs={"fs": info.fs, "schema": info.schema, "renames": renames,
-                                      "skip": sorted(prep.skip), "block_rows": block_rows})  # fmt: skip
-    plan = StagePlan.for_cluster(cfg.compute, ray.cluster_resources(), window)
+    read = partial(read_rows, fs=info.fs, schema=info.schema, renames=renames, skip=sorted(prep.skip),
+                   block_rows=READ_BLOCK_ROWS)  # fmt: skip
+    ds = files.map_batches(read, batch_size=1, batch_format="pyarrow", num_cpus=READ_CPUS)
+    plan = StagePlan.for_cluster(cfg.compute, ray.cluster_resources(), prep.window())
     with quiet_remote_args():
-        ds = engine_stage(prepare_stage(ds, cfg, plan), cfg, plan, engine_factory)
+        ds = prepare_stage(in_windows(ds, plan.window), cfg, plan, prep.revisions)
+        o = cfg.output
+        ledger = {"url": o.path, "storage_options": o.storage_options, "retry_s": o.retry_s}
+        ds = engine_stage(ds, cfg, plan, engine_factory, ledger)
         commit = {
             "output_url": cfg.output.path,
             "storage_options": cfg.output.storage_options,
             "config_hash": prep.config_hash,
+            "retry_s": cfg.output.retry_s,
+            "secrets": tuple(sorted(config_secrets(cfg))),
         }
         return finish_stage(ds, cfg, plan, commit)
 

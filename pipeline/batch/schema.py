@@ -40,7 +40,8 @@ def chunk_type():
             ("duration_s", pa.float64()),
             ("dropped_text_tokens", pa.int32()),
             ("paragraph_break_after", pa.bool_()),  # finish joins with the longer pause after it
-            ("measures", pa.map_(pa.string(), pa.float64())),
+            ("measures", pa.map_(pa.string(), pa.float64())),  # gate figures; wer, cer, speaker_similarity too
+            ("transcript", pa.string()),  # what the speech check heard; null when quality.speech is off
         ]
     )
 
@@ -68,6 +69,17 @@ def prepared_fields():
         ("max_duration", pa.float64()),
         ("plan", plan_type()),
         ("timings", _timings()),
+        *resume_fields(),
+    ]
+
+
+def resume_fields():
+    """What resume needs in every metadata and errors row (see batch/resume.py)."""
+    import pyarrow as pa
+
+    return [
+        ("row_hash", pa.string()),  # sha256 of the row's text and settings: a changed row is redone
+        ("revision", pa.int32()),  # 0 for a row's first write, +1 for each redo
     ]
 
 
@@ -115,6 +127,7 @@ def row_fields():
         ("timings", _timings()),
         ("chunks", pa.list_(chunk_type())),
         ("text", pa.string()),
+        *resume_fields(),
     ]
 
 
@@ -138,7 +151,7 @@ def carried_name(name: str) -> str:
 def error_schema():
     import pyarrow as pa
 
-    return pa.schema([("id", pa.string()), ("stage", pa.string()), ("error", pa.string())])
+    return pa.schema([("id", pa.string()), ("stage", pa.string()), ("error", pa.string()), *resume_fields()])
 
 
 def summary_schema():

@@ -13,7 +13,7 @@ import time
 from dataclasses import dataclass, field
 
 from pipeline.batch.schema import TRANSIENT_COLUMNS, error_schema, summary_schema
-from pipeline.storage import Store
+from pipeline.storage import DEFAULT_RETRY_S, Store
 
 AUDIO, METADATA, ERRORS = "audio", "metadata", "errors"
 
@@ -31,23 +31,42 @@ def to_parquet(table) -> bytes:
     return buf.getvalue()
 
 
-def write_block(batch, *, output_url: str, storage_options: dict, config_hash: str):
-    """Ray Data map_batches function: write one block of synthesized rows, return per-row summaries."""
+def write_block(batch, *, output_url: str, storage_options: dict, config_hash: str, audio_format: str,
+                retry_s: float = DEFAULT_RETRY_S, secrets: tuple[str, ...] = ()):  # fmt: skip
+    """Ray Data map_batches function: write one block of synthesized rows, return per-row summaries.
+
+    Audio goes first, create-only (batch/audiofiles.py); the metadata part then records the key
+    each file really went to. secrets: values scrubbed from error messages before they are stored.
+    """
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    store = Store.open(output_url, storage_options)
+    from pipeline.batch.audiofiles import commit_audio_many
+    from pipeline.batch.resume import part_keys
+    from pipeline.redact import scrub
+
+    store = Store.open(output_url, storage_options, retry_s=retry_s)
     ok = batch.filter(pc.equal(batch["ok"], True))
     bad = batch.filter(pc.invert(pc.equal(batch["ok"], True)))
     if ok.num_rows:
         start = time.perf_counter()
-        names, data = ok["audio_name"].to_pylist(), ok["audio"].to_pylist()
-        store.write_many({f"{AUDIO}/{n}": a for n, a in zip(names, data, strict=True)})
+        suffix = len(audio_format) + 1
+        names = [n[:-suffix] for n in ok["audio_name"].to_pylist()]  # "r1/a.flac" -> "r1/a"
+        keys = commit_audio_many(store, dict(zip(names, ok["audio"].to_pylist(), strict=True)), audio_format)
         write_s = (time.perf_counter() - start) / ok.num_rows  # the block's audio goes out together
-        store.commit(part_name(METADATA, ok["id"].to_pylist()), to_parquet(_metadata(ok, write_s, config_hash)))
+        ids = ok["id"].to_pylist()
+        metadata = _metadata(ok, write_s, config_hash, [keys[n] for n in names])
+        store.commit(part_name(METADATA, part_keys(ids, _revisions(ok))), to_parquet(metadata))
+    messages = [None if m is None else scrub(m, secrets) for m in batch["error"].to_pylist()]
     if bad.num_rows:
-        errors = pa.table({"id": bad["id"], "stage": bad["error_stage"], "error": bad["error"]}, schema=error_schema())
-        store.commit(part_name(ERRORS, [str(i) for i in bad["id"].to_pylist()]), to_parquet(errors))
+        bad_messages = [m for m, good in zip(messages, batch["ok"].to_pylist(), strict=True) if good is not True]
+        errors = pa.table(
+            {"id": bad["id"], "stage": bad["error_stage"], "error": pa.array(bad_messages, pa.string()),
+             "row_hash": bad["row_hash"], "revision": bad["revision"]},
+            schema=error_schema(),
+        )  # fmt: skip
+        ids = [str(i) for i in bad["id"].to_pylist()]
+        store.commit(part_name(ERRORS, part_keys(ids, _revisions(bad))), to_parquet(errors))
     return pa.table(
         {
             "id": batch["id"],
@@ -56,14 +75,19 @@ def write_block(batch, *, output_url: str, storage_options: dict, config_hash: s
             "duration_s": batch["duration_s"],
             "engine_s": batch["engine_s"],
             "stage": batch["error_stage"],
-            "error": batch["error"],
+            "error": pa.array(messages, pa.string()),
         },
         schema=summary_schema(),
     )
 
 
-def _metadata(ok, write_s: float, config_hash: str):
-    """Metadata rows: the stage's columns minus the audio bytes, plus audio_path and the write time."""
+def _revisions(table) -> list[int]:
+    return [r or 0 for r in table["revision"].to_pylist()]
+
+
+def _metadata(ok, write_s: float, config_hash: str, audio_keys: list[str]):
+    """Metadata rows: the stage's columns minus the audio bytes, plus audio_path (the key the
+    audio went to) and the write time."""
     import pyarrow as pa
 
     timings = [dict(pairs) | {"write": write_s} for pairs in ok["timings"].to_pylist()]  # pairs: (stage, s)
@@ -71,7 +95,7 @@ def _metadata(ok, write_s: float, config_hash: str):
     table = table.set_column(
         table.schema.get_field_index("timings"), "timings", pa.array(timings, type=ok.schema.field("timings").type)
     )
-    paths = pa.array([f"{AUDIO}/{name}" for name in ok["audio_name"].to_pylist()], pa.string())
+    paths = pa.array(audio_keys, pa.string())
     table = table.add_column(1, "audio_path", paths)
     return table.append_column("config_hash", pa.array([config_hash] * ok.num_rows, pa.string()))
 
@@ -82,7 +106,7 @@ def write_manifest_errors(store: Store, records: list[dict]) -> bool:
 
     if not records:
         return False
-    table = pa.Table.from_pylist(records, schema=error_schema())
+    table = pa.Table.from_pylist([{"revision": 0} | r for r in records], schema=error_schema())
     key = [f"{r['id']!r}|{r['error']}" for r in records]
     name = part_name(ERRORS, key).replace("part-", "manifest-")
     # Manifest errors describe the current manifest only; older ones would be counted twice.

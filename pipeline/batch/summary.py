@@ -41,7 +41,8 @@ def plan(prep) -> dict:
     return {
         "input_rows": info.num_rows,
         "manifest_errors": len(prep.manifest_errors),
-        "already_done": len(prep.committed.done_ids & set(prep.ids)),
+        "already_done": len(prep.resume.skip),
+        "redo": len(prep.resume.redo),
         "rows_to_run": prep.todo,
         "chunks": sum(per_row),
         "estimated_audio_s": round(seconds, 1),
@@ -55,28 +56,46 @@ def plan(prep) -> dict:
     }
 
 
-def finish_summary(prep, totals, wall_s: float, committed) -> dict:
-    """Check that every input row is accounted for, write summary.json, return the summary."""
+def finish_summary(prep, totals, wall_s: float, committed, run_id: str | None = None) -> dict:
+    """Check that every input row is accounted for exactly once, write summary.json (state "final"), return it.
+
+    committed: resume.read_committed_latest's view after the run. `exit_code` and `verdict` are
+    accounting.verdict's: non-zero when rows are missing or recorded twice.
+    """
+    from pipeline.batch.accounting import FINAL, verdict
+
     valid = {i for i in prep.ids if isinstance(i, str) and i not in prep.excluded}
     ok = valid & set(committed.ok)
     row_errors = {i for i, _ in committed.errors if i in valid} - ok
     missing = sorted(valid - ok - row_errors)
     audio_total = sum(committed.ok[i] or 0.0 for i in ok)
     actors = prep.config.compute.max_actors
+    code, line = verdict(valid, committed, len(prep.manifest_errors))
     summary = {
+        "state": FINAL,
+        "run_id": run_id,
         "input_rows": len(prep.ids),
         "ok": len(ok),
         "errors": len(row_errors) + len(prep.manifest_errors),
         "manifest_errors": len(prep.manifest_errors),
-        "accounted": len(ok) + len(row_errors) + len(prep.manifest_errors) == len(prep.ids),
+        "accounted": code == 0,
+        "exit_code": code,
+        "verdict": line,
         "missing_ids": missing[:20],
         "duplicate_metadata_rows": committed.duplicate_ok,
+        "resume": {
+            "kept": prep.resume.done,
+            "kept_errors": prep.resume.kept_errors,
+            "redone_changed": len(prep.resume.redo_changed),
+            "retried_errors": len(prep.resume.retry),
+            "redone_chosen": len(prep.resume.redo_chosen),
+        },
         "this_run": {
             "rows": totals.ok + totals.errors,
             "ok": totals.ok,
             "flagged": totals.flagged,
             "errors": totals.errors,
-            "skipped_already_done": len(prep.committed.done_ids & valid),
+            "skipped_already_done": len(prep.resume.skip & valid),
             "audio_s": round(totals.audio_s, 3),
             "wall_s": round(wall_s, 3),
             "rows_per_s": round((totals.ok + totals.errors) / wall_s, 4) if wall_s else 0.0,
@@ -110,7 +129,7 @@ def table(summary: dict) -> str:
         ("input rows", summary["input_rows"]),
         ("ok (all runs)", summary["ok"]),
         ("errors (all runs)", f"{summary['errors']} ({summary['manifest_errors']} from the manifest)"),
-        ("accounted", "yes" if summary["accounted"] else f"NO: missing {summary['missing_ids']}"),
+        ("accounted", "yes" if summary["accounted"] else f"NO: {summary.get('verdict') or summary['missing_ids']}"),
         ("this run: rows", f"{run['rows']} ({run['ok']} ok, {run['flagged']} flagged, {run['errors']} errors)"),
         ("this run: skipped", run["skipped_already_done"]),
         ("this run: audio", f"{run['audio_s']:.1f} s"),

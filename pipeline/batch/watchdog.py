@@ -45,10 +45,15 @@ class Stall:
 
 def exit_process(stall: Stall) -> None:
     """The default on_stall: flush the logs, then end the process (see the module docstring)."""
+    end_process()
+
+
+def end_process(code: int = STALL_EXIT_CODE) -> None:
+    """Flush the logs and end this process at once, so Ray restarts the actor and retries its task."""
     for handler in logging.getLogger().handlers:
         handler.flush()
     sys.stderr.flush()
-    os._exit(STALL_EXIT_CODE)
+    os._exit(code)
 
 
 class CallWatchdog:

@@ -9,7 +9,6 @@ import typer
 
 from pipeline.cli.errors import USER_ERRORS, fail, guarded
 
-UNACCOUNTED_EXIT = 1
 ERROR_SAMPLES_SHOWN = 3  # failed rows named at the end of a run; errors/ holds them all
 
 
@@ -43,13 +42,41 @@ def run_command(config: Path, overrides: list[str], dry_run: bool, verbose: bool
         typer.echo(f"warning: {warning}", err=True)
     if dry_run:
         return _dry_run(cfg)
+    from pipeline.batch.lease import LeaseLost
     from pipeline.batch.runner import run
 
+    _log_to_stderr()
     try:
         summary = run(cfg, verbose=verbose, **resume)
-    except USER_ERRORS as exc:
+    except (*USER_ERRORS, LeaseLost) as exc:  # LeaseLost: another run took the output over
         fail(exc)
     _report(cfg, summary)
+
+
+def _log_to_stderr() -> None:
+    """The driver's own lines (resume plan, "still running" every compute.progress_log_s, warnings) on stderr."""
+    import logging
+    import sys
+
+    class CurrentStderr(logging.StreamHandler):
+        """Writes to whatever sys.stderr is when a line is logged (a test's capture may have replaced it)."""
+
+        barkpipe = True
+
+        @property
+        def stream(self):
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, _value) -> None:
+            pass
+
+    logger = logging.getLogger("pipeline")
+    if not any(getattr(h, "barkpipe", False) for h in logger.handlers):
+        handler = CurrentStderr()
+        handler.setFormatter(logging.Formatter("barkpipe: %(message)s"))
+        logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
 
 
 def _resume_options(retry_errors: bool, redo: str | None) -> dict:
@@ -97,8 +124,10 @@ def _report(cfg, summary: dict) -> None:
         for sample in samples[:ERROR_SAMPLES_SHOWN]:
             typer.echo(f"  {sample}")
     if not summary["accounted"]:
-        typer.echo("error: some input rows are neither written nor in errors/; rerun to resume them", err=True)
-        raise typer.Exit(UNACCOUNTED_EXIT)
+        from pipeline.batch.accounting import ACCOUNTING_EXIT
+
+        typer.echo(f"error: {summary.get('verdict') or 'some input rows are not accounted for'}", err=True)
+        raise typer.Exit(summary.get("exit_code") or ACCOUNTING_EXIT)
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).", exists=True, dir_okay=False, readable=True)]

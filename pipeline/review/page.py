@@ -101,16 +101,16 @@ def write_report(
         page = build_report(store, audio_href="", max_embed_bytes=max_embed_bytes)
         return store.write(REPORT_NAME, page.encode())
     base = store.root if not store.local else "file://" + os.path.abspath(store.root)
-    page = build_report(store, audio_href=base.rstrip("/") + "/", max_embed_bytes=max_embed_bytes).encode()
+    data = build_report(store, audio_href=base.rstrip("/") + "/", max_embed_bytes=max_embed_bytes).encode()
     if "://" in out:
         from pipeline.storage import open_fs, retry
 
         fs, path = open_fs(out, storage_options)
-        retry(fs.pipe_file, path, page, what=out)
+        retry(fs.pipe_file, path, data, what=out)
         return out
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "wb") as f:
-        f.write(page)
+        f.write(data)
     return out
 
 
@@ -215,12 +215,17 @@ def _gate_of(measure: str, failed: list[str]) -> bool:
 
 
 def _errors_html(errors: list[RowView]) -> str:
-    rows = "".join(
-        f"<tr class=failrow><td>{html.escape(r.id)}</td><td>{html.escape(r.error[0])}</td>"
-        f"<td>{html.escape(r.error[1])}</td></tr>"
-        for r in sorted(errors, key=lambda r: r.id)
-    )
+    rows = "".join(_error_row_html(r) for r in sorted(errors, key=lambda r: r.id))
     return f"<table><tr><th>id</th><th>stage</th><th>error</th></tr>{rows}</table>"
+
+
+def _error_row_html(row: RowView) -> str:
+    assert row.error is not None, f"row {row.id!r} is listed as an error row but carries no error"
+    stage, message = row.error
+    return (
+        f"<tr class=failrow><td>{html.escape(row.id)}</td><td>{html.escape(stage)}</td>"
+        f"<td>{html.escape(message)}</td></tr>"
+    )
 
 
 def _summary_html(summary: dict | None, done: int, flagged: int, errors: int) -> str:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 WIDTH, HEIGHT = 800, 80  # SVG user units; the page stretches it to the card's width
@@ -20,7 +22,7 @@ def envelope(audio: np.ndarray, columns: int = WIDTH) -> tuple[np.ndarray, np.nd
     return np.clip(lo, -1, 1), np.clip(hi, -1, 1)
 
 
-def waveform_svg(audio: np.ndarray, marks: list[tuple[float, float]] = (), label: str = "waveform") -> str:
+def waveform_svg(audio: np.ndarray, marks: Sequence[tuple[float, float]] = (), label: str = "waveform") -> str:
     """An <svg> of the waveform; `marks` are (start, end) fractions of the length shaded red (failed chunks)."""
     lo, hi = envelope(audio)
     mid = HEIGHT / 2

@@ -1,8 +1,8 @@
 """Reduced precisions against fp32 on the same weights: logit error and teacher-forced top-1 agreement.
 
 int8 is tested in both of its forms: `int8` as the engine runs it on CPU (every Linear with int8
-weights and int8 activations, the rest fp32) and `int8-weights` as on CUDA (int8 weights, bf16
-activations).
+weights and int8 activations, one activation scale per token, the rest fp32) and `int8-weights`
+as on CUDA (int8 weights, bf16 activations).
 """
 
 import copy
@@ -96,6 +96,26 @@ def test_int8_row_does_not_depend_on_its_batch(fp32_models):
         together = quant(4, codes)
         alone = quant(4, codes[:1])
     assert torch.equal(together[:1], alone)
+
+
+def test_int8_token_scales_ignore_neighbours_in_a_decode_step():
+    """One-token rows (a decode step): each row alone equals it in the batch, and a row 1000x
+    louder next to it costs a quiet row no accuracy (one shared scale would round it to ~0)."""
+    g = torch.Generator().manual_seed(3)
+    linear = torch.nn.Linear(64, 48, bias=True)
+    layer = Int8Linear(linear, activations=True)
+    x = torch.randn(4, 1, 64, generator=g)
+    x[1] *= 1000.0
+    x[2] = 0.0  # an all-zero row: zero in, bias out, no NaN
+    with torch.no_grad():
+        together = layer(x)
+        alone = torch.cat([layer(x[i : i + 1]) for i in range(4)])
+        ref = linear(x)
+    assert torch.equal(together, alone)
+    assert torch.equal(together[2], linear.bias.expand(1, 48))
+    for i in (0, 1, 3):
+        error = ((together[i] - ref[i]).abs().max() / ref[i].abs().max()).item()
+        assert error < 0.03, f"row {i}: relative error {error:.4f}"
 
 
 def test_weight_only_int8_has_no_prepacked_kernels(fp32_models):

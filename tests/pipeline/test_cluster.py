@@ -12,10 +12,10 @@ import uuid
 import pytest
 
 from support.clusterjob import (
-    NODE_CPUS, SMALL_NODES_STALL, RunSetup, barkpipe_job, cache_files, make_manifest,
+    NODE_CPUS, RunSetup, barkpipe_job, cache_files, make_manifest,
 )  # fmt: skip
 from support.faults import accounting_problems, read_outcome
-from support.ray_cluster import StalledRun, TwoNodeCluster
+from support.ray_cluster import TwoNodeCluster
 
 pytestmark = pytest.mark.slow
 
@@ -37,7 +37,6 @@ def setup(request, tmp_path_factory) -> RunSetup:
     return RunSetup.on(s3, tmp_path_factory.mktemp(f"setup-{request.param}"))
 
 
-@pytest.mark.xfail(raises=StalledRun, reason=SMALL_NODES_STALL)
 def test_two_nodes_every_row_once_each_cache_filled_once(cluster, setup):
     ids = make_manifest(setup, "m1", ROWS)
     nodes = {cluster.node_id("head"), cluster.node_id("worker")}

@@ -100,3 +100,22 @@ def test_only_one_of_many_simultaneous_runs_gets_the_lease(tmp_path):
         t.join()
     assert len(winners) == 1 and len(refused) == 7
     winners[0].release()
+
+
+def test_a_lease_whose_process_on_this_machine_ended_is_taken_at_once(store):
+    import json
+    import subprocess
+    import sys
+
+    store.makedirs()
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead_pid = int(child.stdout)  # a pid that has just ended (reuse within the test is vanishingly unlikely)
+    killed = acquire_lease(store, "killed-run", ttl_s=600)
+    store.write(LEASE, json.dumps(killed.record() | {"pid": dead_pid}).encode())  # as a killed driver left it
+    taken = acquire_lease(store, "resumed", ttl_s=60)  # no waiting out the 600 s ttl
+    assert read_lease(store)["owner"] == "resumed"
+    taken.release()
+    live = acquire_lease(store, "live", ttl_s=600)  # our own pid: alive, so still refused
+    with pytest.raises(OutputBusy):
+        acquire_lease(store, "other", ttl_s=60)
+    live.release()

@@ -34,8 +34,10 @@ def fake_run(root) -> None:
     (root / "errors").mkdir()
     chunk_fields = list(row_fields())
     chunk_type = dict(chunk_fields)["chunks"].value_type
-    # the engine stage will add transcript and text to each chunk (issue 11); the page shows them
-    extended = pa.struct(list(chunk_type) + [pa.field("transcript", pa.string()), pa.field("text", pa.string())])
+    # the page also shows a chunk's transcript and text where the metadata has them
+    have = {f.name for f in chunk_type}
+    extra = [pa.field(n, pa.string()) for n in ("transcript", "text") if n not in have]
+    extended = pa.struct(list(chunk_type) + extra)
     fields = [(n, pa.list_(extended) if n == "chunks" else t) for n, t in chunk_fields if n not in TRANSIENT_COLUMNS]
     fields.insert(1, ("audio_path", pa.string()))
     fields += [("config_hash", pa.string()), ("title", pa.string()), ("chapter_index", pa.int64())]

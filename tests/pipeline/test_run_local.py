@@ -131,17 +131,38 @@ def test_rerun_resumes_and_writes_nothing(first_run):
     assert {p: p.stat().st_mtime_ns for p in out.rglob("*") if p.name != "summary.json"} == before
 
 
-def test_resuming_with_other_audio_settings_warns(first_run, caplog):
-    cfg, _, _ = first_run
+def test_resume_redoes_what_changed_and_what_was_asked_without_losing_a_row(ray_local, tiny_weights, tmp_path):
+    rows = [{"id": f"r{i}", "text": f"Row {i} has words.", "voice": None, "seed": i, "chapter": i} for i in range(4)]
+    manifest = write_manifest(tmp_path / "m.parquet", rows + [{"id": "bad", "text": " ", "voice": None, "seed": None,
+                                                               "chapter": 9}])
+    out = tmp_path / "out"
+    cfg = validate_config(config_dict(manifest, out, tiny_weights))
+    first = run(cfg, progress=False)
+    assert first["accounted"] and first["ok"] == 4 and first["errors"] == 1
+    old_audio = {r["id"]: (out / r["audio_path"]).read_bytes() for r in read_parts(out / "metadata")}
+
+    rows[1]["text"] = "Row 1 now says something else."  # an edited manifest row
+    write_manifest(manifest, rows + [{"id": "bad", "text": " ", "voice": None, "seed": None, "chapter": 9}])
+    again = run(cfg, progress=False, redo={"r2"}, retry_errors=True)
+    assert again["resume"] == {"kept": 2, "kept_errors": 0, "redone_changed": 1, "retried_errors": 1,
+                               "redone_chosen": 1}
+    assert again["this_run"]["rows"] == 3 and again["accounted"] and again["exit_code"] == 0
+    assert again["ok"] == 4 and again["errors"] == 1 and again["duplicate_metadata_rows"] == 0
+
+    meta = read_parts(out / "metadata")
+    latest = {}
+    for r in sorted(meta, key=lambda r: r["revision"]):
+        latest[r["id"]] = r
+    assert {i: r["revision"] for i, r in latest.items()} == {"r0": 0, "r1": 1, "r2": 1, "r3": 0}
+    assert latest["r1"]["text"] == "Row 1 now says something else."
+    assert latest["r1"]["audio_path"] == "audio/r1/r1.flac" and (out / "audio/r1/r1.flac").exists()
+    for i, audio in old_audio.items():  # nothing was written over: the old files are still there, unchanged
+        assert (out / f"audio/{i}.flac").read_bytes() == audio
+    assert len(meta) == 6  # the two superseded records stay; the newest revision of each id wins
+
     changed = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={"text_temp": 0.5})})
-    with caplog.at_level("WARNING", logger="pipeline.batch.runner"):
-        summary = run(changed, progress=False)
-    assert summary["this_run"]["rows"] == 0
-    assert "different model/generation/segment/quality settings" in caplog.text
-    caplog.clear()
-    with caplog.at_level("WARNING", logger="pipeline.batch.runner"):
-        run(changed, progress=False)  # same settings as the summary now on disk: quiet
-    assert caplog.text == ""
+    assert run(changed, progress=False, redo=None)["resume"]["redone_changed"] == 5  # every row: new settings
+    assert run(changed, progress=False)["this_run"]["rows"] == 0  # and then nothing
 
 
 def test_the_plan_counts_only_rows_the_actors_will_see(tiny_weights, tmp_path):
@@ -184,6 +205,8 @@ def test_resume_after_a_kill_loses_nothing_and_duplicates_nothing(ray_local, tin
     cfg_dict["generation"] = {"max_duration": 4.0}
     killed_with = kill_after_first_commit(cfg_dict, out)
     assert 0 < killed_with < len(rows), "the run must be killed part-way for this test to mean anything"
+    left = json.loads((out / "summary.json").read_text())
+    assert left["state"] == "running" and left["accounted"] is None  # never a stale "accounted: true"
 
     summary = run(validate_config(cfg_dict), progress=False)
     meta = read_parts(out / "metadata")
@@ -192,7 +215,9 @@ def test_resume_after_a_kill_loses_nothing_and_duplicates_nothing(ray_local, tin
     assert summary["accounted"] and summary["ok"] == len(rows) and summary["errors"] == 0
     assert summary["this_run"]["skipped_already_done"] >= killed_with
     assert summary["this_run"]["rows"] == len(rows) - summary["this_run"]["skipped_already_done"]
-    assert {p.name for p in (out / "audio").iterdir()} == {f"{i}.flac" for i in ids}
+    assert {r["audio_path"] for r in meta} <= {f"audio/{p.name}" for p in (out / "audio").iterdir()}
+    for r in meta:  # an orphan of the killed run is never overwritten: the row's audio went beside it
+        assert r["audio_path"] in (f"audio/{r['id']}.flac",) or r["audio_path"].startswith(f"audio/{r['id']}-")
 
 
 def kill_after_first_commit(cfg_dict: dict, out: Path, timeout_s: float = 180.0) -> int:

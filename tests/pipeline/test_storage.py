@@ -78,7 +78,7 @@ def test_write_block_writes_audio_then_parts_and_a_retry_is_harmless(tmp_path):
          "timings": {"generate": 1.0}, "engine_s": 1.0},
         {"id": "b", "ok": False, "error_stage": "voice", "error": "voice 'x' cannot be used"},
     ])
-    kwargs = {"output_url": str(tmp_path), "storage_options": {}, "config_hash": "sha256:abc"}
+    kwargs = {"output_url": str(tmp_path), "storage_options": {}, "config_hash": "sha256:abc", "audio_format": "wav"}
     summary = write_block(block, **kwargs)
     assert summary.to_pylist()[1] == {"id": "b", "ok": False, "flagged": None, "duration_s": None,
                                       "engine_s": None, "stage": "voice", "error": "voice 'x' cannot be used"}

@@ -18,6 +18,7 @@ from support.stages import (
 )
 
 from pipeline.batch.prepare import PrepareStage, chunk_seed, derive_seed
+from pipeline.batch.synthesize import current_node_id
 from pipeline.text.segment import estimate_seconds
 
 
@@ -39,7 +40,7 @@ def test_rows_come_back_in_order_with_decodable_audio_and_carried_columns():
     assert out["input_duration_s"].to_pylist() == ["x", "y"]  # a reserved name gets a prefix
     assert out["model_checksum"].to_pylist() == ["sha256:fake"] * 2
     assert out["audio_name"].to_pylist() == ["a.wav", "b.wav"]
-    assert out["node_id"].to_pylist() == [None, None]  # outside Ray there is no node
+    assert out["node_id"].to_pylist() == [current_node_id()] * 2  # None unless this process joined a Ray
     assert "pcm" not in out.column_names and "plan" not in out.column_names
 
 

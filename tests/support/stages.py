@@ -90,9 +90,10 @@ def samples(text: str) -> int:
     return int(estimate_seconds(text) * SR)
 
 
-def engine_stage(cfg, engine):
+def engine_stage(cfg, engine, **kwargs):
+    """EngineStage on `engine`; kwargs go to EngineStage (e.g. on_stall)."""
     return EngineStage(cfg.model, cfg.generation, cfg.quality, cfg.compute, engine_factory=lambda: engine,
-                       prompt_from_result=lambda r: ("from", r.seed))
+                       prompt_from_result=lambda r: ("from", r.seed), **kwargs)
 
 
 def run_stages(table: pa.Table, cfg=None, engine=None, stage=None) -> pa.Table:
@@ -114,3 +115,14 @@ def decode(data: bytes) -> np.ndarray:
     audio, sr = sf.read(io.BytesIO(data), dtype="float32")
     assert sr == SR
     return audio
+
+
+class KillingEngine(FakeEngine):
+    """Ends its whole process (as a segfault or the OOM killer would) on any batch holding POISON."""
+
+    def generate(self, requests, batch_size=None, progress=None):
+        if any("POISON" in r.text for r in requests):
+            import os
+
+            os._exit(139)
+        return super().generate(requests, batch_size, progress)
