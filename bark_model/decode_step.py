@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
@@ -34,7 +35,7 @@ class StepRunner:
         self.name = name
         self.graphs: dict[int, torch.cuda.CUDAGraph] = {}
         self.seen: set[int] = set()  # buckets run at least once (compiled for, or captured)
-        self.pool = None
+        self.pool: Any = None  # the CUDA graphs' shared memory pool, made at the first capture
         self.warmup_s = 0.0  # time spent compiling and capturing (first step at each bucket)
         self._error = ""  # why the last capture failed
 
@@ -44,7 +45,10 @@ class StepRunner:
         return self.step is not None and self.step.active
 
     def _body(self, kv_len: int) -> None:
-        (self.step if self.compiled else self.eager)(kv_len)
+        if self.step is not None and self.step.active:
+            self.step(kv_len)
+        else:
+            self.eager(kv_len)
 
     def __call__(self, kv_len: int) -> None:
         if not (self.use_graphs or self.compiled):
@@ -73,7 +77,7 @@ class StepRunner:
 
     def _capture(self, bucket: int) -> None:
         graph = self._record(bucket)
-        if graph is None and self.compiled:
+        if graph is None and self.step is not None and self.step.active:
             self.step.fall_back(f"CUDA graph capture of the compiled step failed ({self._error})")
             graph = self._record(bucket)
         if graph is None:

@@ -103,6 +103,7 @@ def make_transcriber(backend: str, model: str | None = None, language: str = "en
     check_language(backend, model, language)
     if backend == "pocketsphinx":
         return PocketSphinxTranscriber(model)
+    assert model is not None, "check_language() refuses faster-whisper without a model"
     return FasterWhisperTranscriber.load(model, language, device)
 
 
