@@ -49,6 +49,7 @@ def read_chapters(store: Store) -> BookInfo:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from pipeline.batch.resume import newest_records
     from pipeline.storage import retry
 
     parts = store.glob("metadata/part-*.parquet")
@@ -59,6 +60,10 @@ def read_chapters(store: Store) -> BookInfo:
         )
     tables = [retry(pq.read_table, p, filesystem=store.fs) for p in parts]
     rows = pa.concat_tables(tables, promote_options="permissive").to_pylist()
+    errors = [
+        r for p in store.glob("errors/*.parquet") for r in retry(pq.read_table, p, filesystem=store.fs).to_pylist()
+    ]
+    rows, _ = newest_records(rows, errors)  # a redone chapter once, in its newest revision
     columns = rows[0].keys() if rows else ()
     order = next((c for c in ORDER_COLUMNS if c in columns), None)
 

@@ -119,7 +119,7 @@ class PrepareStage:
             "max_duration": _pick(values.max_duration, g.max_duration),
         }
         try:
-            chunks = self.split(values.text, language)
+            chunks = self.split(values.text, language, voice)
         except StageError as exc:
             return record | {"error_stage": exc.stage, "error": str(exc)}
         except Exception as exc:
@@ -133,19 +133,43 @@ class PrepareStage:
                 "seed": chunk_seed(seed, c.index),
                 "est_seconds": c.est_seconds,
                 "paragraph_break_after": c.paragraph_break_after,
+                "voice": getattr(c, "voice", voice),
             }
             for c in chunks
         ]
         record["timings"] = {"prepare": time.perf_counter() - start}
         return record
 
-    def split(self, text: str, language: str) -> list:
+    def split(self, text: str, language: str, voice: str | None = None) -> list:
+        """The row's chunks; a text with `[voice: X]` tags or generation.speakers lines is cut into
+        voice segments first (pipeline/text/voices.py), so no chunk spans two voices."""
         from pipeline.longform import TextError, split_text
+        from pipeline.text.voices import VOICE_TAG
 
+        g = self.generation
+        if not (VOICE_TAG.search(text) or (g.speakers and ":" in text)):
+            try:
+                return split_text(text, self.segment, language=language, count_tokens=self.count_tokens)
+            except TextError as exc:
+                raise StageError(exc.stage, str(exc)) from None
+        return self.split_voiced(text, language, voice)
+
+    def split_voiced(self, text: str, language: str, voice: str | None) -> list:
+        from pipeline.batch.voices import resolve_voice_spec
+        from pipeline.text.voices import split_voiced_chunks
+
+        g, s = self.generation, self.segment
         try:
-            return split_text(text, self.segment, language=language, count_tokens=self.count_tokens)
-        except TextError as exc:
-            raise StageError(exc.stage, str(exc)) from None
+            chunks = split_voiced_chunks(
+                text, voice, g.speakers, language=language,
+                resolve=lambda spec: resolve_voice_spec(spec, g.voice_dirs), count_tokens=self.count_tokens,
+                max_tokens=s.max_tokens, target_seconds=s.target_seconds, max_seconds=s.max_seconds,
+            )  # fmt: skip
+        except ValueError as exc:  # an unknown speaker or voice, or a voice outside generation.voice_dirs
+            raise StageError("voice", str(exc)) from None
+        if not chunks:
+            raise StageError("segment", "text is empty (after normalisation there is nothing to say)")
+        return chunks
 
 
 def _pick(value, default):

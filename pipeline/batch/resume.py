@@ -330,3 +330,21 @@ def _read_part(store, path: str, wanted: list[str]) -> list[dict]:
             return part.read(columns=columns).to_pylist()
 
     return retry(read, budget_s=getattr(store, "retry_s", DEFAULT_RETRY_S), what=path)
+
+
+def newest_records(metadata: list[dict], errors: list[dict] = ()) -> tuple[list[dict], list[dict]]:
+    """Metadata and error rows reduced to each id's newest record, as read_committed_latest counts
+    them (highest revision; an ok record beats an error of the same revision). Error rows without
+    an id are kept as they are. Returns (ok rows, error rows) in their original order."""
+    best: dict = {}
+    for n, (ok, record) in enumerate([(True, r) for r in metadata] + [(False, e) for e in errors]):
+        row_id = record.get("id")
+        if row_id is None:
+            continue
+        rank = (record.get(REVISION) or 0, ok)
+        if row_id not in best or rank > best[row_id][0]:
+            best[row_id] = (rank, n)
+    keep = {n for _, n in best.values()}
+    ok_rows = [r for n, r in enumerate(metadata) if n in keep]
+    error_rows = [e for n, e in enumerate(errors, len(metadata)) if n in keep or e.get("id") is None]
+    return ok_rows, error_rows

@@ -63,6 +63,7 @@ class Chunk:
     seed: int
     est_seconds: float
     paragraph_break_after: bool
+    voice: str | None = None  # None: the row's voice
 
 
 @dataclass
@@ -156,4 +157,5 @@ def _chunk_record(job: Job) -> dict:
         "paragraph_break_after": job.chunk.paragraph_break_after,
         "measures": {k: float(v) for k, v in job.measures.items()},
         "transcript": job.transcript,
+        "voice": job.chunk.voice if job.chunk.voice is not None else job.row.voice_spec,
     }

@@ -20,6 +20,7 @@ def plan_type():
                 ("seed", pa.int64()),  # first attempt's seed (chunk_seed of the row seed)
                 ("est_seconds", pa.float64()),  # the segmenter's spoken-length estimate
                 ("paragraph_break_after", pa.bool_()),
+                ("voice", pa.string()),  # the voice spec speaking it ([voice: X], NAME:), else the row's
             ]
         )
     )
@@ -40,7 +41,8 @@ def chunk_type():
             ("duration_s", pa.float64()),
             ("dropped_text_tokens", pa.int32()),
             ("paragraph_break_after", pa.bool_()),  # finish joins with the longer pause after it
-            ("measures", pa.map_(pa.string(), pa.float64())),  # gate figures; wer, cer, speaker_similarity too
+            ("measures", pa.map_(pa.string(), pa.float64())),
+            ("voice", pa.string()),  # the voice spec that spoke it  # gate figures; wer, cer, speaker_similarity too
             ("transcript", pa.string()),  # what the speech check heard; null when quality.speech is off
         ]
     )

@@ -215,22 +215,33 @@ class EngineStage:
     # -- voices --------------------------------------------------------------------------------
 
     def _resolve_voice(self, row: Row) -> None:
-        spec = row.voice_spec
+        """Load the voice of the row and of each chunk (a multi-voice row names several), once per spec."""
+        speaker = self.quality.speaker
+        for job in row.jobs:
+            spec = job.chunk.voice if job.chunk.voice is not None else row.voice_spec
+            voice = self._load_voice(spec)
+            if isinstance(voice, Exception):
+                row.fail("voice", f"voice {spec!r} cannot be used: {voice}")
+                return
+            job.voice = voice
+            if spec == row.voice_spec:
+                row.voice = voice
+            if self.listen is not None and speaker is not None and speaker.reference == "voice_prompt":
+                self.listen.use_reference(_voice_key(row, spec), self._prompt_voice(spec, voice))
+        if not row.jobs:
+            voice = self._load_voice(row.voice_spec)
+            if isinstance(voice, Exception):
+                row.fail("voice", f"voice {row.voice_spec!r} cannot be used: {voice}")
+            else:
+                row.voice = voice
+
+    def _load_voice(self, spec):
         if spec not in self._voices:
             try:
                 self._voices[spec] = self.engine.load_voice(spec)
             except (ValueError, FileNotFoundError) as exc:
                 self._voices[spec] = exc
-        voice = self._voices[spec]
-        if isinstance(voice, Exception):
-            row.fail("voice", f"voice {spec!r} cannot be used: {voice}")
-            return
-        row.voice = voice
-        for job in row.jobs:
-            job.voice = voice
-        speaker = self.quality.speaker
-        if self.listen is not None and speaker is not None and speaker.reference == "voice_prompt":
-            self.listen.use_reference(_voice_key(row), self._prompt_voice(spec, voice))
+        return self._voices[spec]
 
     def _prompt_voice(self, spec, voice):
         """The speaker embedding of a voice prompt's own audio, once per spec; None falls back to first_chunk.
@@ -272,7 +283,10 @@ class EngineStage:
             step = []
             for row in rows:
                 if row.error is None and k < len(row.jobs):
-                    row.jobs[k].voice = row.voice if self._resets(k) else self._chain_voice(row.jobs[k - 1])
+                    job = row.jobs[k]
+                    # A voice change starts a new chain: chunk k-1's voice is another speaker's.
+                    same = k > 0 and job.chunk.voice == row.jobs[k - 1].chunk.voice
+                    job.voice = self._chain_voice(row.jobs[k - 1]) if same and not self._resets(k) else job.voice
                     step.append(row.jobs[k])
             self._run([j for j in step if j.row.error is None])
 
@@ -368,7 +382,7 @@ class EngineStage:
 
     def _listen_to(self, job: Job) -> None:
         assert self.listen is not None, "_listen_to needs the listening checks"
-        key, result = _voice_key(job.row), job.result
+        key, result = _voice_key(job.row, job.chunk.voice), job.result
         try:
             verdict = self.listen.judge(result.audio, result.sample_rate, job.chunk.text, key)
         except Exception as exc:
@@ -383,9 +397,9 @@ class EngineStage:
             self.listen.accept(key, verdict)
 
 
-def _voice_key(row: Row) -> tuple:
-    """Whose voice a chunk must keep: its row and voice spec (chain modes change the prompt, not the voice)."""
-    return (row.id, row.voice_spec)
+def _voice_key(row: Row, chunk_voice: str | None = None) -> tuple:
+    """Whose voice a chunk must keep: its row and its voice spec (chain modes change the prompt, not the voice)."""
+    return (row.id, chunk_voice if chunk_voice is not None else row.voice_spec)
 
 
 def _listen_device(engine, device: str) -> str:

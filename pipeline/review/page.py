@@ -48,6 +48,7 @@ def load_rows(store: Store) -> tuple[dict | None, list[RowView], list[RowView]]:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from pipeline.batch.resume import newest_records
     from pipeline.storage import retry
 
     try:
@@ -57,11 +58,12 @@ def load_rows(store: Store) -> tuple[dict | None, list[RowView], list[RowView]]:
     parts = store.glob("metadata/part-*.parquet")
     tables = [retry(pq.read_table, p, filesystem=store.fs) for p in parts]
     meta = pa.concat_tables(tables, promote_options="permissive").to_pylist() if tables else []
+    failed = [
+        r for p in store.glob("errors/*.parquet") for r in retry(pq.read_table, p, filesystem=store.fs).to_pylist()
+    ]
+    meta, failed = newest_records(meta, failed)  # a redone row once, as its newest revision
     done = [RowView(str(r["id"]), r) for r in meta]
-    errors = []
-    for path in store.glob("errors/*.parquet"):
-        for r in retry(pq.read_table, path, filesystem=store.fs).to_pylist():
-            errors.append(RowView(str(r.get("id")), error=(r.get("stage") or "?", r.get("error") or "")))
+    errors = [RowView(str(r.get("id")), error=(r.get("stage") or "?", r.get("error") or "")) for r in failed]
     if summary is None and not done and not errors:
         raise FileNotFoundError(
             f"{store.root} holds no run (no summary.json, metadata/ or errors/); point OUTPUT at a run's output.path"

@@ -295,3 +295,15 @@ def test_redo_names_never_meet_a_first_write():
     assert len(first) == len(ids) and len(redone) == 2 * len(ids) and not first & redone
     assert audio_name("a", "wav") == "a.wav" and audio_name("a", "wav", 3) == "r3/a.wav"
     assert part_keys(["a", "b"], [0, 2]) == ["a", "b@2"]
+
+
+def test_newest_records_keep_one_record_per_id_as_the_accounting_counts_them():
+    from pipeline.batch.resume import newest_records
+
+    meta = [{"id": "a", "revision": 0, "v": "old"}, {"id": "a", "revision": 1, "v": "new"}, {"id": "b"},
+            {"id": "c", "revision": 0}]
+    errors = [{"id": "b", "revision": 1, "stage": "quality"}, {"id": "c", "revision": 0, "stage": "generate"},
+              {"id": None, "stage": "manifest"}]
+    ok, failed = newest_records(meta, errors)
+    assert ok == [{"id": "a", "revision": 1, "v": "new"}, {"id": "c", "revision": 0}]  # ok beats an error at one revision
+    assert failed == [{"id": "b", "revision": 1, "stage": "quality"}, {"id": None, "stage": "manifest"}]

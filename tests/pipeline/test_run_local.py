@@ -260,3 +260,41 @@ def test_the_processor_adds_audio_and_metadata_columns_without_writing(ray_local
         assert len(sf.read(__import__("io").BytesIO(row["audio"]))[0]) == pytest.approx(row["duration_s"] * 24_000, abs=1)
     assert not out["blank"]["ok"] and out["blank"]["error_stage"] == "validate"
     assert not (tmp_path / "never").exists()  # the processor commits nothing
+
+
+def test_noise_from_random_weights_is_flagged_or_errored_by_the_speech_check_and_redone_on_request(
+        ray_local, tiny_weights, tmp_path):  # fmt: skip
+    rows = [{"id": f"n{i}", "text": f"Sentence number {i} is spoken here.", "voice": None, "seed": i, "chapter": i}
+            for i in range(3)]
+    manifest = write_manifest(tmp_path / "m.parquet", rows)
+    data = config_dict(manifest, tmp_path / "flag", tiny_weights)
+    data["quality"] = {"speech": {"backend": "pocketsphinx", "max_wer": 0.5}, "max_retries": 1, "on_fail": "flag"}
+    cfg = validate_config(data)
+    flagged = run(cfg, progress=False)
+    assert flagged["accounted"] and flagged["ok"] == 3 and flagged["this_run"]["flagged"] == 3
+    meta = read_parts(tmp_path / "flag" / "metadata")
+    for row in meta:  # every chunk was listened to, regenerated once, and its measures kept
+        assert row["flagged"] is True
+        for c in row["chunks"]:
+            measures = dict(c["measures"])
+            assert c["attempts"] == 2 and "wer" in c["failed"] and measures["wer"] > 0.5
+            assert c["transcript"] is not None
+
+    again = run(cfg, progress=False, redo="flagged")  # `barkpipe run CONFIG --redo flagged`
+    assert again["resume"]["redone_chosen"] == 3 and again["accounted"] and again["duplicate_metadata_rows"] == 0
+    assert sorted(r["revision"] for r in read_parts(tmp_path / "flag" / "metadata")) == [0, 0, 0, 1, 1, 1]
+    from pipeline.book import read_chapters
+    from pipeline.review.page import load_rows
+    from pipeline.storage import Store
+
+    store = Store.open(str(tmp_path / "flag"))
+    chapters = read_chapters(store).chapters  # the book and the review page see each row once, its newest take
+    assert [c.id for c in chapters] == ["n0", "n1", "n2"] and all(c.audio_path.startswith("audio/r1/") for c in chapters)
+    assert sorted(r.id for r in load_rows(store)[1]) == ["n0", "n1", "n2"]
+
+    data["output"]["path"] = str(tmp_path / "error")
+    data["quality"]["on_fail"] = "error"
+    errored = run(validate_config(data), progress=False)
+    assert errored["accounted"] and errored["ok"] == 0 and errored["errors"] == 3
+    errors = read_parts(tmp_path / "error" / "errors")
+    assert {e["stage"] for e in errors} == {"quality"} and all("wer" in e["error"] for e in errors)

@@ -190,3 +190,26 @@ def test_chain_and_gates_with_the_real_tiny_engine(tiny_weights):
         assert all(0 < c["duration_s"] <= 0.5 + 1e-6 for c in row["chunks"])
         assert decode(row["audio"]).shape[0] == pytest.approx(row["duration_s"] * SR, abs=1)
     assert rows[0]["model_checksum"].startswith("sha256:")
+
+
+def test_a_row_with_several_voices_speaks_each_chunk_in_its_own_voice():
+    text = "The narrator begins here. [voice: v2/en_speaker_0] Now the second voice speaks. [voice: default] Back."
+    stage, engine = stages()
+    out = run_stages(batch([("duo", text), ("bad", "Hello. [voice: ghost] Who?")]), stage=stage)
+    assert out["ok"].to_pylist() == [True, False]
+    chunks = out["chunks"][0].as_py()
+    assert [c["voice"] for c in chunks] == [None, "v2/en_speaker_0", None]  # never a chunk across two voices
+    spoken = {r.text: r.voice for call in engine.calls for r in call}
+    assert spoken["Now the second voice speaks."] == "v2/en_speaker_0"
+    assert spoken["The narrator begins here."] is None and spoken["Back."] is None
+    assert out["error_stage"][1].as_py() == "voice" and "ghost" in out["error"][1].as_py()
+
+
+def test_speaker_lines_use_the_configured_speakers():
+    cfg = config(generation={"speakers": {"ALICE": "v2/en_speaker_0"}})
+    stage, engine = stages(cfg)
+    out = run_stages(batch([("play", "Intro line.\n\nALICE: Hello there, I am Alice.\n\nThe end.")]), cfg=cfg,
+                     stage=stage)  # fmt: skip
+    voices = [c["voice"] for c in out["chunks"][0].as_py()]
+    assert voices == [None, "v2/en_speaker_0", None]
+    assert {r.text: r.voice for call in engine.calls for r in call}["Hello there, I am Alice."] == "v2/en_speaker_0"
