@@ -178,6 +178,7 @@ def run(cfg: RunConfig, *, progress: bool = True, verbose: bool = False, engine_
         totals = Progress()
         if prep.todo:
             execute_resuming(prep, totals, progress, verbose, engine_factory, lease, retry_errors, redo)
+            CrashLedger(store).clear_all()  # the actors are done: no note of this run means anything now
         lease.check()
         wall_s = time.perf_counter() - started
         return finish_summary(prep, totals, wall_s, read_committed_latest(store), run_id)

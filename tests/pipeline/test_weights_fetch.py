@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import filecmp
 import json
+import logging
 import multiprocessing
 import os
 import re
@@ -303,7 +304,16 @@ def test_unreachable_endpoint_fails_within_the_bound(tmp_path):
 
 
 @pytest.mark.slow
-def test_a_complete_cache_serves_when_the_endpoint_is_gone(tmp_path, caplog):
+class _Lines(logging.Handler):
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record):
+        self.lines.append(record.getMessage())
+
+
+def test_a_complete_cache_serves_when_the_endpoint_is_gone(tmp_path):
     server = MotoServer()
     endpoint = server.start()
     try:
@@ -312,8 +322,13 @@ def test_a_complete_cache_serves_when_the_endpoint_is_gone(tmp_path, caplog):
         folder = fetch_weights(f"s3://{bucket}/w", endpoint.storage_options, cache_dir=tmp_path)
     finally:
         server.stop()
-    assert fetch_weights(f"s3://{bucket}/w", endpoint.storage_options, cache_dir=tmp_path) == folder
-    assert "using the copy cached" in caplog.text
+    seen = _Lines()  # on the module's logger itself: other suites' logging setups may swap the root's handlers
+    logging.getLogger("pipeline.weights.fetch").addHandler(seen)
+    try:
+        assert fetch_weights(f"s3://{bucket}/w", endpoint.storage_options, cache_dir=tmp_path) == folder
+    finally:
+        logging.getLogger("pipeline.weights.fetch").removeHandler(seen)
+    assert any("using the copy cached" in line for line in seen.lines)
     (folder / "text.pt").unlink()  # not complete any more: the error comes through
     with pytest.raises(WeightsError, match="cannot connect"):
         fetch_weights(f"s3://{bucket}/w", endpoint.storage_options, cache_dir=tmp_path)
