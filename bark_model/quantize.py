@@ -1,4 +1,4 @@
-"""int8 Linear layers: int8 weights with one scale per output channel; on CPU, int8 activations too."""
+"""int8 Linear layers: int8 weights (a scale per output channel); on CPU, int8 activations (a scale per token)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,9 @@ FUSED_MAX_ROWS = 32  # above this many rows the fused CPU int8 x bf16 kernel los
 class Int8Linear(nn.Module):
     """y = x @ (int8 W * scale)^T; on CPU with `activations`, x is quantised to int8 too."""
 
+    weight: torch.Tensor  # buffers (register_buffer): named here so their type is known
+    scales: torch.Tensor
+
     def __init__(self, linear: nn.Linear, activations: bool = False):
         super().__init__()
         weight = linear.weight.detach().float()
@@ -22,31 +25,46 @@ class Int8Linear(nn.Module):
         self.register_buffer("scales", scales.to(linear.weight.dtype))
         self.bias = linear.bias
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        # fbgemm/oneDNN's prepacked form of the same int8 values (an opaque object: .to() leaves it on CPU).
-        self.packed = _prepack(self.weight, scales, linear.bias) if activations else None
+        self.packed = self.span = None
+        if activations:
+            # fbgemm's prepacked form of the same int8 values (opaque: .to() leaves it on CPU), and
+            # the row that pins the kernel's activation range (see dynamic); both stay fp32 on CPU.
+            assert self.in_features >= 2, "the range row needs two columns"
+            self.packed = _prepack(self.weight, scales)
+            self.span = torch.zeros(self.in_features)
+            self.span[:2] = torch.tensor([1.0, -1.0])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # Measured on a 2-core AVX-512 VNNI EPYC (bench/int8_micro.py): int8 activations win for
-        # every shape Bark has: fine windows (~1.3x bf16 per pass; attention is then half of
-        # it) and decode steps (~1.6x at batch 8), so there is no size threshold.
+        # On CPU int8 activations win at every shape Bark has (bench/int8_micro.py --cpu-clock, one
+        # thread of a 2-core AVX-512 VNNI EPYC; ms): a text decode step at batch 8 takes 35 (fp32 76,
+        # bf16 90, int8 weights only 79, one kernel call per row 46), a fine window pass 1116 (bf16
+        # 1470, fp32 2463), a coarse 887-token prefill 973 (bf16 1207). So no size threshold:
+        # weight-only int8 is for CUDA, where these kernels don't run.
         if self.packed is not None and x.device.type == "cpu":
             return self.dynamic(x)
         return self.weight_only(x)
 
     def dynamic(self, x: torch.Tensor) -> torch.Tensor:
-        """[B, T, K] or [B, K]: the kernel quantises x to int8 per call (VNNI int8 x int8 matmul).
+        """[..., K]: int8 x int8 (VNNI) with one activation scale per token, in one kernel call.
 
-        One call per batch row: the activation scale is then the row's own, so a row's output
-        never depends on which rows share its batch (a decode step's B calls reuse the weight
-        from cache, so this costs little).
+        fbgemm's dynamic kernel takes one activation range for the whole input. Dividing each
+        row by its own max |x| and appending one row that spans [-1, 1] pins that range to
+        [-1, 1], so every row is quantised on its own scale: a row's output never depends on
+        which rows share its batch, and one call serves the whole batch (the [-1, 1] grid of
+        255 steps is as fine as a symmetric int8 scale per token). The extra passes over x and y
+        cost ~5% of a fine window pass against one shared scale.
         """
-        if x.shape[0] == 1 and x.dtype == torch.float32:
-            return torch.ops.quantized.linear_dynamic(x, self.packed, False)
-        rows = x.reshape(x.shape[0], -1, x.shape[-1])  # [B, T, K]; a [B, K] input is B rows of one position
-        out = x.new_empty(*rows.shape[:-1], self.out_features)
-        for row, y in zip(rows.unbind(0), out.unbind(0), strict=True):
-            y.copy_(torch.ops.quantized.linear_dynamic(row.float(), self.packed, False))  # the copy casts too
-        return out.view(*x.shape[:-1], self.out_features)
+        assert self.packed is not None and self.span is not None, "built without activations=True"
+        x2d = x.reshape(-1, x.shape[-1])
+        peak = x2d.abs().amax(dim=1, keepdim=True).float().clamp_(min=1e-12)  # [M, 1]; an all-zero row stays 0
+        rows = torch.empty(x2d.shape[0] + 1, x2d.shape[1], dtype=torch.float32)  # [M + 1, K], all in [-1, 1]
+        torch.div(x2d, peak, out=rows[:-1])
+        rows[-1] = self.span
+        # reduce_range=False: full 8-bit activations (VNNI accumulates u8 x s8 products in int32).
+        y = torch.ops.quantized.linear_dynamic(rows, self.packed, False)[:-1].mul_(peak)  # [M, N]
+        if self.bias is not None:
+            y += self.bias
+        return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
 
     def weight_only(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -65,19 +83,20 @@ class Int8Linear(nn.Module):
         return y.reshape(*shape[:-1], self.out_features)
 
 
-def _prepack(weight: torch.Tensor, scales: torch.Tensor, bias: torch.Tensor | None):
+def _prepack(weight: torch.Tensor, scales: torch.Tensor):
     with warnings.catch_warnings():
         # torch 2.13 marks quantized tensors deprecated; the prepacked kernels are still its CPU int8 matmul.
         warnings.filterwarnings("ignore", message=".*quantize_per_channel.*")
         zero = torch.zeros(len(scales), dtype=torch.long)
         qweight = torch._make_per_channel_quantized_tensor(weight, scales.double(), zero, 0)
-    return torch.ops.quantized.linear_prepack(qweight, None if bias is None else bias.detach().float())
+    return torch.ops.quantized.linear_prepack(qweight, None)  # bias added after the row scales
 
 
 def quantize_int8(model: nn.Module, activations: bool = False) -> nn.Module:
     """Swap every nn.Linear for an Int8Linear in place (embeddings stay float: lookups are cheap).
 
-    activations=True (CPU only) also prepacks the weights for the int8-activation kernels.
+    activations=True (CPU only) also prepacks the weights for the int8-activation kernels; the
+    model's other layers should then stay fp32 (those kernels take and give fp32).
     """
     for name, child in list(model.named_children()):
         if isinstance(child, nn.Linear):

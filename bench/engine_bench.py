@@ -1,6 +1,6 @@
 """Side by side: audio-seconds per wall-second of ours, transformers and official Bark, same weights.
 
-    python3 bench/engine_bench.py --quick            # 2-core CPU, a few minutes (small, batch 1 and 8)
+    python3 bench/engine_bench.py --quick            # 2-core CPU, ~15 minutes (small, 8 texts of 2 s)
     python3 bench/engine_bench.py --gpu              # one H100/H200, ~10 minutes (large + small)
     python3 bench/engine_bench.py --dry              # tiny weights, seconds: checks the harness only
 
@@ -31,8 +31,8 @@ OUT = HERE / "out"
 SCHEMA = "barkpipe.engine_bench/1"
 MODES = {
     # sizes, batches (ours; hf/official get their own), tokens, precisions, repeats, warm-up, budget
-    "quick": dict(sizes="small", batches="8", hf_batches="8", tokens=64, systems="ours,hf,official",
-                  precisions="int8,fp32", hf_precisions="fp32", extra_batches="8", repeats=1,
+    "quick": dict(sizes="small", batches="8", hf_batches="8", tokens=100, systems="ours,hf,official",
+                  precisions="int8,fp32,bf16", hf_precisions="fp32", extra_batches="8", repeats=1,
                   warmup="short", agree_tokens=16, budget_s=0, official_precisions="int8", official_batches="8"),
     "gpu": dict(sizes="large,small", batches="1,8,64,256", hf_batches="1,8,64", tokens=256,
                 systems="ours,hf,official", precisions="fp16,bf16,int8,fp32", hf_precisions="fp16",

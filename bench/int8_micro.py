@@ -8,11 +8,13 @@ Passes timed (best of --repeats, after one warm-up): one fine-model pass over a 
 window (batch 1; the fine stage is 6 such passes per window per row), one coarse prefill of
 887 tokens (batch 1), and one KV-cache decode step of the text model at batch 1 and 8 (key
 length 400). Kernels: fp32 and bf16 (F.linear), `w8` (int8 weights, bf16 activations: the
-fused kernel for few rows, dequantise + bf16 matmul for many), `w8a8-fbgemm`
-(torch.ops.quantized.linear_dynamic on prepacked weights, one call per row so the activation
-scale is the row's own) and `w8a8-intmm` (per-token int8 activations, torch._int_mm, scales
-applied after). "attn" is the dtype of everything that is not a Linear (attention, LayerNorm,
-KV cache). A whole pass is timed, not one Linear, so weights come from memory as in a real run.
+fused kernel for few rows, dequantise + bf16 matmul for many), `w8a8-token` (the engine's:
+torch.ops.quantized.linear_dynamic on prepacked weights, one call, one activation scale per
+token), `w8a8-row` (one call per batch row, outputs copied together), `w8a8-tensor` (one call,
+one scale for the whole batch: not batch-invariant, the bound for the others) and `w8a8-intmm`
+(per-token int8 activations, torch._int_mm, scales applied after). "attn" is the dtype of
+everything that is not a Linear (attention, LayerNorm, KV cache). A whole pass is timed, not
+one Linear, so weights come from memory as in a real run.
 """
 
 from __future__ import annotations
@@ -38,8 +40,23 @@ def w8_weight_only(self, x):
     return Int8Linear.weight_only(self, x)
 
 
-def w8a8_fbgemm(self, x):
-    return Int8Linear.dynamic(self, x)  # what the engine runs on CPU
+def w8a8_token(self, x):
+    return Int8Linear.dynamic(self, x)  # what the engine runs on CPU: one call, a scale per token
+
+
+def w8a8_row(self, x):
+    """One call per batch row (its 1-1024 tokens share a scale), outputs copied into one tensor."""
+    rows = x.reshape(x.shape[0], -1, x.shape[-1])
+    out = x.new_empty(*rows.shape[:-1], self.out_features)
+    for row, y in zip(rows.unbind(0), out.unbind(0), strict=True):
+        y.copy_(torch.ops.quantized.linear_dynamic(row.float(), self.packed, False))
+    return out.view(*x.shape[:-1], self.out_features)
+
+
+def w8a8_tensor(self, x):
+    """One call, one scale for the whole batch: the fastest form, but rows then depend on each other."""
+    y = torch.ops.quantized.linear_dynamic(x.float().reshape(-1, x.shape[-1]), self.packed, False)
+    return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
 
 
 def w8a8_intmm(self, x):
@@ -52,7 +69,8 @@ def w8a8_intmm(self, x):
     return y.to(x.dtype).reshape(*x.shape[:-1], self.out_features)
 
 
-KERNELS = {"w8": w8_weight_only, "w8a8-fbgemm": w8a8_fbgemm, "w8a8-intmm": w8a8_intmm}
+KERNELS = {"w8": w8_weight_only, "w8a8-token": w8a8_token, "w8a8-row": w8a8_row, "w8a8-tensor": w8a8_tensor,
+           "w8a8-intmm": w8a8_intmm}  # fmt: skip
 
 
 class Patched(Int8Linear):
@@ -127,6 +145,8 @@ def main() -> None:
     p.add_argument("--size", default="small", choices=("tiny", "small", "large"))
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--only", help="comma-separated pass names to time (default: all)")
+    p.add_argument("--kernels", help=f"comma-separated int8 kernels to time (default: all of {', '.join(KERNELS)})")
+    p.add_argument("--attn", default="both", choices=("fp32", "bf16", "both"), help="dtype of the rest, int8 kernels")
     p.add_argument(
         "--cpu-clock",
         action="store_true",
@@ -143,7 +163,9 @@ def main() -> None:
     roles = {"text", "coarse", "fine"}
     base = {role: random_model(role, cfg[role], seed=i).eval() for i, role in enumerate(sorted(roles))}
     configs = [("fp32", None, torch.float32), ("bf16", None, torch.bfloat16)]
-    configs += [(k, k, attn) for k in KERNELS for attn in (torch.bfloat16, torch.float32)]
+    attns = {"fp32": [torch.float32], "bf16": [torch.bfloat16], "both": [torch.bfloat16, torch.float32]}[args.attn]
+    kernels = args.kernels.split(",") if args.kernels else list(KERNELS)
+    configs += [(k, k, attn) for k in kernels for attn in attns]
     print(f"load {os.getloadavg()[0]:.1f}, torch {torch.__version__}, threads {torch.get_num_threads()}, "
           f"quantized engine {torch.backends.quantized.engine}", flush=True)  # fmt: skip
     wanted = set(args.only.split(",")) if args.only else None

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Set
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -332,7 +332,7 @@ def _read_part(store, path: str, wanted: list[str]) -> list[dict]:
     return retry(read, budget_s=getattr(store, "retry_s", DEFAULT_RETRY_S), what=path)
 
 
-def newest_records(metadata: list[dict], errors: list[dict] = ()) -> tuple[list[dict], list[dict]]:
+def newest_records(metadata: list[dict], errors: Sequence[dict] = ()) -> tuple[list[dict], list[dict]]:
     """Metadata and error rows reduced to each id's newest record, as read_committed_latest counts
     them (highest revision; an ok record beats an error of the same revision). Error rows without
     an id are kept as they are. Returns (ok rows, error rows) in their original order."""
