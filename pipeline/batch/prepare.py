@@ -84,7 +84,7 @@ class PrepareStage:
 
     def prepare_row(self, raw: dict) -> dict:
         """One prepared record: the row's settings and chunk plan, or its error."""
-        from pipeline.batch.resume import raw_row_hash
+        from pipeline.batch.resume import raw_row_hash, row_hash
         from pipeline.batch.rowparse import display_id, parse_row
         from pipeline.batch.voices import resolve_voice_spec
 
@@ -94,8 +94,11 @@ class PrepareStage:
         record = {
             "id": row_id if isinstance(row_id, str) else None,
             "text": raw.get("text") if isinstance(raw.get("text"), str) else None,
-            # The same hash the driver computes from the manifest, so resume can tell a changed row.
-            "row_hash": raw_row_hash(raw, self.settings_hash, self.segment.max_text_chars),
+            # The same hash the driver computes from the manifest (resume.raw_row_hash), so resume can
+            # tell a changed row; from the values already parsed when the row parses.
+            "row_hash": row_hash(values, self.settings_hash)
+            if values is not None
+            else raw_row_hash(raw, self.settings_hash, self.segment.max_text_chars),
             "revision": self.revisions.get(row_id, 0) if isinstance(row_id, str) else 0,
         }
         if values is None:

@@ -113,19 +113,27 @@ class EngineStage:
         for row in live:
             self._resolve_voice(row)
         live = [r for r in live if r.error is None]
-        window_key = None
         if self.heartbeat is not None:
             self.heartbeat.begin()
-        if self.ledger is None:
+        try:  # an exception (the dataset then fails) must not leave a heartbeat that outlives the window
+            yield from self._generate_window(batch, rows, live, start)
+        finally:
+            if self.heartbeat is not None:
+                self.heartbeat.end()
+
+    def _generate_window(self, batch, rows: list[Row], live: list[Row], start: float) -> Iterator:
+        from pipeline.batch.crashes import CRASH_STAGE
+
+        ids = [str(r.id) for r in live]
+        window_key = None if self.ledger is None else self.ledger.window_key(ids)
+        if self.ledger is None or window_key is None:
             self._generate_rows(live)
+        elif self.ledger.seen(window_key):
+            log.warning("the last attempt at this window of %d rows ended its worker; going row by row", len(live))
+            self._generate_one_by_one(live)
         else:
-            window_key = self.ledger.window_key([str(r.id) for r in live])
-            if self.ledger.seen(window_key):
-                log.warning("the last attempt at this window of %d rows ended its worker; going row by row", len(live))
-                self._generate_one_by_one(live)
-            else:
-                self.ledger.note(window_key, [str(r.id) for r in live])
-                self._generate_rows(live)
+            self.ledger.note(window_key, ids)
+            self._generate_rows(live)
         if self.listen is not None:  # a row's chunks all live in this window: its references end with it
             for row in rows:
                 self.listen.forget(row.id)
@@ -138,11 +146,9 @@ class EngineStage:
         yield from self._handover(batch, rows)
         if self.ledger is not None and window_key is not None:  # handed over: its notes (poison rows' too) go
             for row in live:
-                if row.error is not None and row.error[0] == "crash":
+                if row.error is not None and row.error[0] == CRASH_STAGE:
                     self.ledger.clear(self.ledger.row_key(str(row.id)))
             self.ledger.clear(window_key)
-        if self.heartbeat is not None:
-            self.heartbeat.end()
 
     def _start_heartbeat(self, frozen_after_s: float) -> None:
         """Beats the driver's FrozenActorBreaker listens for (only inside a Ray actor)."""
