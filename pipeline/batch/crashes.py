@@ -9,11 +9,14 @@ row whose note is already there (it was in flight when a worker died a second ti
 row's error. The rest of the window, and the run, go on.
 
 A frozen actor (SIGSTOP, a hung driver call that stops every thread) ends nothing, so nothing
-retries it. Each engine actor therefore writes a heartbeat note from a thread of its own; the
-driver's `FrozenActorBreaker` kills an actor whose beat count has not moved for
+retries it. Each engine actor therefore writes a heartbeat note from a thread of its own, from the
+moment it starts, idle or not (frozen between two windows it still holds the next one, queued by
+Ray); the driver's `FrozenActorBreaker` kills an actor whose beat count has not moved for
 compute.frozen_after_s (timed by the driver, and only while the driver itself can read the
 storage, so an outage that stops every heartbeat kills nobody). Ray restarts it and retries the
-window, which the notes above then take row by row.
+window, which the notes above then take row by row. An actor that Ray already ended (scaled down,
+or the pool of an earlier attempt) only has its note removed, and at the end of a run the driver
+ends the actors it heard from before it removes their notes, so no late beat outlives the run.
 
 Notes live under `<output>/.barkpipe-inflight/`, written by whichever node runs the retry; the run
 holds the output's lease, and clears the folder when it starts, so no note outlives its run.
@@ -82,40 +85,22 @@ def heartbeat_key(actor_id: str) -> str:
 
 @dataclass
 class Heartbeat:
-    """An engine actor's beat while it works on a window: a counter written every `every_s` from a
-    daemon thread, and the note removed when the window is done (an idle actor holds no rows)."""
+    """An engine actor's beat: a counter written every `every_s` from a daemon thread, for as long
+    as the process runs (a frozen process stops every thread, this one too)."""
 
     ledger: CrashLedger
     actor_id: str
     every_s: float
     beats: int = 0
-    working: bool = False
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _wake: threading.Event = field(default_factory=threading.Event, repr=False)
 
     def start(self) -> Heartbeat:
         threading.Thread(target=self._loop, name="barkpipe-heartbeat", daemon=True).start()
         return self
 
-    def begin(self) -> None:
-        """A window starts: beat now and every every_s until end()."""
-        with self._lock:
-            self.working = True
-        self._wake.set()
-
-    def end(self) -> None:
-        """The window is handed over: no more beats, and the note goes (under the lock, so no late beat)."""
-        with self._lock:
-            self.working = False
-            self.ledger.clear(heartbeat_key(self.actor_id))
-
     def beat(self) -> None:
-        with self._lock:
-            if not self.working:
-                return
-            self.beats += 1
-            body = {"actor_id": self.actor_id, "beats": self.beats, "at": time.time()}
-            self.ledger.store.write(heartbeat_key(self.actor_id), json.dumps(body).encode())
+        self.beats += 1
+        body = {"actor_id": self.actor_id, "beats": self.beats, "at": time.time()}
+        self.ledger.store.write(heartbeat_key(self.actor_id), json.dumps(body).encode())
 
     def _loop(self) -> None:
         while True:
@@ -123,51 +108,74 @@ class Heartbeat:
                 self.beat()
             except Exception as exc:  # storage down: the breaker does not count time while it cannot read either
                 log.warning("heartbeat not written (%s: %s)", type(exc).__name__, exc)
-            self._wake.wait(self.every_s)
-            self._wake.clear()
+            time.sleep(self.every_s)
 
 
 @dataclass
 class FrozenActorBreaker:
     """Driver side: kills (so Ray restarts) every actor whose heartbeat stood still for frozen_after_s.
 
-    kill(actor_id) -> bool: ends an actor that Ray still counts alive (False when it is gone anyway).
+    kill(actor_id, restart) -> bool: ends an actor that Ray still counts alive, letting Ray restart
+    it or not; False when Ray had ended it already. It raises when the actor cannot be ended.
     """
 
     ledger: CrashLedger
     frozen_after_s: float
-    kill: Callable[[str], bool]
+    kill: Callable[[str, bool], bool]
     clock: Callable[[], float] = time.monotonic
     seen: dict = field(default_factory=dict)  # actor id -> (beats, driver time the count last moved)
-    killed: list = field(default_factory=list)
     _stop: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    def _notes(self) -> list[dict]:
+        paths = self.ledger.store.glob(f"{INFLIGHT}/alive-*.json")
+        return [json.loads(self.ledger.store.read(f"{INFLIGHT}/{p.rsplit('/', 1)[1]}")) for p in paths]
 
     def check(self) -> list[str]:
         """One look at the heartbeats; returns the actors killed now."""
         now = self.clock()
         try:
-            paths = self.ledger.store.glob(f"{INFLIGHT}/alive-*.json")
-            notes = [json.loads(self.ledger.store.read(f"{INFLIGHT}/{p.rsplit('/', 1)[1]}")) for p in paths]
+            notes = self._notes()
         except Exception as exc:
             log.warning("heartbeats not readable (%s); not judging frozen actors until they are", exc)
             self.seen = {a: (beats, now) for a, (beats, _) in self.seen.items()}
             return []
-        frozen = []
+        killed = []
         for note in notes:
             actor, beats = note.get("actor_id"), note.get("beats")
             last = self.seen.get(actor)
             if last is None or last[0] != beats:
                 self.seen[actor] = (beats, now)
-            elif now - last[1] > self.frozen_after_s and actor not in self.killed:
-                frozen.append(actor)
-        done = []
-        for actor in frozen:
-            if self.kill(actor):
+            elif now - last[1] > self.frozen_after_s and self._end(actor, restart=True):
                 log.warning("engine actor %s sent no heartbeat for %.0f s (frozen?); killed it so Ray restarts it "
                             "and retries its rows", actor, self.frozen_after_s)  # fmt: skip
-                done.append(actor)
-            self.killed.append(actor)
-        return done
+                killed.append(actor)
+        return killed
+
+    def _end(self, actor: str, restart: bool) -> bool:
+        """End the actor and drop its note (a restarted actor writes a fresh one); True if it was alive."""
+        try:
+            alive = self.kill(actor, restart)
+        except Exception as exc:
+            log.warning("could not end engine actor %s (%s: %s); trying again later", actor, type(exc).__name__, exc)
+            self.seen[actor] = (self.seen.get(actor, (None, 0.0))[0], self.clock())
+            return False
+        self.seen.pop(actor, None)
+        try:
+            self.ledger.store.remove(heartbeat_key(actor))
+        except Exception as exc:  # judged again later: the kill is then a no-op
+            log.warning("heartbeat note of %s not removed (%s)", actor, exc)
+        return alive
+
+    def retire(self) -> None:
+        """The run's actors are done: end those still beating, so no note is written after this."""
+        try:
+            actors = [n.get("actor_id") for n in self._notes()]
+        except Exception as exc:
+            log.warning("heartbeats not readable at the end of the run (%s)", exc)
+            return
+        for actor in actors:
+            if actor:
+                self._end(actor, restart=False)
 
     def start(self) -> FrozenActorBreaker:
         def loop() -> None:

@@ -257,6 +257,8 @@ def execute(prep: Prepared, totals: Progress, progress: bool, verbose: bool = Fa
                 bar.set_postfix_str(
                     f"audio {totals.audio_s:.1f}s ({totals.audio_s / elapsed:.2f} s/s) errors {totals.errors}"
                 )
+        if c.frozen_after_s:
+            breaker.retire()  # before the run clears its notes: an actor Ray has not ended yet beats no more
     except BaseException as exc:
         gc.collect()  # a failed execution's actors hold their CPUs/GPUs until collected
         if type(exc).__name__ == "GetTimeoutError" and "starting actors" in str(exc):
@@ -275,17 +277,16 @@ def execute(prep: Prepared, totals: Progress, progress: bool, verbose: bool = Fa
             ray.shutdown()
 
 
-def kill_actor(actor_id: str) -> bool:
-    """Force-kill a Ray actor by id and let Ray restart it (its task is retried); False if it cannot be."""
+def kill_actor(actor_id: str, restart: bool = True) -> bool:
+    """Force-kill a Ray actor by id, letting Ray restart it (its task is retried) or not; False if it was dead."""
     import ray
+    from ray._private.state import actors
 
-    try:
-        # Ray Data's actors are unnamed, so there is no handle to ray.kill(); this is what ray.kill calls.
-        core_worker = ray._private.worker.global_worker.core_worker  # type: ignore[attr-defined]  # set by connect()
-        core_worker.kill_actor(ray.ActorID.from_hex(actor_id), False)
-    except Exception as exc:
-        log.warning("could not kill actor %s: %s", actor_id, exc)
+    if actors(actor_id=actor_id).get("State", "DEAD") == "DEAD":  # scaled down, or an earlier attempt's pool
         return False
+    # Ray Data's actors are unnamed, so there is no handle to ray.kill(); this is what ray.kill calls.
+    core_worker = ray._private.worker.global_worker.core_worker  # type: ignore[attr-defined]  # set by connect()
+    core_worker.kill_actor(ray.ActorID.from_hex(actor_id), not restart)
     return True
 
 

@@ -113,13 +113,7 @@ class EngineStage:
         for row in live:
             self._resolve_voice(row)
         live = [r for r in live if r.error is None]
-        if self.heartbeat is not None:
-            self.heartbeat.begin()
-        try:  # an exception (the dataset then fails) must not leave a heartbeat that outlives the window
-            yield from self._generate_window(batch, rows, live, start)
-        finally:
-            if self.heartbeat is not None:
-                self.heartbeat.end()
+        yield from self._generate_window(batch, rows, live, start)
 
     def _generate_window(self, batch, rows: list[Row], live: list[Row], start: float) -> Iterator:
         from pipeline.batch.crashes import CRASH_STAGE

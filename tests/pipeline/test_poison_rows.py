@@ -132,21 +132,37 @@ def test_an_actor_whose_heartbeat_stands_still_is_killed_once_and_an_outage_kill
     ledger = CrashLedger.open(str(tmp_path))
     now = [0.0]
     killed = []
-    breaker = FrozenActorBreaker(ledger, 60.0, kill=lambda a: killed.append(a) or True, clock=lambda: now[0])
-    alive, frozen = Heartbeat(ledger, "aa11", 12.0), Heartbeat(ledger, "ff00", 12.0)
-    alive.begin(), frozen.begin()  # both working on a window (no thread started: beats by hand)
-    alive.beat(), frozen.beat()
+    state = {"aa11": "ALIVE", "ff00": "ALIVE", "dd33": "DEAD"}
+
+    def kill(actor, restart):
+        killed.append((actor, restart))
+        was_alive, state[actor] = state[actor] == "ALIVE", "RESTARTING" if restart else "DEAD"
+        return was_alive
+
+    breaker = FrozenActorBreaker(ledger, 60.0, kill=kill, clock=lambda: now[0])
+    alive, frozen, gone = (Heartbeat(ledger, a, 12.0) for a in ("aa11", "ff00", "dd33"))
+    alive.beat(), frozen.beat(), gone.beat()  # no thread started: beats by hand; "dd33" was scaled down
     for _ in range(4):  # 0-60 s: "aa11" beats every 20 s, "ff00" stopped (SIGSTOP freezes all its threads)
         assert breaker.check() == []
         now[0] += 20.0
         alive.beat()
-    assert breaker.check() == ["ff00"] and killed == ["ff00"]  # 80 s without a beat
+    assert breaker.check() == ["ff00"]  # 80 s without a beat; "dd33" was gone already: not reported killed
+    assert sorted(killed) == [("dd33", True), ("ff00", True)]
+    assert sorted(p.name for p in (tmp_path / INFLIGHT).glob("alive-*")) == ["alive-aa11.json"]
     for _ in range(5):
         now[0] += 20.0
         alive.beat()
-        assert breaker.check() == [] and killed == ["ff00"]  # killed once; Ray restarts it under a new beat
+        assert breaker.check() == [] and len(killed) == 2  # killed once: its note went with it
+    restarted = Heartbeat(ledger, "ff00", 12.0)  # Ray restarts an actor under the same id, counting from 1
+    restarted.beat()
+    assert breaker.check() == []
+    for _ in range(4):
+        now[0] += 20.0
+        alive.beat()
+        breaker.check()
+    assert killed[-1] == ("ff00", True)  # frozen again: judged again
 
-    quiet = FrozenActorBreaker(ledger, 60.0, kill=lambda a: pytest.fail(f"{a} killed during an outage"),
+    quiet = FrozenActorBreaker(ledger, 60.0, kill=lambda a, r: pytest.fail(f"{a} killed during an outage"),
                                clock=lambda: now[0])
     quiet.check()
     broken = ledger.store.read
@@ -160,7 +176,27 @@ def test_an_actor_whose_heartbeat_stands_still_is_killed_once_and_an_outage_kill
     ledger.store.read = broken
     alive.beat()
     assert quiet.check() == []  # the clock for each actor restarted when reading came back
-    alive.end()
-    assert not (tmp_path / INFLIGHT / "alive-aa11.json").exists()  # an idle actor has no note to judge
-    alive.beat()
-    assert not (tmp_path / INFLIGHT / "alive-aa11.json").exists()
+
+    breaker.retire()  # the run is over: actors still beating are ended for good, their notes removed
+    assert killed[-1] == ("aa11", False) and not list((tmp_path / INFLIGHT).glob("alive-*"))
+
+
+def test_a_failed_kill_is_tried_again_a_deadline_later(tmp_path):
+    from pipeline.batch.crashes import FrozenActorBreaker, Heartbeat
+
+    ledger = CrashLedger.open(str(tmp_path))
+    now, tries = [0.0], []
+
+    def kill(actor, restart):
+        tries.append(now[0])
+        if len(tries) == 1:
+            raise RuntimeError("GCS busy")
+        return True
+
+    breaker = FrozenActorBreaker(ledger, 60.0, kill=kill, clock=lambda: now[0])
+    Heartbeat(ledger, "ff00", 12.0).beat()
+    for _ in range(12):
+        breaker.check()
+        now[0] += 15.0
+    assert tries == [75.0, 150.0]  # the first try failed: the note stayed and its clock started again
+    assert not list((tmp_path / INFLIGHT).glob("alive-*"))
