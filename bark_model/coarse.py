@@ -19,7 +19,7 @@ from bark_model.constants import (
     SEMANTIC_TO_COARSE_RATIO,
 )
 from bark_model.decode_step import StepRunner
-from bark_model.gpt import GPT, KVCache
+from bark_model.gpt import GPT, KVCache, cache_dtype
 from bark_model.sampling import RowSampling, sample
 
 MAX_SEMANTIC_IN_WINDOW = int(np.floor(MAX_COARSE_HISTORY / SEMANTIC_TO_COARSE_RATIO))  # 209
@@ -131,7 +131,9 @@ class CoarseWorkspace:
     def __init__(self, model: GPT, batch: int, sampling: RowSampling, use_graphs: bool, compile: bool = False):
         device, dtype = model.wte.weight.device, model.wte.weight.dtype
         self.model, self.batch = model, batch
-        self.cache = KVCache.allocate(model.config, batch, WINDOW_PREFIX_MAX + COARSE_WINDOW, device, dtype)
+        self.cache = KVCache.allocate(
+            model.config, batch, WINDOW_PREFIX_MAX + COARSE_WINDOW, device, cache_dtype(model, dtype)
+        )
         self.logits = torch.zeros(batch, model.config.output_vocab_size, dtype=dtype, device=device)
         self.generated = torch.zeros(batch, MAX_COARSE_STEPS, dtype=torch.int64, device=device)
         self.pos = torch.zeros(batch, dtype=torch.int64, device=device)

@@ -12,11 +12,20 @@ from bark_model.config import GPTConfig
 
 
 class CausalSelfAttention(nn.Module):
+    # The dtype attention and the KV cache are kept in; None: the input's (see set_attention_dtype).
+    attention_dtype: torch.dtype | None = None
+
     def __init__(self, config: GPTConfig):
         super().__init__()
         self.n_head = config.n_head
         self.c_attn = nn.Linear(config.n_embd, 3 * config.n_embd, bias=config.bias)
         self.c_proj = nn.Linear(config.n_embd, config.n_embd, bias=config.bias)
+
+    def attend(self, q, k, v, **kwargs) -> torch.Tensor:
+        """scaled_dot_product_attention in attention_dtype, the result in q's dtype."""
+        dtype = self.attention_dtype or q.dtype
+        y = F.scaled_dot_product_attention(q.to(dtype), k.to(dtype), v.to(dtype), **kwargs)
+        return y.to(q.dtype)
 
     def forward(self, x, cache_k=None, cache_v=None, positions=None, kv_len=None, slots=None):
         B, T, C = x.shape
@@ -26,14 +35,14 @@ class CausalSelfAttention(nn.Module):
         k = k.view(B, T, self.n_head, C // self.n_head)
         v = v.view(B, T, self.n_head, C // self.n_head)
         if cache_k is None:
-            y = F.scaled_dot_product_attention(q, k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
+            y = self.attend(q, k.transpose(1, 2), v.transpose(1, 2), is_causal=True)
         else:
             # Each row writes its new keys at its own positions, so rows may sit at different
             # positions (different prompt lengths, rows admitted mid-run) without padding.
             # `slots` [B] picks the cache rows of a subset (rows admitted mid-run); else all rows.
             rows = (torch.arange(B, device=x.device) if slots is None else slots)[:, None]  # [B, 1]
-            cache_k[rows, :, positions] = k  # indexed view is [B, T, H, hd]
-            cache_v[rows, :, positions] = v
+            cache_k[rows, :, positions] = k.to(cache_k.dtype)  # indexed view is [B, T, H, hd]
+            cache_v[rows, :, positions] = v.to(cache_v.dtype)
             keys = torch.arange(kv_len, device=x.device)
             # A key is visible to a query iff it sits at or before the query's position;
             # stale entries from an earlier row in this slot are always in the future.
@@ -41,7 +50,7 @@ class CausalSelfAttention(nn.Module):
             k_all, v_all = cache_k[:, :, :kv_len], cache_v[:, :, :kv_len]
             if slots is not None:
                 k_all, v_all = k_all[slots], v_all[slots]
-            y = F.scaled_dot_product_attention(q, k_all, v_all, attn_mask=mask)
+            y = self.attend(q, k_all, v_all, attn_mask=mask)
         y = y.transpose(1, 2).contiguous().view(B, T, C)
         return self.c_proj(y)
 
@@ -79,8 +88,23 @@ class NonCausalSelfAttention(CausalSelfAttention):
     def forward(self, x):
         B, T, C = x.shape
         q, k, v = (t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in self.c_attn(x).split(C, dim=2))
-        y = F.scaled_dot_product_attention(q, k, v)
+        y = self.attend(q, k, v)
         return self.c_proj(y.transpose(1, 2).contiguous().view(B, T, C))
+
+
+def set_attention_dtype(model: nn.Module, dtype: torch.dtype | None) -> None:
+    """Attend (and keep the KV cache) in `dtype`, whatever the Linears run in (None: the model's)."""
+    for module in model.modules():
+        if isinstance(module, CausalSelfAttention):
+            module.attention_dtype = dtype
+
+
+def cache_dtype(model: nn.Module, default: torch.dtype) -> torch.dtype:
+    """The dtype a KV cache for `model` is allocated in."""
+    for module in model.modules():
+        if isinstance(module, CausalSelfAttention):
+            return module.attention_dtype or default
+    return default
 
 
 @dataclass

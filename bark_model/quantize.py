@@ -25,12 +25,18 @@ class Int8Linear(nn.Module):
         self.register_buffer("scales", scales.to(linear.weight.dtype))
         self.bias = linear.bias
         self.in_features, self.out_features = linear.in_features, linear.out_features
-        self.packed = self.span = None
+        self.packed = self.packed_amx = self.span = None
         if activations:
             # fbgemm's prepacked form of the same int8 values (opaque: .to() leaves it on CPU), and
             # the row that pins the kernel's activation range (see dynamic); both stay fp32 on CPU.
             assert self.in_features >= 2, "the range row needs two columns"
             self.packed = _prepack(self.weight, scales)
+            # Where the CPU has AMX, oneDNN's int8 kernel runs prefills and fine windows ~2x faster
+            # than fbgemm's (a [1024, 768] x [768, 3072] pass: 4.6 against 9.8 ms at 887 rows, 2
+            # threads) but loses at decode steps (0.22 against 0.08 ms for one row). Without AMX
+            # only fbgemm was measured, so it does everything there.
+            if has_amx():
+                self.packed_amx = _prepack(self.weight, scales, "onednn")
             self.span = torch.zeros(self.in_features)
             self.span[:2] = torch.tensor([1.0, -1.0])
 
@@ -61,10 +67,19 @@ class Int8Linear(nn.Module):
         torch.div(x2d, peak, out=rows[:-1])
         rows[-1] = self.span
         # reduce_range=False: full 8-bit activations (VNNI accumulates u8 x s8 products in int32).
-        y = torch.ops.quantized.linear_dynamic(rows, self.packed, False)[:-1].mul_(peak)  # [M, N]
+        y = torch.ops.quantized.linear_dynamic(rows, self.kernel_for(x), False)[:-1].mul_(peak)  # [M, N]
         if self.bias is not None:
             y += self.bias
         return y.to(x.dtype).view(*x.shape[:-1], self.out_features)
+
+    def kernel_for(self, x: torch.Tensor):
+        """The packed weights for input x: oneDNN's for rows of many tokens where there is AMX.
+
+        The choice follows the tokens per row (1 in a decode step), never the batch, so a row's
+        output stays independent of the rows beside it (the two kernels round differently).
+        """
+        many = self.packed_amx is not None and x.dim() == 3 and x.shape[1] > 1
+        return self.packed_amx if many else self.packed
 
     def weight_only(self, x: torch.Tensor) -> torch.Tensor:
         shape = x.shape
@@ -83,13 +98,28 @@ class Int8Linear(nn.Module):
         return y.reshape(*shape[:-1], self.out_features)
 
 
-def _prepack(weight: torch.Tensor, scales: torch.Tensor):
-    with warnings.catch_warnings():
-        # torch 2.13 marks quantized tensors deprecated; the prepacked kernels are still its CPU int8 matmul.
-        warnings.filterwarnings("ignore", message=".*quantize_per_channel.*")
-        zero = torch.zeros(len(scales), dtype=torch.long)
-        qweight = torch._make_per_channel_quantized_tensor(weight, scales.double(), zero, 0)
-    return torch.ops.quantized.linear_prepack(qweight, None)  # bias added after the row scales
+def _prepack(weight: torch.Tensor, scales: torch.Tensor, engine: str | None = None):
+    """Packed weights for `engine`'s kernels (default: torch's); calls dispatch on the packed form."""
+    previous = torch.backends.quantized.engine
+    try:
+        torch.backends.quantized.engine = engine or previous
+        with warnings.catch_warnings():
+            # torch 2.13 marks quantized tensors deprecated; the prepacked kernels are still its CPU int8 matmul.
+            warnings.filterwarnings("ignore", message=".*quantize_per_channel.*")
+            zero = torch.zeros(len(scales), dtype=torch.long)
+            qweight = torch._make_per_channel_quantized_tensor(weight, scales.double(), zero, 0)
+        return torch.ops.quantized.linear_prepack(qweight, None)  # bias added after the row scales
+    finally:
+        torch.backends.quantized.engine = previous
+
+
+def has_amx() -> bool:
+    """The CPU has AMX int8 and bf16 tiles, and torch has oneDNN's int8 kernels for them."""
+    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    return (
+        bool(capabilities.get("amx_int8") and capabilities.get("amx_bf16"))
+        and "onednn" in torch.backends.quantized.supported_engines
+    )
 
 
 def quantize_int8(model: nn.Module, activations: bool = False) -> nn.Module:

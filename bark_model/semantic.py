@@ -17,7 +17,7 @@ from bark_model.constants import (
     SEMANTIC_VOCAB_SIZE,
 )
 from bark_model.decode_step import StepRunner
-from bark_model.gpt import GPT, KVCache
+from bark_model.gpt import GPT, KVCache, cache_dtype
 from bark_model.sampling import RowSampling, sample
 
 PREFIX_LEN = MAX_TEXT_TOKENS + 1  # merged text+history slots, then the infer token
@@ -72,7 +72,7 @@ class SemanticWorkspace:
     def __init__(self, model: GPT, slots: int, max_tokens: int, use_graphs: bool, compile: bool = False):
         device, dtype = model.wte.weight.device, model.wte.weight.dtype
         self.model, self.slots, self.max_tokens = model, slots, max_tokens
-        self.cache = KVCache.allocate(model.config, slots, PREFIX_LEN + max_tokens, device, dtype)
+        self.cache = KVCache.allocate(model.config, slots, PREFIX_LEN + max_tokens, device, cache_dtype(model, dtype))
         zeros = lambda dtype: torch.zeros(slots, dtype=dtype, device=device)  # noqa: E731
         self.logits = torch.zeros(slots, model.config.output_vocab_size, dtype=dtype, device=device)
         self.out = torch.zeros(slots, max_tokens, dtype=torch.int64, device=device)

@@ -1,8 +1,9 @@
 """Reduced precisions against fp32 on the same weights: logit error and teacher-forced top-1 agreement.
 
 int8 is tested in both of its forms: `int8` as the engine runs it on CPU (every Linear with int8
-weights and int8 activations, one activation scale per token, the rest fp32) and `int8-weights`
-as on CUDA (int8 weights, bf16 activations).
+weights and int8 activations, one activation scale per token, the rest fp32, with attention and
+KV cache in bf16 where the CPU has AMX) and `int8-weights` as on CUDA (int8 weights, bf16
+activations).
 """
 
 import copy
@@ -12,8 +13,8 @@ import torch
 
 from bark_model import BarkEngine
 from bark_model.checkpoints import detect_layout, load_models
-from bark_model.gpt import KVCache
-from bark_model.quantize import Int8Linear, quantize_int8
+from bark_model.gpt import KVCache, cache_dtype, set_attention_dtype
+from bark_model.quantize import Int8Linear, has_amx, quantize_int8
 
 # Largest |logit error| / max |logit| measured on tiny random weights, with headroom (~1.5-2x).
 TOLERANCE = {"fp16": 3e-3, "bf16": 2e-2, "int8-weights": 3e-2, "int8": 4e-2}
@@ -34,6 +35,8 @@ def reduced(model, precision):
         cpu_form = precision == "int8"
         model = quantize_int8(model, activations=cpu_form)
         assert any(isinstance(m, Int8Linear) for m in model.modules())
+        if cpu_form and has_amx():  # as the engine runs it there: attention and KV cache in bf16
+            set_attention_dtype(model, torch.bfloat16)
         return model.to(torch.float32 if cpu_form else torch.bfloat16)
     return model.to({"fp16": torch.float16, "bf16": torch.bfloat16}[precision])
 
@@ -74,7 +77,7 @@ def test_int8_decode_steps_teacher_forced(fp32_models, role):
     ids = torch.randint(0, model.config.input_vocab_size, (B, prefix + steps), generator=g)
     with torch.no_grad():
         ref = model(ids)[:, prefix - 1 : -1]  # [B, steps, V]: logits predicting each fed token
-        cache = KVCache.allocate(model.config, B, prefix + steps, "cpu", torch.float32)
+        cache = KVCache.allocate(model.config, B, prefix + steps, "cpu", cache_dtype(quant, torch.float32))
         last = torch.full((B,), prefix - 1)
         out = [quant(ids[:, :prefix], positions=torch.arange(prefix).expand(B, prefix), cache=cache, kv_len=prefix,
                      logit_index=last)]  # fmt: skip
@@ -121,7 +124,27 @@ def test_int8_token_scales_ignore_neighbours_in_a_decode_step():
 def test_weight_only_int8_has_no_prepacked_kernels(fp32_models):
     """The CUDA form (activations=False) keeps only int8 tensors that .to(device) can move."""
     quant = quantize_int8(copy.deepcopy(fp32_models["coarse"]), activations=False)
-    assert all(m.packed is None for m in quant.modules() if isinstance(m, Int8Linear))
+    assert all(m.packed is None and m.packed_amx is None for m in quant.modules() if isinstance(m, Int8Linear))
+
+
+def test_amx_kernel_runs_multi_token_rows_and_agrees_with_fbgemm():
+    """Where the CPU has AMX, rows of many tokens (prefills, fine windows) take oneDNN's kernel and
+    one-token rows fbgemm's; both give the int8 product, so they agree to float rounding."""
+    if not has_amx():
+        pytest.skip("this CPU has no AMX int8: fbgemm runs every shape")
+    g = torch.Generator().manual_seed(4)
+    linear = torch.nn.Linear(96, 80, bias=True)
+    layer = Int8Linear(linear, activations=True)
+    x = torch.randn(2, 33, 96, generator=g)
+    assert layer.kernel_for(x) is layer.packed_amx and layer.kernel_for(x[:, :1]) is layer.packed
+    with torch.no_grad():
+        amx = layer(x)
+        fbgemm_only = copy.copy(layer)
+        fbgemm_only.packed_amx = None
+        reference = fbgemm_only(x)
+        steps = torch.cat([layer(x[:, t : t + 1]) for t in range(33)], dim=1)  # decode-step shape: fbgemm
+    assert torch.equal(steps, reference)
+    assert ((amx - reference).abs().max() / reference.abs().max()).item() < 1e-5
 
 
 def test_cpu_engine_int8_uses_int8_activations_and_generates(tiny_suno):
