@@ -1,6 +1,7 @@
 """Side by side: audio-seconds per wall-second of ours, transformers and official Bark, same weights.
 
-    python3 bench/engine_bench.py --quick            # 2-core CPU, ~15 minutes (small, 8 texts of 2 s)
+    python3 bench/engine_bench.py --quick            # 2-core CPU, a few minutes (small, 4 texts of 2 s): make bench
+    python3 bench/engine_bench.py --cpu              # 2-core CPU, ~10 minutes (small, 8 texts of 2 s): CPU targets
     python3 bench/engine_bench.py --gpu              # one H100/H200, ~10 minutes (large + small)
     python3 bench/engine_bench.py --dry              # tiny weights, seconds: checks the harness only
 
@@ -31,9 +32,12 @@ OUT = HERE / "out"
 SCHEMA = "barkpipe.engine_bench/1"
 MODES = {
     # sizes, batches (ours; hf/official get their own), tokens, precisions, repeats, warm-up, budget
-    "quick": dict(sizes="small", batches="8", hf_batches="8", tokens=100, systems="ours,hf,official",
-                  precisions="int8,fp32,bf16", hf_precisions="fp32", extra_batches="8", repeats=1,
-                  warmup="short", agree_tokens=16, budget_s=0, official_precisions="int8", official_batches="8"),
+    "quick": dict(sizes="small", batches="4", hf_batches="4", tokens=100, systems="ours,hf,official",
+                  precisions="int8,fp32", hf_precisions="fp32", extra_batches="4", repeats=1,
+                  warmup="short", agree_tokens=16, budget_s=0, official_precisions="int8", official_batches="4"),
+    "cpu": dict(sizes="small", batches="8", hf_batches="8", tokens=100, systems="ours,hf,official",
+                precisions="int8,fp32,bf16", hf_precisions="fp32", extra_batches="8", repeats=1,
+                warmup="short", agree_tokens=16, budget_s=0, official_precisions="int8", official_batches="8"),
     "gpu": dict(sizes="large,small", batches="1,8,64,256", hf_batches="1,8,64", tokens=256,
                 systems="ours,hf,official", precisions="fp16,bf16,int8,fp32", hf_precisions="fp16",
                 extra_batches="1,64", repeats=2, warmup="short", agree_tokens=256, budget_s=540,
@@ -425,7 +429,7 @@ def settings_of(args) -> dict:
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     mode = p.add_mutually_exclusive_group()
-    for name in ("quick", "gpu", "dry"):
+    for name in ("quick", "cpu", "gpu", "dry"):
         mode.add_argument(f"--{name}", action="store_const", const=name, dest="mode", help=f"preset: {MODES[name]}")
     ints = lambda s: [int(x) for x in s.split(",") if x]  # noqa: E731
     strs = lambda s: [x for x in s.split(",") if x]  # noqa: E731

@@ -7,7 +7,7 @@ import logging
 import math
 import os
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
@@ -297,13 +297,35 @@ def ensure_ray(verbose: bool = False) -> bool:
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
         return False
-    if os.environ.get("RAY_ADDRESS"):
-        ray.init(address="auto", log_to_driver=verbose)
-    else:
-        from pipeline.batch.localray import start_local_ray
+    with _quiet_core_logs(not verbose):
+        if os.environ.get("RAY_ADDRESS"):
+            ray.init(address="auto", log_to_driver=verbose)
+        else:
+            from pipeline.batch.localray import start_local_ray
 
-        start_local_ray(log_to_driver=verbose)  # token auth on, dashboard off: only this run gets in
+            start_local_ray(log_to_driver=verbose)  # token auth on, dashboard off: only this run gets in
     return True
+
+
+@contextmanager
+def _quiet_core_logs(quiet: bool):
+    """Ray's C++ logs at FATAL only for the processes ray.init starts (the driver's core worker and,
+    for a local cluster, its own daemons), unless the user set RAY_BACKEND_LOG_LEVEL.
+
+    Ray Data hands every actor its transformer as an object reference, so with max_restarts > 0 the
+    driver's core worker prints an E-level "constructor arguments in the object store" line on
+    every run (ray-project/ray#53727), harmless here: a restarted actor re-reads a transformer the
+    driver still holds. Failures reach the driver as Python exceptions either way; `--verbose`
+    keeps Ray's default levels.
+    """
+    if not quiet or "RAY_BACKEND_LOG_LEVEL" in os.environ:
+        yield
+        return
+    os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"
+    try:
+        yield
+    finally:
+        os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
 
 
 def quiet_ray_console() -> None:
