@@ -115,7 +115,7 @@ def _prepack(weight: torch.Tensor, scales: torch.Tensor, engine: str | None = No
 
 def has_amx() -> bool:
     """The CPU has AMX int8 and bf16 tiles, and torch has oneDNN's int8 kernels for them."""
-    capabilities = getattr(torch.cpu, "get_capabilities", dict)()
+    capabilities: dict = getattr(torch.cpu, "get_capabilities", dict)()
     return (
         bool(capabilities.get("amx_int8") and capabilities.get("amx_bf16"))
         and "onednn" in torch.backends.quantized.supported_engines

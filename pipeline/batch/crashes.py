@@ -139,9 +139,9 @@ class FrozenActorBreaker:
             log.warning("heartbeats not readable (%s); not judging frozen actors until they are", exc)
             self.seen = {a: (beats, now) for a, (beats, _) in self.seen.items()}
             return []
-        killed = []
+        killed: list[str] = []
         for note in notes:
-            actor, beats = note.get("actor_id"), note.get("beats")
+            actor, beats = str(note.get("actor_id")), note.get("beats")
             last = self.seen.get(actor)
             if last is None or last[0] != beats:
                 self.seen[actor] = (beats, now)
