@@ -1,7 +1,7 @@
 """Side by side: audio-seconds per wall-second of ours, transformers and official Bark, same weights.
 
     python3 bench/engine_bench.py --quick            # 2-core CPU, a few minutes (small, 4 texts of 2 s): make bench
-    python3 bench/engine_bench.py --cpu              # 2-core CPU, ~10 minutes (small, 8 texts of 2 s): CPU targets
+    python3 bench/engine_bench.py --cpu              # 2-core CPU, ~12 minutes (small, 8 texts of 2 s): CPU targets
     python3 bench/engine_bench.py --gpu              # one H100/H200, ~10 minutes (large + small)
     python3 bench/engine_bench.py --dry              # tiny weights, seconds: checks the harness only
 
