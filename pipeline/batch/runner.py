@@ -316,7 +316,7 @@ def _quiet_core_logs(quiet: bool):
     driver's core worker prints an E-level "constructor arguments in the object store" line on
     every run (ray-project/ray#53727), harmless here: a restarted actor re-reads a transformer the
     driver still holds. Failures reach the driver as Python exceptions either way; `--verbose`
-    keeps Ray's default levels.
+    keeps Ray's default levels. (Ray says once, at I level, that it took the level from the variable.)
     """
     if not quiet or "RAY_BACKEND_LOG_LEVEL" in os.environ:
         yield
