@@ -5,9 +5,8 @@ from __future__ import annotations
 import gc
 import logging
 import math
-import os
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 from pipeline.batch.config import RunConfig, config_hash, config_secrets
 from pipeline.batch.crashes import CrashLedger, FrozenActorBreaker
 from pipeline.batch.manifest import ID, TEXT, ManifestInfo, id_problems, inspect_manifest, read_ids
+from pipeline.batch.raysession import ensure_ray, kill_actor, quiet_ray_console
 from pipeline.batch.resume import (
     Latest,
     Redo,
@@ -275,72 +275,6 @@ def execute(prep: Prepared, totals: Progress, progress: bool, verbose: bool = Fa
             import ray
 
             ray.shutdown()
-
-
-def kill_actor(actor_id: str, restart: bool = True) -> bool:
-    """Force-kill a Ray actor by id, letting Ray restart it (its task is retried) or not; False if it was dead."""
-    import ray
-    from ray._private.state import actors
-
-    if actors(actor_id=actor_id).get("State", "DEAD") == "DEAD":  # scaled down, or an earlier attempt's pool
-        return False
-    # Ray Data's actors are unnamed, so there is no handle to ray.kill(); this is what ray.kill calls.
-    core_worker = ray._private.worker.global_worker.core_worker  # type: ignore[attr-defined]  # set by connect()
-    core_worker.kill_actor(ray.ActorID.from_hex(actor_id), not restart)
-    return True
-
-
-def ensure_ray(verbose: bool = False) -> bool:
-    """Connect to Ray (the cluster in RAY_ADDRESS / ray job submit) or start a local one; True if started."""
-    import ray
-
-    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    if ray.is_initialized():
-        return False
-    with _quiet_core_logs(not verbose):
-        if os.environ.get("RAY_ADDRESS"):
-            ray.init(address="auto", log_to_driver=verbose)
-        else:
-            from pipeline.batch.localray import start_local_ray
-
-            start_local_ray(log_to_driver=verbose)  # token auth on, dashboard off: only this run gets in
-    return True
-
-
-@contextmanager
-def _quiet_core_logs(quiet: bool):
-    """Ray's C++ logs at FATAL only for the processes ray.init starts (the driver's core worker and,
-    for a local cluster, its own daemons), unless the user set RAY_BACKEND_LOG_LEVEL.
-
-    Ray Data hands every actor its transformer as an object reference, so with max_restarts > 0 the
-    driver's core worker prints an E-level "constructor arguments in the object store" line on
-    every run (ray-project/ray#53727), harmless here: a restarted actor re-reads a transformer the
-    driver still holds. Failures reach the driver as Python exceptions either way; `--verbose`
-    keeps Ray's default levels. (Ray says once, at I level, that it took the level from the variable.)
-    """
-    if not quiet or "RAY_BACKEND_LOG_LEVEL" in os.environ:
-        yield
-        return
-    os.environ["RAY_BACKEND_LOG_LEVEL"] = "fatal"
-    try:
-        yield
-    finally:
-        os.environ.pop("RAY_BACKEND_LOG_LEVEL", None)
-
-
-def quiet_ray_console() -> None:
-    """Keep Ray Data's INFO lines and hints (execution plans, "progress bars disabled", too few
-    blocks for the pool) off the terminal, where they break into our progress bar; its log files
-    in the Ray session folder still get every line, and `--verbose` shows them all."""
-    import logging
-    import warnings
-
-    import ray.data  # noqa: F401  (sets up the "ray.data" handlers)
-
-    for handler in logging.getLogger("ray.data").handlers:
-        if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
-            handler.setLevel(logging.ERROR)
-    warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
 
 
 def check_resources(cfg: RunConfig, strict: bool) -> None:

@@ -104,6 +104,7 @@ class EngineStage:
         self._voices: dict[Any, Any] = {}  # voice spec -> VoicePrompt | None | the error it raised
 
     def __call__(self, batch) -> Iterator:
+        from pipeline.batch.crashes import CRASH_STAGE
         from pipeline.batch.schema import missing_columns
 
         missing_columns(batch, NEEDED)
@@ -113,11 +114,6 @@ class EngineStage:
         for row in live:
             self._resolve_voice(row)
         live = [r for r in live if r.error is None]
-        yield from self._generate_window(batch, rows, live, start)
-
-    def _generate_window(self, batch, rows: list[Row], live: list[Row], start: float) -> Iterator:
-        from pipeline.batch.crashes import CRASH_STAGE
-
         ids = [str(r.id) for r in live]
         window_key = None if self.ledger is None else self.ledger.window_key(ids)
         if self.ledger is None or window_key is None:
