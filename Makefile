@@ -18,8 +18,8 @@ $(TEST_STAMP): $(BASE_STAMP)
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test]'
 	# Parity oracles without their dependencies (see the comment in pyproject.toml).
 	$(BIN)/python -m pip install -q -c constraints.txt --no-deps bark==0.1.5 encodec==0.1.1
-	# Resemblyzer's encoder (weights in its wheel) for the speaker check; its pins (typing, webrtcvad)
-	# are met by the test extras (webrtcvad-wheels, librosa), so it goes in without its dependencies.
+	# Resemblyzer, the oracle our speaker encoder is compared with (tests only): it requires the webrtcvad
+	# sdist (a compiler, and pkg_resources), whose module webrtcvad-wheels provides, so no dependencies.
 	$(BIN)/python -m pip install -q -c constraints.txt --no-deps resemblyzer==0.1.4
 	touch $@
 
@@ -65,7 +65,7 @@ examples/smoke_manifest.parquet: | $(BASE_STAMP)
 	$(BIN)/python examples/make_smoke_manifest.py
 
 smoke: $(BASE_STAMP) weights/tiny/RANDOM_WEIGHTS.txt examples/smoke_manifest.parquet
-	RAY_AUTH_MODE=$${RAY_AUTH_MODE:-disabled} RAY_USAGE_STATS_ENABLED=0 $(BIN)/barkpipe run configs/smoke.yaml
+	$(BIN)/barkpipe run configs/smoke.yaml
 
 bench: $(TEST_STAMP)
 	$(BIN)/python bench/engine_bench.py --quick

@@ -216,6 +216,9 @@ def _tag(path: str, title: str, author: str | None, cover: tuple[bytes, str] | N
 
 def package(output: str, out: str, storage_options: dict | None = None, **tags) -> dict:
     """`barkpipe book`: OUTPUT (local or URL) -> `out` (local path or URL; URLs get a local temp file first)."""
+    from pipeline.extras import require
+
+    require("barkpipe book")  # before any reading: without PyAV the user learns the install command, not a traceback
     store = Store.open(output, storage_options)
     if "://" not in out:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)

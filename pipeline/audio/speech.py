@@ -100,7 +100,10 @@ def check_language(backend: str, model: str | None, language: str) -> None:
 
 def make_transcriber(backend: str, model: str | None = None, language: str = "en", device: str = "auto") -> Transcriber:
     """Load the named backend once; call this in an actor's __init__, not per chunk."""
+    from pipeline.extras import require, speech_feature
+
     check_language(backend, model, language)
+    require(speech_feature(backend))
     if backend == "pocketsphinx":
         return PocketSphinxTranscriber(model)
     assert model is not None, "check_language() refuses faster-whisper without a model"

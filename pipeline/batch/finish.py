@@ -92,8 +92,7 @@ class FinishStage:
     """
 
     def __init__(self, segment: SegmentConfig, audio_format: str, commit: dict | None = None):
-        import pyloudnorm  # noqa: F401  (imported now, while the engine loads, not on the first row)
-        import soundfile  # noqa: F401
+        import soundfile  # noqa: F401  (imported now, while the engine loads, not on the first row)
 
         self.segment, self.audio_format, self.commit = segment, audio_format, commit
         _encoder()
