@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 BASE_STAMP := $(VENV)/.installed-base
 TEST_STAMP := $(VENV)/.installed-test
 
-.PHONY: setup setup-test test test-fast lint types format smoke wheel-check config-doc bench bench-gpu clean
+PHONY_EXTRAS := setup-audiobook setup-whisper
+.PHONY: setup $(PHONY_EXTRAS) setup-test test test-fast lint types format smoke wheel-check config-doc bench bench-gpu clean
 
 $(BASE_STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -24,6 +25,11 @@ $(TEST_STAMP): $(BASE_STAMP)
 	touch $@
 
 setup: $(BASE_STAMP)
+
+# One command per extra (pyproject.toml's optional-dependencies): `make setup-audiobook` for `barkpipe book` and
+# the listening checks, `make setup-whisper` for the faster-whisper speech check.
+$(PHONY_EXTRAS): setup-%: $(BASE_STAMP)
+	$(BIN)/python -m pip install -q -c constraints.txt -e '.[$*]'
 
 setup-test: $(TEST_STAMP)
 

@@ -38,10 +38,8 @@ base() {
 
 audiobook() {
     local venv=$work/venv-audiobook
-    python3 -m venv "$venv"
-    "$venv/bin/python" -m pip install -q --upgrade pip
-    # docs/AUDIOBOOK.md's install command, as written there (in a clone: the project itself).
-    "$venv/bin/python" -m pip install -q -c constraints.txt -e '.[audiobook]'
+    # docs/AUDIOBOOK.md's install command for a clone, into a venv of its own.
+    make setup-audiobook VENV="$venv"
     "$venv/bin/barkpipe" run "$(listening_config "$work/out-audiobook")" || die "run with the listening checks failed"
     "$venv/bin/python" - "$work/out-audiobook" <<'PY' || die "the listening checks left no measures"
 import sys, pandas as pd
