@@ -32,8 +32,8 @@ def missing(feature: str) -> str | None:
     absent = [m for m in modules if importlib.util.find_spec(m) is None]
     if not absent:
         return None
-    modules = ", ".join(absent)
-    return f"{feature} needs the '{extra}' extra ({modules} not installed); install it with: {install_hint(extra)}"
+    names = ", ".join(absent)
+    return f"{feature} needs the '{extra}' extra ({names} not installed); install it with: {install_hint(extra)}"
 
 
 def require(feature: str) -> None:

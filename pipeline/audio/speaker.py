@@ -7,8 +7,6 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 BACKENDS = ("resemblyzer",)
-# Resemblyzer's encoder works on 16 kHz mel frames.
-RESEMBLYZER_SAMPLE_RATE = 16_000
 # Shorter audio carries too little voice for an embedding (Resemblyzer's partial window is 1.6 s;
 # it pads shorter input, and below ~0.3 s the padding is what gets embedded).
 MIN_SECONDS = 0.3
@@ -49,32 +47,31 @@ def make_encoder(backend: str = "resemblyzer", device: str = "cpu") -> SpeakerEn
 
 
 class ResemblyzerEncoder:
-    """Resemblyzer's GE2E voice encoder; its weights (`pretrained.pt`) ship inside the wheel.
+    """Resemblyzer's GE2E voice encoder (pipeline.audio.voice_encoder); its weights ship inside barkpipe.
 
     Its own preprocessing is used: resample to 16 kHz, volume normalisation and webrtcvad
     trimming of long silences, so pauses between sentences do not dilute the voice.
     """
 
     def __init__(self, device: str = "cpu"):
-        try:
-            from resemblyzer import VoiceEncoder
-        except ImportError:
-            raise ValueError("quality.speaker needs `pip install resemblyzer` (barkpipe[audiobook])") from None
-        self.encoder = VoiceEncoder(device=device, verbose=False)
+        from pipeline.extras import require
+
+        require("quality.speaker")  # webrtcvad: one line naming the install command, before any loading
+        from pipeline.audio.voice_encoder import VoiceEncoder
+
+        self.encoder = VoiceEncoder(device)
 
     def embed(self, audio: np.ndarray, sr: int) -> np.ndarray:
-        from resemblyzer import preprocess_wav
-
         from pipeline.audio.speech import to_asr_rate  # 16 kHz, Resemblyzer's rate too
+        from pipeline.audio.voice_encoder import EMBEDDING, SAMPLE_RATE, preprocess_wav
 
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1:
             raise ValueError(f"audio must be mono of shape [N], got shape {audio.shape}")
         audio = np.clip(np.nan_to_num(audio, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
         if len(audio) < MIN_SECONDS * sr or not np.any(audio):
-            return np.zeros(self.encoder.linear.out_features, np.float32)
-        # Resampled here with scipy: librosa's resampler costs seconds of start-up in every actor.
+            return np.zeros(EMBEDDING, np.float32)
         wav = preprocess_wav(to_asr_rate(audio, sr))
-        if len(wav) < MIN_SECONDS * RESEMBLYZER_SAMPLE_RATE:  # the VAD found (almost) no voice
-            return np.zeros(self.encoder.linear.out_features, np.float32)
-        return np.asarray(self.encoder.embed_utterance(wav), dtype=np.float32)
+        if len(wav) < MIN_SECONDS * SAMPLE_RATE:  # the VAD found (almost) no voice
+            return np.zeros(EMBEDDING, np.float32)
+        return self.encoder.embed_utterance(wav)

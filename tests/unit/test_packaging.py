@@ -16,13 +16,16 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[2]
 VOCAB = "bark_model/assets/bert-base-multilingual-cased-vocab.txt"
+# The speaker encoder's weights and their license travel inside the wheel (no download, no extra package).
+SPEAKER_ASSETS = ("pipeline/audio/assets/voice_encoder.safetensors", "pipeline/audio/assets/VOICE_ENCODER_LICENSE.txt")
 
 
 def test_pyproject_declares_package_data_and_an_spdx_license():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert project["project"]["license"] == "MIT"  # a table makes setuptools >= 77 warn
     assert "assets/*.txt" in project["tool"]["setuptools"]["package-data"]["bark_model"]
-    assert (REPO / VOCAB).is_file()
+    assert "audio/assets/*" in project["tool"]["setuptools"]["package-data"]["pipeline"]
+    assert (REPO / VOCAB).is_file() and all((REPO / asset).is_file() for asset in SPEAKER_ASSETS)
 
 
 def test_make_smoke_installs_only_the_job_and_make_test_the_extras():
@@ -53,7 +56,8 @@ def _build_wheel(tmp_path: Path) -> Path:
 @pytest.mark.slow
 def test_wheel_installs_into_a_fresh_venv_and_says_something(tmp_path):
     wheel = _build_wheel(tmp_path)
-    assert VOCAB in zipfile.ZipFile(wheel).namelist()
+    names = zipfile.ZipFile(wheel).namelist()
+    assert VOCAB in names and all(asset in names for asset in SPEAKER_ASSETS)
     venv = tmp_path / "fresh"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=120)
     py = venv / "bin" / "python"

@@ -1,10 +1,13 @@
 """Speaker consistency: Resemblyzer embeddings of espeak-ng voices; same voice scores above another voice."""
 
+import sys
+
 import numpy as np
 import pytest
+from support.speech_audio import espeak
 
 from pipeline.audio.speaker import SpeakerEncoder, cosine, make_encoder, speaker_gate, speaker_similarity
-from support.speech_audio import espeak
+from pipeline.extras import missing
 
 FIRST = "The weather is nice today and we are going to the park."
 SECOND = "Please call me tomorrow morning at home, I will be waiting."
@@ -24,8 +27,27 @@ def test_cosine_and_gate():
 
 @pytest.fixture(scope="module")
 def encoder():
-    pytest.importorskip("resemblyzer", reason="resemblyzer is not installed (pip install 'barkpipe[audiobook]')")
+    problem = missing("quality.speaker")
+    if problem is not None:
+        pytest.skip(problem)
     return make_encoder("resemblyzer")
+
+
+def test_without_webrtcvad_the_encoder_names_the_one_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "webrtcvad", None)  # what an install without the extra looks like
+    with pytest.raises(ValueError, match=r"quality\.speaker .*pip install 'barkpipe\[audiobook\]'") as error:
+        make_encoder("resemblyzer")
+    assert "\n" not in str(error.value)
+
+
+def test_encoder_runs_without_resemblyzer_or_librosa(monkeypatch):
+    if missing("quality.speaker") is not None:
+        pytest.skip(missing("quality.speaker"))
+    for name in ("resemblyzer", "librosa"):  # importing either now fails, as where they are not installed
+        monkeypatch.setitem(sys.modules, name, None)
+    reference, sr = espeak(FIRST, "en-us")
+    embedding = make_encoder("resemblyzer").embed(reference, sr)
+    assert embedding.shape == (256,) and np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-3)
 
 
 def test_same_voice_scores_above_another_voice(encoder):
