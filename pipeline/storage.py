@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import os
 import random
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -54,6 +56,76 @@ _STORAGE_LIBRARIES = ("botocore", "aiobotocore", "aiohttp", "urllib3", "requests
 _TRANSIENT_STATUS = re.compile(r"\b(429|500|502|503|504)\b")
 
 
+# Write failures the user fixes on the storage side (space, quota, mount, rights): (what, fix).
+_FAULTS = {
+    errno.ENOSPC: ("no space left on device", "free space or choose another {key}"),
+    errno.EDQUOT: ("disk quota exceeded", "free space within the quota (or have it raised) or choose another {key}"),
+    errno.EROFS: ("read-only file system", "remount it read-write or choose another {key}"),
+    errno.EACCES: ("permission denied", "let this user write there or choose another {key}"),
+    errno.EPERM: ("operation not permitted", "let this user write there or choose another {key}"),
+}
+# S3 error codes of the same meaning (s3fs keeps botocore's error as the cause): code -> errno.
+_S3_FAULTS = {"AccessDenied": errno.EACCES, "AllAccessDisabled": errno.EACCES, "QuotaExceeded": errno.EDQUOT,
+              "XMinioStorageFull": errno.ENOSPC, "InsufficientStorage": errno.ENOSPC}  # fmt: skip
+_S3_FIX = "give these credentials write access to it or choose another {key}"
+# How an OutputFault raised in a Ray worker reads in the traceback text Ray hands the driver.
+_FAULT_LINE = re.compile(r"^(?:[\w.]+\.)?OutputFault: (.+)$", re.MULTILINE)
+_TEMP = re.compile(r"(?:^|/)\.tmp-[0-9a-f]{12}-[^/]+$")  # _tmp_name's files
+
+
+class OutputFault(OSError):
+    """Writing the output failed for a reason fixed on the storage side (full, quota, read-only,
+    denied); str() is one line naming the location, what was written and the fix."""
+
+    def __init__(self, code: int | None, message: str):
+        super().__init__(code, message)
+        self.message = message
+
+    def __str__(self) -> str:
+        return self.message
+
+
+def fault_errno(exc: BaseException) -> int | None:
+    """The errno of a write failure the user must fix on the storage side (see _FAULTS), else None."""
+    if isinstance(exc, OSError) and exc.errno in _FAULTS:
+        return exc.errno
+    code = _s3_code(exc)
+    if code in _S3_FAULTS:
+        return _S3_FAULTS[code]
+    return errno.EACCES if isinstance(exc, PermissionError) else None
+
+
+def _s3_code(exc: BaseException) -> str | None:
+    response = getattr(exc, "response", None) or getattr(exc.__cause__, "response", None) or {}
+    return response.get("Error", {}).get("Code") if isinstance(response, dict) else None
+
+
+def find_output_fault(exc: BaseException) -> OutputFault | None:
+    """The OutputFault behind exc: itself, in its chain, or (raised in a Ray worker, whose error
+    reaches the driver as text only) read back from the traceback text Ray wrapped it in."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        err = todo.pop()
+        if err is None or id(err) in seen:
+            continue
+        seen.add(id(err))
+        if isinstance(err, OutputFault):
+            return err
+        lines = _FAULT_LINE.findall(str(err))
+        if lines:
+            message = lines[-1].strip()
+            name = re.search(r"\((E[A-Z]+)\)", message)
+            return OutputFault(getattr(errno, name.group(1), None) if name else None, message)
+        todo += [err.__cause__, err.__context__, getattr(err, "cause", None)]
+    return None
+
+
+def is_temp_name(path: str) -> bool:
+    """True for a temp file a local write made (`.tmp-<12 hex>-<name>`), in any folder."""
+    return bool(_TEMP.search(path))
+
+
 class StorageUnavailable(OSError):
     """Storage kept failing with transient errors for the whole retry budget; the message names the URL."""
 
@@ -69,8 +141,8 @@ def redact_url(text: str) -> str:
 
 def is_transient(exc: BaseException) -> bool:
     """True for network/throttling failures worth retrying; False for not-found, exists, denied, bugs."""
-    if isinstance(exc, (_PERMANENT, StorageUnavailable)):
-        return False
+    if isinstance(exc, (_PERMANENT, StorageUnavailable)) or fault_errno(exc) is not None:
+        return False  # a full disk or a denied write gives the same answer however often it is asked
     if isinstance(exc, (ConnectionError, TimeoutError)):
         return True
     if not isinstance(exc, OSError) and not type(exc).__module__.startswith(_STORAGE_LIBRARIES):
@@ -191,6 +263,7 @@ class Store:
     fs: Any
     root: str
     retry_s: float = DEFAULT_RETRY_S  # output.retry_s: how long a call rides out transient errors
+    key: str = "output.path"  # the setting that chose this folder, named in OutputFault lines
 
     @classmethod
     def open(cls, url: str, storage_options: dict[str, Any] | None = None, retry_s: float = DEFAULT_RETRY_S) -> Store:
@@ -213,24 +286,51 @@ class Store:
         protocol = self.fs.protocol if isinstance(self.fs.protocol, str) else self.fs.protocol[0]
         return path if self.local or "://" in path else f"{protocol}://{path}"
 
+    @contextmanager
+    def _writing(self, what: str) -> Iterator[None]:
+        """Turn a full disk, a quota, a read-only mount or a denied write into one OutputFault line."""
+        try:
+            yield
+        except OutputFault:
+            raise
+        except OSError as exc:
+            code = fault_errno(exc)
+            if code is None:
+                raise
+            raise OutputFault(code, self._fault_line(code, exc, what)) from exc
+
+    def _fault_line(self, code: int, exc: OSError, what: str) -> str:
+        s3 = _s3_code(exc) or ("AccessDenied" if not self.local and code == errno.EACCES else None)
+        text, fix = _FAULTS[code]
+        if s3 is not None and code == errno.EACCES:
+            text, fix = "access denied", _S3_FIX
+        where = redact_url(self._url(self.root))
+        return (f"{self.key} {where}: {text} ({s3 or errno.errorcode[code]}) while {what}; "
+                f"{fix.format(key=self.key)}, then run again to resume").replace("\n", " ")  # fmt: skip
+
     def makedirs(self, *parts: str) -> None:
         # Object stores have no directories; local and NFS outputs need them before the first write.
         if self.local:
             path = self.path(*parts)
             self._check_inside(path, leaf_too=True)
-            self.fs.makedirs(path, exist_ok=True)
+            with self._writing(f"creating the folder {'/'.join(parts) or '.'}"):
+                self.fs.makedirs(path, exist_ok=True)
 
     def write(self, rel: str, data: bytes) -> str:
         """Write (replacing) rel; on local disks via a temp file + rename so readers never see half a file."""
         path = self.path(rel)
-        if self.local:
-            self._check_inside(path)
-            os.makedirs(os.path.dirname(path), exist_ok=True)
-            tmp = _tmp_name(path)
-            _write_local(tmp, data)
-            os.replace(tmp, path)  # replaces a symlink at `path` itself, never its target
-        else:
-            self._retry(self.fs.pipe_file, path, data)
+        with self._writing(f"writing {rel}"):
+            if self.local:
+                self._check_inside(path)
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                tmp = _write_temp(path, data)
+                try:
+                    os.replace(tmp, path)  # replaces a symlink at `path` itself, never its target
+                except BaseException:
+                    _unlink_quietly(tmp)
+                    raise
+            else:
+                self._retry(self.fs.pipe_file, path, data)
         return path
 
     def write_many(self, items: dict[str, bytes]) -> None:
@@ -239,26 +339,16 @@ class Store:
             for rel, data in items.items():
                 self.write(rel, data)
         else:
-            self._retry(self.fs.pipe, {self.path(rel): data for rel, data in items.items()})
+            with self._writing(f"writing {', '.join(sorted(items))}"):
+                self._retry(self.fs.pipe, {self.path(rel): data for rel, data in items.items()})
 
     def commit(self, rel: str, data: bytes) -> bool:
         """Create rel only if absent (S3 If-None-Match / local hard link); False when it already existed."""
         path = self.path(rel)
         try:
-            if self.local:
-                self._check_inside(path)
-                os.makedirs(os.path.dirname(path), exist_ok=True)  # a sub-folder such as audio/r1/
-                if os.path.islink(path):  # a link is never a commit of ours (a dangling one used to block runs)
-                    os.unlink(path)
-                elif os.path.exists(path):  # the common resume case: skip the temp file entirely
-                    return False
-                tmp = _tmp_name(path)
-                _write_local(tmp, data)
-                try:
-                    os.link(tmp, path)  # atomic and fails if the name exists
-                finally:
-                    os.unlink(tmp)
-            else:
+            with self._writing(f"writing {rel}"):
+                if self.local:
+                    return self._commit_local(path, data)
                 self._retry(self.fs.pipe_file, path, data, mode="create")
         except FileExistsError:
             return False
@@ -267,6 +357,20 @@ class Store:
             if _precondition_failed(exc):
                 return False
             raise
+        return True
+
+    def _commit_local(self, path: str, data: bytes) -> bool:
+        self._check_inside(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)  # a sub-folder such as audio/r1/
+        if os.path.islink(path):  # a link is never a commit of ours (a dangling one used to block runs)
+            os.unlink(path)
+        elif os.path.exists(path):  # the common resume case: skip the temp file entirely
+            return False
+        tmp = _write_temp(path, data)
+        try:
+            os.link(tmp, path)  # atomic and fails if the name exists
+        finally:
+            _unlink_quietly(tmp)
         return True
 
     def read(self, rel: str) -> bytes:
@@ -290,15 +394,41 @@ class Store:
         found = sorted(self._retry(self.fs.glob, self.path(pattern)))
         return [p for p in found if not os.path.islink(p)] if self.local else found
 
+    def find(self, rel: str) -> list[str]:
+        """Every file under rel, at any depth, relative to the root, sorted (one listing); local symlinks left out."""
+        base = self.path(rel)
+        if self.local:
+            found = [os.path.join(d, f) for d, _, files in os.walk(base) for f in files]  # walk follows no links
+            found = [p for p in found if not os.path.islink(p)]
+        else:
+            if hasattr(self.fs, "invalidate_cache"):
+                self.fs.invalidate_cache(base)
+            found = self._retry(self.fs.find, base)
+        return sorted(p[len(self.root) + 1 :] for p in found)
+
     def remove(self, rel: str) -> None:
         path = self.path(rel)
-        if self.local:
-            self._check_inside(path)
-            if os.path.islink(path):
-                os.unlink(path)  # the link goes, never what it points to
+        with self._writing(f"deleting {rel}"):
+            if self.local:
+                self._check_inside(path)
+                if os.path.islink(path):
+                    os.unlink(path)  # the link goes, never what it points to
+                    return
+            if self._retry(self.fs.exists, path):
+                self._retry(self.fs.rm, path, recursive=True)
+
+    def remove_files(self, rels: list[str]) -> None:
+        """Delete these files (ones already gone are fine); on object stores in batched requests."""
+        if not rels:
+            return
+        with self._writing(f"deleting {len(rels)} file(s) such as {rels[0]}"):
+            if not self.local:
+                self._retry(self.fs.rm, [self.path(r) for r in rels])
                 return
-        if self._retry(self.fs.exists, path):
-            self._retry(self.fs.rm, path, recursive=True)
+            for rel in rels:
+                path = self.path(rel)
+                self._check_inside(path)
+                _unlink_quietly(path, strict=True)
 
     # -- guarded edges -------------------------------------------------------------------------
 
@@ -344,6 +474,29 @@ class Store:
 def _tmp_name(path: str) -> str:
     head, _, tail = path.rpartition("/")
     return f"{head}/.tmp-{uuid.uuid4().hex[:12]}-{tail}"
+
+
+def _write_temp(path: str, data: bytes) -> str:
+    """A temp file beside path holding data; a write that fails (a full disk) leaves no temp behind."""
+    tmp = _tmp_name(path)
+    try:
+        _write_local(tmp, data)
+    except BaseException:
+        _unlink_quietly(tmp)
+        raise
+    return tmp
+
+
+def _unlink_quietly(path: str, strict: bool = False) -> None:
+    """Remove a file if it is there; strict: only a missing file is quiet (a read-only mount raises)."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError:
+        if strict:
+            raise
+        log.warning("could not remove %s", path)
 
 
 def _write_local(path: str, data: bytes) -> None:

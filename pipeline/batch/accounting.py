@@ -2,18 +2,21 @@
 
 A run replaces summary.json with a running marker before it writes anything else, so a crashed
 run never leaves the previous run's `accounted: true` behind; the final summary (state "final")
-replaces the marker only at the end.
+replaces the marker only at the end, or, when the run fails, the marker is made final as state
+"failed" with the exit code and the line the user was shown. Only a killed driver leaves "running".
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from collections.abc import Collection
 from datetime import datetime, timezone
 
+log = logging.getLogger(__name__)
 SUMMARY = "summary.json"
-RUNNING, FINAL = "running", "final"
+RUNNING, FINAL, FAILED = "running", "final", "failed"
 ACCOUNTED_EXIT = 0
 ACCOUNTING_EXIT = 3  # rows missing or doubled: the output cannot be trusted as it is
 MISSING_SHOWN = 5  # ids named in the verdict line; summary.json lists more
@@ -45,8 +48,53 @@ def write_running_summary(store, run_id: str, cfg_public: dict, started_at: date
     return marker
 
 
+def mark_failed(store, run_id: str, exc: BaseException) -> dict | None:
+    """A run failed after writing its running marker: temp files go, summary.json becomes state "failed".
+
+    Best effort, on an output that may be full or read-only: what cannot be written is logged, and
+    the user still gets the error line. Returns the summary written, or None.
+    """
+    from pipeline.batch.orphans import remove_orphans
+    from pipeline.batch.resume import read_committed_latest
+    from pipeline.cli.errors import failure
+
+    code, line = failure(exc)
+    try:
+        # Removing temp files frees what a full disk needs for summary.json; audio waits for the next run.
+        swept = remove_orphans(store, [], temp_only=True, when="after the failure")
+        return write_failed_summary(store, run_id, code, line, read_committed_latest(store), swept.record())
+    except Exception as err:
+        log.warning("summary.json could not be marked failed (%s: %s)", type(err).__name__, err)
+        return None
+
+
+def write_failed_summary(store, run_id: str, exit_code: int, reason: str, committed=None,
+                         orphans: dict | None = None) -> dict:  # fmt: skip
+    """The running marker made final: state "failed", exit_code, the one-line reason, and what all runs
+    have committed (committed: resume.read_committed_latest's view; it stays and is resumed from)."""
+    try:
+        marker = json.loads(store.read(SUMMARY))
+    except (FileNotFoundError, ValueError):
+        marker = {}
+    summary = (marker if isinstance(marker, dict) else {}) | {
+        "state": FAILED,
+        "run_id": run_id,
+        "ended_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "accounted": False,
+        "exit_code": exit_code,
+        "error": reason,
+        "verdict": f"failed: {reason}",
+    }
+    if committed is not None:
+        summary["committed"] = {"ok": len(committed.ok), "errors": len(committed.errors)}
+    if orphans is not None:
+        summary["orphans_removed"] = {"after_failure": orphans}
+    store.write(SUMMARY, json.dumps(summary, indent=2).encode())
+    return summary
+
+
 def read_state(store) -> str | None:
-    """summary.json's state: "running", "final", None for none or an older summary without a state."""
+    """summary.json's state: "running", "final", "failed", None for none or an older summary without a state."""
     try:
         return json.loads(store.read(SUMMARY)).get("state")
     except (FileNotFoundError, ValueError):

@@ -101,13 +101,20 @@ class Lease:
             raise LeaseLost(f"the lease on {self.store.root!r} was taken over by another run; stop and rerun")
 
     def release(self) -> None:
-        """Stop renewing and delete the lease if it is still ours."""
+        """Stop renewing and delete the lease if it is still ours.
+
+        A lease that cannot be deleted (the output turned read-only, storage down) is left to expire:
+        the error that ended the run, not this one, is what the user must see.
+        """
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        current = read_lease(self.store)
-        if current is not None and current.get("token") == self.token:
-            self.store.remove(LEASE)
+        try:
+            current = read_lease(self.store)
+            if current is not None and current.get("token") == self.token:
+                self.store.remove(LEASE)
+        except OSError as exc:
+            log.warning("the lease %s was not removed (%s); it expires %s", LEASE, exc, _utc(self.expires))
 
     def __enter__(self) -> Lease:
         return self

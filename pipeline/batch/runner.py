@@ -25,7 +25,7 @@ from pipeline.batch.resume import (
     read_committed_latest,
 )
 from pipeline.batch.sink import write_manifest_errors
-from pipeline.storage import Store
+from pipeline.storage import Store, find_output_fault
 
 log = logging.getLogger(__name__)
 OUTPUT_DIRS = ("audio", "metadata", "errors")
@@ -151,11 +151,14 @@ def run(cfg: RunConfig, *, progress: bool = True, verbose: bool = False, engine_
     and worker logs. engine_factory: replaces the default engine loader in the engine actors (see
     processor.build_processor); benchmarks plug a stand-in in here. retry_errors / redo: see
     resume.plan_resume.
+
+    A run that fails after its running marker makes summary.json final (state "failed", the exit
+    code and line the user sees); a write that failed on a full, read-only or denied output, in
+    the driver or in a Ray worker, is raised as the storage.OutputFault naming it.
     """
-    from pipeline.batch.accounting import new_run_id, write_running_summary
+    from pipeline.batch.accounting import mark_failed, new_run_id, write_running_summary
     from pipeline.batch.config import content_hash, public_dict
     from pipeline.batch.lease import acquire_lease
-    from pipeline.batch.summary import finish_summary
 
     started = time.perf_counter()
     check_weights(cfg)
@@ -169,19 +172,43 @@ def run(cfg: RunConfig, *, progress: bool = True, verbose: bool = False, engine_
         CrashLedger(store).clear_all()  # in-flight notes of a run that died: this run starts afresh
         # Before anything else is written: a crash from here on never leaves an old "accounted: true".
         write_running_summary(store, run_id, public_dict(cfg), content_hash=content_hash(cfg))
-        prep = prepare(cfg, retry_errors=retry_errors, redo=redo, store=store)
-        if prep.committed.done_ids:
-            log.info("%s", prep.resume.describe())
-        for name in OUTPUT_DIRS:
-            store.makedirs(name)
-        write_manifest_errors(store, prep.manifest_errors)
-        totals = Progress()
-        if prep.todo:
-            execute_resuming(prep, totals, progress, verbose, engine_factory, lease, retry_errors, redo)
-            CrashLedger(store).clear_all()  # the actors are done: no note of this run means anything now
+        try:
+            return _run_held(cfg, store, run_id, lease, started, progress, verbose, engine_factory, retry_errors, redo)
+        except BaseException as exc:
+            fault = find_output_fault(exc)
+            if not lease.lost:  # else another run writes this output now: its summary is not ours to touch
+                mark_failed(store, run_id, fault or exc)
+            if fault is None or fault is exc:
+                raise
+            raise fault from exc  # the fault a Ray worker hit, out of the Ray error that carried it as text
+
+
+def _run_held(cfg: RunConfig, store: Store, run_id: str, lease, started: float, progress: bool, verbose: bool,
+              engine_factory, retry_errors: bool, redo: Redo) -> dict:  # fmt: skip
+    """run() once the lease is held and summary.json says "running"; returns the final summary."""
+    from pipeline.batch.orphans import remove_orphans
+    from pipeline.batch.summary import finish_summary
+
+    prep = prepare(cfg, retry_errors=retry_errors, redo=redo, store=store)
+    if prep.committed.done_ids:
+        log.info("%s", prep.resume.describe())
+    # No writer of this output runs yet: what an earlier attempt left uncommitted goes now.
+    orphans = {"start": remove_orphans(store, prep.ids, when="at the start").record()}
+    for name in OUTPUT_DIRS:
+        store.makedirs(name)
+    write_manifest_errors(store, prep.manifest_errors)
+    totals = Progress()
+    # Rows refused by the manifest are this run's failures too: name them first, as the engine's are named.
+    totals.error_samples += [f"{e['id']}: [manifest] {e['error']}" for e in prep.manifest_errors[:5]]
+    if prep.todo:
+        execute_resuming(prep, totals, progress, verbose, engine_factory, lease, retry_errors, redo)
+        CrashLedger(store).clear_all()  # the actors are done: no note of this run means anything now
         lease.check()
-        wall_s = time.perf_counter() - started
-        return finish_summary(prep, totals, wall_s, read_committed_latest(store), run_id)
+        # Every commit is in: files of attempts that lost a worker mid-write go too.
+        orphans["end"] = remove_orphans(store, prep.ids, when="at the end").record()
+    lease.check()
+    wall_s = time.perf_counter() - started
+    return finish_summary(prep, totals, wall_s, read_committed_latest(store), run_id, orphans=orphans)
 
 
 def execute_resuming(prep: Prepared, totals: Progress, progress: bool, verbose: bool, engine_factory, lease,
@@ -195,8 +222,8 @@ def execute_resuming(prep: Prepared, totals: Progress, progress: bool, verbose: 
             # A resumed attempt starts with whichever actors fit: the lost node's share may never come back.
             return execute(prep, totals, progress, verbose, engine_factory, lease, wait_for_actors=attempt == 0)
         except Exception as exc:
-            if attempt == RESUMES or not lost_a_worker(exc):
-                raise
+            if attempt == RESUMES or not lost_a_worker(exc) or find_output_fault(exc) is not None:
+                raise  # a full or read-only output stays so: resuming would only fail again
             log.warning("the run lost a worker (%s: %s); resuming from what is committed (%d of %d)",
                         type(exc).__name__, str(exc).splitlines()[0][:200], attempt + 1, RESUMES)  # fmt: skip
             # Rows this run committed are "done" now; ask again only for what is still to do.

@@ -1,8 +1,10 @@
 """Writing results: audio files first, then one create-only metadata and errors part per block.
 
-Only ids in committed parts count as done, so an audio file without metadata (a crash in
-between) is an orphan that the resumed run simply overwrites. Part names are a digest of
-their ids, so a retried block finds its own part already there instead of writing it twice.
+Only ids in committed parts count as done, so an audio file without metadata (a crash or a full
+disk in between) is an orphan, which the next run removes when it starts (batch/orphans.py). Part
+names are a digest of their ids, so a retried block finds its own part already there instead of
+writing it twice. A write the storage refuses (full, quota, read-only, denied) raises
+storage.OutputFault, which ends the run with one line; it is never a row's error.
 """
 
 from __future__ import annotations
@@ -112,7 +114,7 @@ def write_manifest_errors(store: Store, records: list[dict]) -> bool:
     # Manifest errors describe the current manifest only; older ones would be counted twice.
     for stale in store.glob(f"{ERRORS}/manifest-*.parquet"):
         if not stale.endswith(name.split("/")[-1]):
-            store.fs.rm(stale)
+            store.remove(f"{ERRORS}/{stale.rsplit('/', 1)[1]}")
     return store.commit(name, to_parquet(table))
 
 

@@ -11,17 +11,22 @@ from pipeline.batch.config import content_hash, public_dict
 def plan(prep) -> dict:
     """Rows, chunks, batches and actors a run would use, without loading a model.
 
-    Chunks are split as the prepare stage splits them, with the same tokenizer (no engine needed).
+    Chunks are split as the prepare stage splits them, with the same tokenizer (no engine needed);
+    each chunk's audio estimate is capped at its row's max_duration (column, else generation.max_duration),
+    as generation stops there.
     """
     import pyarrow.dataset as pads
 
     from pipeline.batch.manifest import clean
     from pipeline.batch.prepare import token_counter
+    from pipeline.batch.rowparse import chunk_seconds_cap
     from pipeline.longform import TextError, split_text
 
     cfg, info = prep.config, prep.manifest
-    columns = [info.id_column, info.text_column] + (["language"] if "language" in info.optional else [])
-    table = pads.dataset(info.files, filesystem=info.fs, format="parquet").to_table(columns=columns)
+    optional = [c for c in ("language", "max_duration") if c in info.optional]
+    columns = [info.id_column, info.text_column, *optional]
+    dataset = pads.dataset(info.files, filesystem=info.fs, format="parquet", schema=info.schema)
+    table = dataset.to_table(columns=columns)  # with info.schema: integer ids come as text, as the run reads them
     skip, window, size = prep.skip, prep.window(), cfg.compute.batch_size
     size = 8 if size == "auto" else size  # the plan assumes the CPU default; a GPU fits more
     per_row, seconds = [], 0.0
@@ -36,7 +41,8 @@ def plan(prep) -> dict:
         except TextError:
             chunks = []  # the run will report this row as a segment error
         per_row.append(len(chunks))
-        seconds += sum(c.est_seconds for c in chunks)
+        cap = chunk_seconds_cap(row.get("max_duration"), cfg.generation.max_duration)
+        seconds += sum(min(c.est_seconds, cap) for c in chunks)
     windows = [per_row[i : i + window] for i in range(0, len(per_row), window)]
     return {
         "input_rows": info.num_rows,
@@ -56,11 +62,13 @@ def plan(prep) -> dict:
     }
 
 
-def finish_summary(prep, totals, wall_s: float, committed, run_id: str | None = None) -> dict:
+def finish_summary(prep, totals, wall_s: float, committed, run_id: str | None = None,
+                   orphans: dict | None = None) -> dict:  # fmt: skip
     """Check that every input row is accounted for exactly once, write summary.json (state "final"), return it.
 
     committed: resume.read_committed_latest's view after the run. `exit_code` and `verdict` are
-    accounting.verdict's: non-zero when rows are missing or recorded twice.
+    accounting.verdict's: non-zero when rows are missing or recorded twice. orphans: what each
+    clean-up removed ({"start": Sweep.record(), "end": ...}, see batch/orphans.py).
     """
     from pipeline.batch.accounting import FINAL, verdict
 
@@ -83,6 +91,7 @@ def finish_summary(prep, totals, wall_s: float, committed, run_id: str | None = 
         "verdict": line,
         "missing_ids": missing[:20],
         "duplicate_metadata_rows": committed.duplicate_ok,
+        "orphans_removed": orphans or {},
         "resume": {
             "kept": prep.resume.done,
             "kept_errors": prep.resume.kept_errors,
@@ -144,5 +153,6 @@ def table(summary: dict) -> str:
 
 
 def plan_table(p: dict) -> str:
+    """The dry-run plan as an aligned two-column text table."""
     width = max(len(k) for k in p)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in p.items())

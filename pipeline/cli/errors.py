@@ -13,6 +13,7 @@ import typer
 USER_ERROR_EXIT = 2  # a wrong path, a bad key, missing weights: fixable by the user, no traceback
 BUG_EXIT = 1  # an unexpected exception: a bug in barkpipe or a library
 INTERRUPTED_EXIT = 130  # Ctrl-C, as shells report it
+INTERRUPTED_LINE = "interrupted; run the same command again to resume"
 # What commands catch around calls on user input (config, paths, texts): the message is the line.
 USER_ERRORS = (ValueError, FileNotFoundError, PermissionError, IsADirectoryError, NotADirectoryError)
 STORAGE_MODULES = ("botocore", "aiobotocore", "aiohttp", "s3fs", "fsspec")
@@ -46,18 +47,38 @@ def report_to() -> str:
 def user_message(exc: BaseException) -> str | None:
     """The one line for an exception that escaped a command but is the user's to fix, or None (a bug).
 
-    Only errors made to be read (config and check errors) and storage failures (credentials,
+    Only errors made to be read (config and check errors), a full, read-only or denied output
+    (storage.OutputFault, also when a Ray worker hit it) and storage failures (credentials,
     endpoint, bucket) qualify; any other ValueError deep inside is treated as a bug.
     """
     from pipeline.batch.checks import CheckError, storage_problem
     from pipeline.batch.config import ConfigError
+    from pipeline.storage import find_output_fault
 
     if isinstance(exc, (CheckError, ConfigError)):
         return str(exc)
+    fault = find_output_fault(exc)
+    if fault is not None:
+        return str(fault)
     storage = storage_problem(exc, "storage", "", {})
     if storage is not None and type(exc).__module__.split(".")[0] in STORAGE_MODULES + ("builtins",):
         return storage.replace("storage '': ", "storage: ")
     return None
+
+
+def failure(exc: BaseException) -> tuple[int, str]:
+    """(exit code, line) that a command ends with for exc, as `run` and guarded() report it; the line
+    is what follows `error: ` (for a bug, its type and message: the traceback goes to the terminal only)."""
+    from pipeline.storage import redact_url
+
+    if isinstance(exc, KeyboardInterrupt):
+        return INTERRUPTED_EXIT, INTERRUPTED_LINE
+    message = user_message(exc)
+    if message is None and isinstance(exc, USER_ERRORS):
+        message = str(exc)
+    if message is not None:
+        return USER_ERROR_EXIT, redact_url(message)
+    return BUG_EXIT, redact_url(f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''} (a bug)")
 
 
 def guarded(command: F) -> F:
@@ -70,7 +91,7 @@ def guarded(command: F) -> F:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
-            typer.echo("interrupted; run the same command again to resume", err=True)
+            typer.echo(INTERRUPTED_LINE, err=True)
             raise typer.Exit(INTERRUPTED_EXIT) from None
         except Exception as exc:
             import click

@@ -7,7 +7,12 @@ import re
 from datetime import datetime, timezone
 
 from pipeline.batch.accounting import (
-    ACCOUNTING_EXIT, RUNNING, new_run_id, read_state, verdict, write_running_summary,
+    ACCOUNTING_EXIT,
+    RUNNING,
+    new_run_id,
+    read_state,
+    verdict,
+    write_running_summary,
 )
 from pipeline.batch.resume import Latest
 from pipeline.storage import Store
@@ -83,3 +88,18 @@ def test_an_error_fixed_by_an_ok_row_counts_once():
 def test_more_rows_than_input_by_count_is_non_zero():
     code, line = verdict(1, latest(ok=["a", "b"]))
     assert code == 3 and "1 more than the input" in line
+
+
+def test_a_failed_run_makes_its_running_marker_final_and_keeps_what_was_committed(tmp_path):
+    from pipeline.batch.accounting import FAILED, read_state, write_failed_summary
+
+    store = Store.open(str(tmp_path / "out"))
+    write_running_summary(store, "run-1", {"output": {}}, content_hash="sha256:abc")
+    latest = Latest(ok={"a": 1.0, "b": 2.0}, errors=[("c", "voice")])
+    written = write_failed_summary(store, "run-1", 2, "output.path x: no space left on device (ENOSPC)", latest,
+                                   {"temp_files": 1, "unreferenced_audio": 0})  # fmt: skip
+    on_disk = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert on_disk == written and read_state(store) == FAILED
+    assert on_disk["exit_code"] == 2 and on_disk["error"].endswith("(ENOSPC)") and on_disk["accounted"] is False
+    assert on_disk["committed"] == {"ok": 2, "errors": 1} and on_disk["content_hash"] == "sha256:abc"
+    assert on_disk["orphans_removed"] == {"after_failure": {"temp_files": 1, "unreferenced_audio": 0}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.batch.audiofiles import audio_key, commit_audio, commit_audio_many
+from pipeline.batch.audiofiles import audio_key, audio_stems, commit_audio, commit_audio_many
 from pipeline.storage import Store
 
 
@@ -34,3 +34,13 @@ def test_many_rows_are_committed_in_parallel(store):
     again = commit_audio_many(store, {"r0": b"new"}, "wav")
     assert again["r0"] != "audio/r0.wav" and store.read(again["r0"]) == b"new"
     assert commit_audio_many(store, {}, "wav") == {}
+
+
+def test_audio_stems_name_the_ids_a_key_may_belong_to_and_nothing_else():
+    digest = "0123456789abcdef"
+    assert audio_stems("audio/a.wav") == ("a",)
+    assert audio_stems("audio/r3/a.flac") == ("a",)
+    assert audio_stems(audio_key("a", "wav", b"bytes")) == (audio_key("a", "wav", b"bytes")[6:-4], "a")
+    assert audio_stems(f"audio/x-{digest}.opus") == (f"x-{digest}", "x")
+    for foreign in ["audio/a.txt", "audio/sub/a.wav", "audio/r0/a.wav", "metadata/a.wav", "audio/.wav"]:
+        assert audio_stems(foreign) == (), foreign

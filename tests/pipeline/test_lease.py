@@ -119,3 +119,20 @@ def test_a_lease_whose_process_on_this_machine_ended_is_taken_at_once(store):
     with pytest.raises(OutputBusy):
         acquire_lease(store, "other", ttl_s=60)
     live.release()
+
+
+def test_a_lease_that_cannot_be_deleted_is_left_to_expire_without_hiding_the_runs_error(tmp_path, monkeypatch, caplog):
+    import errno
+
+    from pipeline.storage import OutputFault
+
+    store = Store.open(str(tmp_path / "out"))
+    lease = acquire_lease(store, "run-A", ttl_s=600)
+
+    def read_only(rel):
+        raise OutputFault(errno.EROFS, f"output.path {store.root}: read-only file system (EROFS) while deleting {rel}")
+
+    monkeypatch.setattr(store, "remove", read_only)
+    with caplog.at_level("WARNING", logger="pipeline.batch.lease"):
+        lease.release()
+    assert "was not removed" in caplog.text and "EROFS" in caplog.text

@@ -128,3 +128,64 @@ def test_a_run_that_loses_a_worker_resumes_itself_and_other_errors_end_it(cfg_di
     with pytest.raises(KeyError):
         run(validate_config(cfg_dict), progress=False)
     assert calls.count("broken") == 1
+
+
+def cli_run(cfg_dict: dict, tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml.safe_dump(cfg_dict))
+    app = typer.Typer()
+
+    @app.callback()
+    def main():
+        pass
+
+    register(app)
+    return CliRunner().invoke(app, ["run", str(path)])
+
+
+def test_a_full_disk_in_a_worker_is_one_line_exit_2_and_a_failed_summary(cfg_dict, tmp_path, monkeypatch):
+    import pipeline.batch.runner as runner
+
+    out = tmp_path / "out"
+    line = f"output.path {out}: no space left on device (ENOSPC) while writing audio/b.flac; free space, run again"
+
+    def fills_the_disk(prep, *args, **kwargs):
+        done_output(out, ["a"])  # committed before the disk filled: it stays and counts
+        (out / "audio" / ".tmp-0123456789ab-c.flac").write_bytes(b"a writer killed mid-write")
+        # How Ray Data hands the driver a worker's exception: its traceback, as text.
+        raise RuntimeError(f"ray::MapWorker(MapBatches(FinishStage))\npipeline.storage.OutputFault: {line}\n")
+
+    monkeypatch.setattr(runner, "execute", fills_the_disk)
+    result = cli_run(cfg_dict, tmp_path)
+    assert result.exit_code == 2, result.output
+    assert [x for x in result.output.splitlines() if x.startswith("error:")] == [f"error: {line}"]
+    assert "Traceback" not in result.output and "bug" not in result.output
+    assert not list((out / "audio").glob(".tmp-*"))
+    summary = json.loads((out / "summary.json").read_text())
+    assert (summary["state"], summary["exit_code"], summary["error"]) == ("failed", 2, line)
+    assert summary["committed"] == {"ok": 1, "errors": 0} and summary["accounted"] is False
+    assert read_lease(Store.open(str(out))) is None
+
+
+def test_a_bug_also_makes_the_running_marker_final(cfg_dict, tmp_path, monkeypatch):
+    import pipeline.batch.runner as runner
+
+    monkeypatch.setattr(runner, "execute", lambda *a, **k: {}["a bug"])
+    with pytest.raises(KeyError):
+        run(validate_config(cfg_dict), progress=False)
+    summary = json.loads((tmp_path / "out" / "summary.json").read_text())
+    assert summary["state"] == "failed" and summary["exit_code"] == 1 and "KeyError" in summary["error"]
+
+
+def test_orphans_of_an_earlier_attempt_go_when_the_next_run_starts(cfg_dict, tmp_path, monkeypatch):
+    no_ray(monkeypatch)
+    out = tmp_path / "out"
+    done_output(out, IDS)  # metadata names audio/a.flac, audio/b.flac, audio/c.flac
+    for name in ["a.flac", "b.flac", "c.flac", "a-0123456789abcdef.flac", ".tmp-0123456789ab-b.flac", "x.txt"]:
+        (out / "audio" / name).write_bytes(b"x")
+    result = cli_run(cfg_dict, tmp_path)
+    assert result.exit_code == 0, result.output
+    assert "barkpipe: removed 2 orphan audio file(s) at the start" in result.output
+    assert sorted(p.name for p in (out / "audio").iterdir()) == ["a.flac", "b.flac", "c.flac", "x.txt"]
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["orphans_removed"] == {"start": {"temp_files": 1, "unreferenced_audio": 1}}

@@ -7,7 +7,14 @@ import pytest
 
 from pipeline.batch.sink import part_name, read_committed, write_block, write_manifest_errors
 from pipeline.storage import (
-    MARKER, Store, StorageUnavailable, UnsafeOutput, backoff_delays, is_transient, redact_url, retry,
+    MARKER,
+    StorageUnavailable,
+    Store,
+    UnsafeOutput,
+    backoff_delays,
+    is_transient,
+    redact_url,
+    retry,
 )
 
 
@@ -228,3 +235,30 @@ def test_an_outage_longer_than_retry_s_is_one_clear_error(proxied_s3):
     with pytest.raises(StorageUnavailable, match=rf"storage at 's3://{bucket}/run/metadata/p.parquet' kept failing"):
         store.commit("metadata/p.parquet", b"x")
     proxy.resume()
+
+
+def test_find_lists_files_at_any_depth_and_remove_files_deletes_them(tmp_path):
+    store = Store.open(str(tmp_path / "out"))
+    for rel in ["audio/a.wav", "audio/r1/a.wav", "metadata/part-1.parquet"]:
+        store.write(rel, b"x")
+    (tmp_path / "elsewhere.wav").write_bytes(b"not ours")
+    (tmp_path / "out" / "audio" / "link.wav").symlink_to(tmp_path / "elsewhere.wav")
+    assert store.find("audio") == ["audio/a.wav", "audio/r1/a.wav"] and store.find("errors") == []
+    store.remove_files(["audio/r1/a.wav", "audio/gone.wav"])  # one already gone is fine
+    assert store.find("audio") == ["audio/a.wav"] and (tmp_path / "elsewhere.wav").exists()
+
+
+def test_a_rename_that_fails_leaves_no_temp_file(tmp_path, monkeypatch):
+    import errno
+    import os
+
+    from pipeline.storage import OutputFault
+
+    def refused(src, dst):
+        raise PermissionError(errno.EACCES, "Permission denied", dst)
+
+    store = Store.open(str(tmp_path / "out"))
+    monkeypatch.setattr(os, "replace", refused)
+    with pytest.raises(OutputFault, match=r"permission denied \(EACCES\) while writing summary.json"):
+        store.write("summary.json", b"{}")
+    assert os.listdir(tmp_path / "out") == []
