@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import sys
 
 # extra -> the modules it brings (import names). One `pip install 'barkpipe[EXTRA]'` gives them all.
 EXTRAS: dict[str, tuple[str, ...]] = {
@@ -29,11 +30,20 @@ def install_hint(extra: str) -> str:
 def missing(feature: str) -> str | None:
     """The one-line problem when `feature`'s extra is not installed, else None."""
     extra, modules = FEATURES[feature]
-    absent = [m for m in modules if importlib.util.find_spec(m) is None]
+    absent = [m for m in modules if not _importable(m)]
     if not absent:
         return None
     names = ", ".join(absent)
     return f"{feature} needs the '{extra}' extra ({names} not installed); install it with: {install_hint(extra)}"
+
+
+def _importable(module: str) -> bool:
+    if module in sys.modules:  # already imported (or put there by a caller): present, whatever its __spec__
+        return True
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):  # a parent package that fails to import, or a module without a spec
+        return False
 
 
 def require(feature: str) -> None:

@@ -47,6 +47,11 @@ _WORD_SPLIT = re.compile(r"[^A-Za-z0-9]+|(?<=[a-z0-9])(?=[A-Z])")
 _URL_USERINFO = re.compile(r"(?P<scheme>[A-Za-z][A-Za-z0-9+.-]*://)[^/@\s?#]+@")
 # name=value pairs in query strings and connection strings ("?X-Amz-Signature=..", ";AccountKey=..").
 _PAIR = re.compile(r"(?P<lead>^|[?&;\s])(?P<name>[A-Za-z][A-Za-z0-9_.-]*)=(?P<value>[^&;#\s\"']*)")
+# An HTTP header written as one string ("Authorization: Bearer abc", "X-Api-Key: k"), as headers lists hold them.
+_HEADER = re.compile(r"^(?P<name>\s*[A-Za-z][A-Za-z0-9_-]*\s*:\s*)(?P<value>\S.*)$", re.DOTALL)
+# Credentials of an HTTP auth scheme anywhere in text ("Bearer eyJ...", "Basic dXNlcjpwdw==").
+_AUTH_SCHEME = re.compile(r"\b(?P<scheme>Bearer|Basic)\s+(?P<value>[A-Za-z0-9._~+/=-]{8,})")
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_.-]*$")  # a key name, not a sentence
 # Secrets handed to us shorter than this are not scrubbed from free text (too many false hits).
 MIN_SCRUB_CHARS = 4
 
@@ -62,8 +67,12 @@ def is_secret_key(key: Any) -> bool:
 
 
 def redact_text(text: str) -> str:
-    """Hide URL userinfo and the values of secret-looking name=value pairs inside any string."""
+    """Hide URL userinfo, auth-scheme credentials, secret headers and secret-looking name=value values."""
     text = _URL_USERINFO.sub(r"\g<scheme>***@", text)
+    text = _AUTH_SCHEME.sub(lambda m: f"{m['scheme']} {REDACTED}", text)
+    header = _HEADER.match(text)
+    if header and is_secret_key(header["name"].strip(" :")):
+        return f"{header['name']}{REDACTED}"
 
     def pair(m: re.Match) -> str:
         if not is_secret_key(m["name"]) or not m["value"]:
@@ -82,10 +91,17 @@ def redact(obj: Any) -> Any:
     if isinstance(obj, dict):
         return {k: (REDACTED if _has_value(v) else v) if is_secret_key(k) else redact(v) for k, v in obj.items()}
     if isinstance(obj, (list, tuple)):
+        if _is_pair(obj) and _has_value(obj[1]):
+            return type(obj)((obj[0], REDACTED))  # a (name, value) pair, as header lists hold them
         return type(obj)(redact(v) for v in obj)
     if isinstance(obj, str):
         return redact_text(obj)
     return obj
+
+
+def _is_pair(seq: list | tuple) -> bool:
+    """A (name, value) pair with a secret-looking name, as header lists hold them: ["api_token", "x"]."""
+    return len(seq) == 2 and isinstance(seq[0], str) and bool(_NAME.match(seq[0])) and is_secret_key(seq[0])
 
 
 def _has_value(value: Any) -> bool:
@@ -102,8 +118,12 @@ def secret_values(obj: Any) -> set[str]:
             for k, v in node.items():
                 walk(v, secret or is_secret_key(k))
         elif isinstance(node, (list, tuple)):
-            for v in node:
-                walk(v, secret)
+            pair = _is_pair(node)
+            for i, v in enumerate(node):
+                walk(v, secret or (pair and i == 1))
+        elif isinstance(node, str) and not secret and (header := _HEADER.match(node)):
+            if is_secret_key(header["name"].strip(" :")) and len(header["value"]) >= MIN_SCRUB_CHARS:
+                found.add(header["value"])
         elif secret and isinstance(node, (str, int)) and not isinstance(node, bool):
             value = str(node)
             if len(value) >= MIN_SCRUB_CHARS:

@@ -15,6 +15,13 @@ from pipeline.redact import REDACTED, is_secret_key, redact, redact_text, secret
 
 # A config is a few KiB; a bigger file is a mistake (or an attack), refused before parsing.
 MAX_CONFIG_BYTES = 1 << 20
+EMPTY_PATH = "is empty (an unset shell variable in --set?); give a local path or a URL"
+
+
+def _not_empty(value: str) -> str:
+    if not value.strip():
+        raise ValueError(EMPTY_PATH)
+    return value
 
 
 class Section(BaseModel):
@@ -30,8 +37,12 @@ class InputConfig(Section):
         description="fsspec options for the input filesystem (endpoint_url, anon...); prefer credentials from "
         "the environment.",
     )
-    id_column: str = Field("id", description="Column holding the unique row id (string).")
+    id_column: str = Field(
+        "id", description="Column holding the unique row id (string, or integer: used as its decimal text)."
+    )
     text_column: str = Field("text", description="Column holding the text to speak (string).")
+
+    _path = field_validator("path")(_not_empty)
 
 
 class OutputConfig(Section):
@@ -66,6 +77,8 @@ class OutputConfig(Section):
         description="How long a run waits for another run's lease on output.path; 0 = refuse at once.",
     )
 
+    _path = field_validator("path")(_not_empty)
+
 
 class ModelConfig(Section):
     weights: str = Field(
@@ -87,6 +100,8 @@ class ModelConfig(Section):
         description="Fuse decode steps with torch.compile (falls back to uncompiled steps, logged once); null = "
         "on for CUDA only.",
     )
+
+    _weights = field_validator("weights")(_not_empty)
 
     @field_validator("device")
     @classmethod
@@ -182,7 +197,8 @@ class SpeechConfig(Section):
 
 class SpeakerConfig(Section):
     backend: Literal["resemblyzer"] = Field(
-        "resemblyzer", description="Speaker encoder (Resemblyzer ships its weights)."
+        "resemblyzer",
+        description="Speaker encoder: Resemblyzer's GE2E voice encoder; its weights ship inside barkpipe.",
     )
     min_similarity: float = Field(
         0.75, ge=-1, le=1, description="Smallest cosine similarity of a chunk's voice to the reference voice."
@@ -309,11 +325,19 @@ class RunConfig(Section):
 
 
 class ConfigError(ValueError):
-    """A config file or override the user must fix; the message is one line per problem."""
+    """A config file or override the user must fix; `problems` holds one line per mistake."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
+
+
+class UnsafeYaml(ConfigError):
+    """YAML that the guard refuses (aliases): never taken as a plain string instead."""
 
 
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
-    """Read YAML, apply `key=value` overrides, validate; raise ConfigError naming the key."""
+    """Read YAML, apply `key=value` overrides, validate; raise ConfigError naming every bad key."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {str(path)!r} does not exist")
@@ -331,48 +355,48 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 
 def validate_config(data: dict) -> RunConfig:
+    """RunConfig from plain data; ConfigError with one line per bad key (all of them, not the first)."""
+    from pipeline.batch.configerrors import describe_errors
+
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError("; ".join(_describe(err) for err in exc.errors())) from None
+        problems = describe_errors(exc.errors(), RunConfig)
+        raise ConfigError("; ".join(problems), problems) from None
 
 
 def apply_override(data: dict, item: str) -> None:
-    """Set a dotted key from `key=value`; the value is parsed as a YAML scalar (so 3 -> int, null -> None)."""
+    """Set a dotted key from `key=value`; the value is parsed as YAML (3 -> int, null -> None) through
+    the same guard as config files; text that is not YAML at all is kept as a string."""
     key, sep, raw = item.partition("=")
     if not sep or not key.strip():
-        raise ConfigError(f"--set {item!r}: expected key=value, e.g. output.format=wav")
+        # Worded without a "key=" pair: redaction hides whatever follows a secret-looking name and "=".
+        raise ConfigError(f"--set {item!r}: expected a dotted config name, '=' and a value, e.g. output.format=wav")
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"--set {key.strip()}: the value is {len(raw)} bytes (limit {MAX_CONFIG_BYTES})")
     parts = key.strip().split(".")
     node = data
     for part in parts[:-1]:
         child = node.setdefault(part, {})
         if not isinstance(child, dict):
-            raise ConfigError(f"--set {item!r}: {part!r} is a value, not a section")
+            raise ConfigError(f"--set {key.strip()!r}: {part!r} is a value, not a section")
         node = child
     try:
-        node[parts[-1]] = load_yaml(raw, "--set") if raw.strip() else ""
+        node[parts[-1]] = load_yaml(raw, f"--set {key.strip()}") if raw.strip() else ""
+    except UnsafeYaml:
+        raise
     except ConfigError:
         node[parts[-1]] = raw
-
-
-def _describe(err: Any) -> str:  # a pydantic ErrorDetails (a TypedDict)
-    loc = ".".join(str(p) for p in err["loc"])
-    if err["type"] == "extra_forbidden":
-        return redact_text(f"unknown key {loc!r} (allowed here: {', '.join(_allowed_keys(err['loc'][:-1]))})")
-    if err["type"] == "missing":
-        return f"{loc}: required key is missing"
-    got = err.get("input")
-    where = f"{loc}: " if loc else ""
-    # A wrongly typed storage_options (or a secret-named key) may hold credentials: name the type only.
-    if any(str(p) == "storage_options" or is_secret_key(p) for p in err["loc"]):
-        return f"{where}{err['msg']} (got a {type(got).__name__})"
-    return redact_text(f"{where}{err['msg']} (got {redact(got)!r})")
 
 
 def load_yaml(text: str | bytes, where: str) -> Any:
     """Parse YAML with the safe loader, refusing aliases (a 600-byte alias bomb expands to gigabytes)."""
     try:
         return yaml.load(text, Loader=_NoAliasLoader)
+    except _AliasRefused as exc:
+        mark = exc.problem_mark
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        raise UnsafeYaml(f"{where}: not valid YAML{at} ({exc.problem}; quote the value if it is text)") from None
     except yaml.MarkedYAMLError as exc:
         # str(exc) quotes the offending line, which may hold a secret: position and problem only.
         mark = exc.problem_mark
@@ -382,27 +406,21 @@ def load_yaml(text: str | bytes, where: str) -> Any:
         raise ConfigError(f"{where}: not valid YAML ({type(exc).__name__})") from None
 
 
+class _AliasRefused(yaml.MarkedYAMLError):
+    """An `*alias` reference: refused wherever YAML comes from (files or --set)."""
+
+
 class _NoAliasLoader(yaml.SafeLoader):
     """SafeLoader that refuses `*alias` references (anchors alone are harmless)."""
 
     def compose_node(self, parent, index):
         if self.check_event(yaml.AliasEvent):
             mark = self.peek_event().start_mark
-            raise yaml.MarkedYAMLError(
+            raise _AliasRefused(
                 problem="YAML aliases (*name) are not allowed in barkpipe configs; write the value out",
                 problem_mark=mark,
             )
         return super().compose_node(parent, index)
-
-
-def _allowed_keys(loc: tuple) -> list[str]:
-    model: type[BaseModel] = RunConfig
-    for part in loc:
-        field = model.model_fields.get(str(part))
-        if field is None or not (isinstance(field.annotation, type) and issubclass(field.annotation, BaseModel)):
-            return []
-        model = field.annotation
-    return list(model.model_fields)
 
 
 def public_dict(config: RunConfig) -> dict:

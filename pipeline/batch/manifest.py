@@ -78,6 +78,7 @@ def inspect_manifest(url: str, storage_options: dict | None = None, id_column: s
         [(f, m.schema.to_arrow_schema()) for f, m in zip(files, footers, strict=True)],
         required=(id_column, text_column),
     )
+    schema = ids_as_text(schema, id_column)
     check_schema(schema, id_column, text_column)
     names = schema.names
     optional = [c for c in OPTIONAL_COLUMNS if c in names]
@@ -160,14 +161,34 @@ def _unify_types(a, b):
     return None
 
 
+def ids_as_text(schema, id_column: str = ID):
+    """The schema with an integer id column read as text: id 42 is "42" in metadata, file names and resume.
+
+    pyarrow casts the column while reading with this schema, so every reader that passes
+    ManifestInfo.schema (read_ids, resume, the run's read tasks) sees the same strings.
+    """
+    import pyarrow as pa
+
+    if id_column in schema.names and _family(schema.field(id_column).type) == "integer":
+        return schema.set(schema.get_field_index(id_column), pa.field(id_column, pa.string()))
+    return schema
+
+
 def check_schema(schema, id_column: str = ID, text_column: str = TEXT) -> None:
     """Required columns present and typed as strings; optional columns of the right type family."""
     names = schema.names
     for role, name in (("input.id_column", id_column), ("input.text_column", text_column)):
         if name not in names:
             raise ValueError(f"manifest has no column {name!r} ({role}); columns are: {', '.join(names)}")
-        if _family(schema.field(name).type) not in ("string", "binary"):  # binary: UTF-8 checked per row
-            raise ValueError(f"manifest column {name!r} must be string, got {schema.field(name).type}")
+        family = _family(schema.field(name).type)
+        if role == "input.id_column" and family == "number":
+            raise ValueError(
+                f"manifest column {name!r} holds floating-point ids ({schema.field(name).type}), which do not name "
+                f"rows exactly; write them as text, e.g. df[{name!r}] = df[{name!r}].astype('int64').astype(str)"
+            )
+        if family not in ("string", "binary"):  # binary: UTF-8 checked per row
+            kind = "string or integer" if role == "input.id_column" else "string"
+            raise ValueError(f"manifest column {name!r} must be {kind}, got {schema.field(name).type}")
     for canonical, name in ((ID, id_column), (TEXT, text_column)):
         if canonical != name and canonical in names:
             raise ValueError(
@@ -216,41 +237,59 @@ def id_problems(ids: list) -> tuple[set[str], list[dict]]:
     A duplicated id is ambiguous (which text is meant?), so every occurrence becomes an error row;
     so does every id whose audio file name another id would also get (see name_collisions).
     """
-    from pipeline.batch.rowparse import display_id
-
-    counts = Counter(ids)
-    clashes = {i: others for others in name_collisions(ids).values() for i in others}
     excluded: set[str] = set()
     errors: list[dict] = []
-    for value, n in counts.items():
-        problem = id_problem(value)
-        if problem is None and n > 1:
-            problem = f"id {value!r} appears {n} times in the manifest; ids must be unique: rename or drop the copies"
-        if problem is None and value in clashes:
-            other = next(o for o in clashes[value] if o != value)
-            problem = (
-                f"ids {value!r} and {other!r} would write the same audio file {safe_name(value)!r}; rename one of them"
-            )
-        if problem is None:
-            continue
-        shown = display_id(value)
+    for _, shown, problem, n in id_issues(ids):
         if isinstance(shown, str):
             excluded.add(shown)
         errors.extend({"id": shown, "stage": "manifest", "error": problem} for _ in range(n))
     return excluded, errors
 
 
+def id_issues(ids: list) -> list[tuple[str, Any, str, int]]:
+    """(kind, id as shown, sentence, rows) per distinct bad id; kind groups like problems ("have an empty id")."""
+    from pipeline.batch.rowparse import display_id
+
+    counts = Counter(ids)
+    clashes = {i: others for others in name_collisions(ids).values() for i in others}
+    out = []
+    for value, n in counts.items():
+        issue = id_issue(value)
+        if issue is None and n > 1:
+            unique = "ids must be unique: rename or drop the copies"
+            issue = ("share their id with another row", f"id {value!r} appears {n} times in the manifest; {unique}")
+        if issue is None and value in clashes:
+            other = next(o for o in clashes[value] if o != value)
+            issue = ("have ids that would write the same audio file as another id",
+                     f"ids {value!r} and {other!r} would write the same audio file {safe_name(value)!r}; "
+                     "rename one of them")  # fmt: skip
+        if issue is not None:
+            out.append((issue[0], display_id(value), issue[1], n))
+    return out
+
+
 def id_problem(value: Any) -> str | None:
+    """Why one id value is unusable, as a sentence; None when it is fine."""
+    issue = id_issue(value)
+    return None if issue is None else issue[1]
+
+
+def id_issue(value: Any) -> tuple[str, str] | None:
+    """(kind, sentence) for an unusable id value; None when it is fine."""
     if value is None:
-        return "id is missing (null); give every row a unique string id"
+        return "have no id (null)", "id is missing (null); give every row a unique id"
     if isinstance(value, bytes):  # rowparse.Undecodable
-        return f"id {value!r} is not valid UTF-8; re-encode the id column as UTF-8"
+        return (
+            "have an id that is not valid UTF-8",
+            f"id {value!r} is not valid UTF-8; re-encode the id column as UTF-8",
+        )
     if not isinstance(value, str) or not value.strip():
-        return "id is empty; give every row a unique string id"
+        return "have an empty id", "id is empty; give every row a unique id"
     if len(value) > MAX_ID_CHARS:
-        return f"id is {len(value)} characters long (limit {MAX_ID_CHARS}); is input.id_column the right column?"
+        sentence = f"id is {len(value)} characters long (limit {MAX_ID_CHARS}); is input.id_column the right column?"
+        return f"have an id longer than {MAX_ID_CHARS} characters", sentence
     if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        return f"id {value!r} contains control characters; use printable ids"
+        return "have an id with control characters", f"id {value!r} contains control characters; use printable ids"
     return None
 
 

@@ -91,16 +91,28 @@ class RowValues:
 
 def parse_row(raw: dict, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> tuple[RowValues | None, str | None]:
     """(values, None) for a usable row, (None, sentence) otherwise; never raises for any input value."""
+    values, issue = parse_row_issue(raw, max_text_chars)
+    return values, None if issue is None else issue[1]
+
+
+def parse_row_issue(
+    raw: dict, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS
+) -> tuple[RowValues | None, tuple[str, str] | None]:
+    """parse_row with the problem's kind too: (None, (kind, sentence)); rows of one kind are reported together."""
     try:
         return _parse(raw, max_text_chars)
     except _Bad as bad:
-        return None, str(bad)
+        return None, (bad.kind, str(bad))
     except Exception as exc:  # a value type nobody foresaw: still this row's problem only
-        return None, f"row cannot be read ({type(exc).__name__}: {_short(exc)})"
+        return None, ("cannot be read", f"row cannot be read ({type(exc).__name__}: {_short(exc)})")
 
 
 class _Bad(Exception):
-    """A row problem; its message is the sentence the user sees."""
+    """A row problem; its message is the sentence the user sees, its kind groups rows ("have empty text")."""
+
+    def __init__(self, message: str, kind: str = "cannot be read"):
+        super().__init__(message)
+        self.kind = kind
 
 
 def _parse(raw: dict, max_text_chars: int) -> tuple[RowValues, None]:
@@ -109,16 +121,20 @@ def _parse(raw: dict, max_text_chars: int) -> tuple[RowValues, None]:
     seed = _number(raw.get("seed"), "seed", "an integer >= 0")
     if seed is not None:
         if seed != math.floor(seed) or not 0 <= seed <= MAX_SEED:
-            raise _Bad(f"seed {_show(seed)} is invalid; use an integer from 0 to 2**63-1 or leave it empty")
+            raise _Bad(f"seed {_show(seed)} is invalid; use an integer from 0 to 2**63-1 or leave it empty",
+                       "have an invalid seed")  # fmt: skip
         seed = int(seed)
     text_temp = _number(raw.get("text_temp"), "text_temp", "a number >= 0")
     waveform_temp = _number(raw.get("waveform_temp"), "waveform_temp", "a number >= 0")
     for name, value in (("text_temp", text_temp), ("waveform_temp", waveform_temp)):
         if value is not None and value < 0:
-            raise _Bad(f"{name} {_show(value)} is invalid; use a number >= 0 or leave it empty")
+            raise _Bad(
+                f"{name} {_show(value)} is invalid; use a number >= 0 or leave it empty", f"have an invalid {name}"
+            )
     max_duration = _number(raw.get("max_duration"), "max_duration", "seconds > 0")
     if max_duration is not None and max_duration <= 0:
-        raise _Bad(f"max_duration {_show(max_duration)} is invalid; use seconds > 0 or leave it empty")
+        raise _Bad(f"max_duration {_show(max_duration)} is invalid; use seconds > 0 or leave it empty",
+                   "have an invalid max_duration")  # fmt: skip
     values = RowValues(
         id=row_id,
         text=text,
@@ -132,38 +148,51 @@ def _parse(raw: dict, max_text_chars: int) -> tuple[RowValues, None]:
     return values, None
 
 
-def _id(value: Any) -> str:
-    from pipeline.batch.manifest import id_problem
+def chunk_seconds_cap(value: Any, default: float | None) -> float:
+    """Most audio seconds one chunk of a row gets: its max_duration when usable, else the config's, else inf."""
+    try:
+        cap = _number(value, "max_duration", "seconds > 0")
+    except _Bad:
+        cap = None  # the run makes this row an error row; the plan just does not cap it
+    cap = cap if cap is not None and cap > 0 else default
+    return math.inf if cap is None else float(cap)
 
-    if isinstance(value, Undecodable):
-        raise _Bad(f"id {value!r} is not valid UTF-8; re-encode the id column as UTF-8")
-    problem = id_problem(value)
-    if problem:
-        raise _Bad(problem)
+
+def _id(value: Any) -> str:
+    from pipeline.batch.manifest import id_issue
+
+    issue = id_issue(value)
+    if issue:
+        raise _Bad(issue[1], issue[0])
     return value
 
 
 def _text(value: Any, max_chars: int) -> str:
     if value is None:
-        raise _Bad("text is missing (null); fill the text column or drop the row")
+        raise _Bad("text is missing (null); fill the text column or drop the row", "have no text (null)")
     if isinstance(value, Undecodable):
         raise _Bad(
             f"text is not valid UTF-8 (first bad byte at offset {_bad_offset(value)}); "
-            "re-encode the text column as UTF-8"
+            "re-encode the text column as UTF-8",
+            "have text that is not valid UTF-8",
         )
     if not isinstance(value, str):
-        raise _Bad(f"text must be a string, got {type(value).__name__}; fix the text column")
+        raise _Bad(
+            f"text must be a string, got {type(value).__name__}; fix the text column", "have text that is not a string"
+        )
     if len(value) > max_chars:
         raise _Bad(
             f"text is {len(value)} characters long (limit segment.max_text_chars={max_chars}); "
-            "split the row in the manifest or raise the limit"
+            "split the row in the manifest or raise the limit",
+            "have text longer than segment.max_text_chars",
         )
     if not value.strip():
-        raise _Bad("text is empty; fill the text column or drop the row")
+        raise _Bad("text is empty; fill the text column or drop the row", "have empty text")
     if not speakable(value):
         raise _Bad(
             "text has nothing speakable (only control, zero-width or combining characters); "
-            "fix the text or drop the row"
+            "fix the text or drop the row",
+            "have text with nothing speakable",
         )
     return value
 
@@ -178,14 +207,14 @@ def _number(value: Any, name: str, wanted: str) -> float | int | None:
     if value is None:
         return None
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise _Bad(f"{name} {_show(value)} is not a number; use {wanted} or leave it empty")
+        raise _Bad(f"{name} {_show(value)} is not a number; use {wanted} or leave it empty", f"have an invalid {name}")
     if isinstance(value, numbers.Integral):
         return int(value)
     value = float(value)
     if math.isnan(value):
         return None  # pandas writes a missing number as NaN
     if math.isinf(value):
-        raise _Bad(f"{name} {_show(value)} is invalid; use {wanted} or leave it empty")
+        raise _Bad(f"{name} {_show(value)} is invalid; use {wanted} or leave it empty", f"have an invalid {name}")
     return value
 
 
@@ -198,16 +227,18 @@ def _optional_text(value: Any, name: str) -> str | None:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return None
     if isinstance(value, Undecodable):
-        raise _Bad(f"{name} {value!r} is not valid UTF-8; re-encode the {name} column as UTF-8")
+        raise _Bad(
+            f"{name} {value!r} is not valid UTF-8; re-encode the {name} column as UTF-8", f"have an invalid {name}"
+        )
     if not isinstance(value, str):
-        raise _Bad(f"{name} must be a string, got {type(value).__name__}")
+        raise _Bad(f"{name} must be a string, got {type(value).__name__}", f"have an invalid {name}")
     return value.strip() or None
 
 
 def _language(value: Any) -> str | None:
     value = _optional_text(value, "language")
     if value is not None and not _LANGUAGE.match(value):
-        raise _Bad(f"language {_show(value)} is not a language code like 'en' or 'pt-BR'")
+        raise _Bad(f"language {_show(value)} is not a language code like 'en' or 'pt-BR'", "have an invalid language")
     return value
 
 

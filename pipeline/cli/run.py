@@ -7,27 +7,65 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.errors import USER_ERRORS, fail, guarded
+from pipeline.cli.errors import USER_ERROR_EXIT, USER_ERRORS, fail, guarded
 
 ERROR_SAMPLES_SHOWN = 3  # failed rows named at the end of a run; errors/ holds them all
 
 
-def _load_and_check(config: Path, overrides: list[str]):
-    """(config, report) or exit 2 with the first problem; nothing is generated or written."""
+def _load_and_check(config: Path, overrides: list[str], rows_fatal: bool = False):
+    """(config, report), or exit 2 naming every problem (one `error:` line each); nothing is generated.
+
+    rows_fatal (validate): problems of single manifest rows are errors too; in a run they are
+    warnings, since those rows become error rows and the others go on. A run with an empty
+    manifest ends here, saying so.
+    """
     from pipeline.batch.checks import check_run
-    from pipeline.batch.config import load_config
+    from pipeline.batch.config import ConfigError, load_config
 
     try:
         cfg = load_config(config, overrides or [])
-        return cfg, check_run(cfg)
+        report = check_run(cfg)
+    except ConfigError as exc:  # a config that does not parse: later checks would mean nothing
+        _fail_all(exc.problems)
     except USER_ERRORS as exc:
         fail(exc)
-    raise AssertionError("unreachable: fail() exits")
+    problems = list(report.problems)
+    if rows_fatal:
+        problems += report.row_problems
+        if report.empty:
+            problems.append(f"{_manifest_where(cfg)} holds no rows; there is nothing to synthesize")
+    _fail_all(problems)
+    if not rows_fatal:
+        for line in report.row_problems:
+            typer.echo(f"warning: {_redact(line)} (these rows become error rows; the others run)", err=True)
+        if report.empty:
+            typer.echo(f"nothing to do: {_manifest_where(cfg)} holds no rows")
+            raise typer.Exit(0)
+    return cfg, report
+
+
+def _manifest_where(cfg) -> str:
+    return f"the manifest (input.path {_redact(cfg.input.path)!r})"
+
+
+def _redact(text: str) -> str:
+    from pipeline.storage import redact_url
+
+    return redact_url(text)
+
+
+def _fail_all(problems: list[str]) -> None:
+    """Print `error: ...` for each problem and exit 2; nothing when there are none."""
+    if not problems:
+        return
+    for problem in problems:
+        typer.echo(f"error: {_redact(problem)}", err=True)
+    raise typer.Exit(USER_ERROR_EXIT)
 
 
 def validate_command(config: Path, overrides: list[str]) -> None:
-    """Run every check that costs no generation and print one line per check."""
-    _, report = _load_and_check(config, overrides)
+    """Run every check that costs no generation: one line per check, or one `error:` line per problem."""
+    _, report = _load_and_check(config, overrides, rows_fatal=True)
     for line in report.lines():
         typer.echo(line)
     typer.echo("config ok: `barkpipe run` would start")
@@ -118,16 +156,33 @@ def _report(cfg, summary: dict) -> None:
     typer.echo(table(summary))
     out = redact_url(cfg.output.path.rstrip("/"))
     typer.echo(f"output: {out}/ (audio/, metadata/, summary.json)")
-    samples = summary.get("this_run", {}).get("error_samples") or []
     if summary.get("errors"):
         typer.echo(f"{summary['errors']} row(s) failed; every reason is in {out}/errors/. First ones:")
-        for sample in samples[:ERROR_SAMPLES_SHOWN]:
-            typer.echo(f"  {sample}")
+        for sample in _error_reasons(cfg, summary):
+            typer.echo(f"  {redact_url(sample)}")
     if not summary["accounted"]:
         from pipeline.batch.accounting import ACCOUNTING_EXIT
 
         typer.echo(f"error: {summary.get('verdict') or 'some input rows are not accounted for'}", err=True)
         raise typer.Exit(summary.get("exit_code") or ACCOUNTING_EXIT)
+
+
+def _error_reasons(cfg, summary: dict) -> list[str]:
+    """The first error reasons: this run's samples, then the manifest's id problems when the samples
+    leave them out (summary.json's samples come from the rows the actors saw)."""
+    samples = list((summary.get("this_run") or {}).get("error_samples") or [])[:ERROR_SAMPLES_SHOWN]
+    if summary.get("manifest_errors") and not any("[manifest]" in s for s in samples):
+        from pipeline.batch.manifest import inspect_manifest, read_ids
+        from pipeline.batch.rowchecks import id_problem_lines
+
+        i = cfg.input
+        try:
+            info = inspect_manifest(i.path, i.storage_options, i.id_column, i.text_column)
+            lines = id_problem_lines(read_ids(info))
+        except (ValueError, OSError) as exc:  # the manifest changed or went away since the run read it
+            lines = [f"manifest: cannot be read again to name its {summary['manifest_errors']} bad row(s) ({exc})"]
+        samples = lines[: max(1, ERROR_SAMPLES_SHOWN - len(samples))] + samples
+    return samples
 
 
 ConfigArg = Annotated[Path, typer.Argument(help="Run config (YAML).", exists=True, dir_okay=False, readable=True)]

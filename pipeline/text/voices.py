@@ -70,6 +70,14 @@ def check_speakers(speakers: dict[str, str], resolve: Callable[[str], object] | 
                 raise ValueError(f"generation.speakers.{name}: {exc}") from None
 
 
+def tag_voice_specs(text: str, speakers: dict[str, str] | None = None) -> list[str]:
+    """The names of a text's `[voice: X]` tags that are neither a `generation.speakers` name nor
+    `default`, in order and once each: voice specs the row's run must resolve ("" for an empty tag)."""
+    names = {k.strip().casefold() for k in (speakers or {})} | {DEFAULT_NAME}
+    specs = [m[1].strip() for m in VOICE_TAG.finditer(text) if m[1].strip().casefold() not in names]
+    return list(dict.fromkeys(specs))
+
+
 def split_voiced(
     text: str,
     default_voice: str | None,

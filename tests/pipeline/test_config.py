@@ -30,10 +30,18 @@ def test_shipped_configs_are_the_ones_the_issue_asks_for():
     assert {"smoke.yaml", "audiobook.yaml"} <= names
     smoke = load_config(CONFIGS[[p.name for p in CONFIGS].index("smoke.yaml")])
     assert (smoke.model.weights, smoke.model.device, smoke.input.path, smoke.output.path) == (
-        "weights/tiny", "cpu", "examples/smoke_manifest.parquet", "out/smoke")
+        "weights/tiny",
+        "cpu",
+        "examples/smoke_manifest.parquet",
+        "out/smoke",
+    )
     book = load_config(CONFIGS[[p.name for p in CONFIGS].index("audiobook.yaml")])
     assert (book.model.weights, book.model.device, book.model.precision, book.output.format) == (
-        "weights/bark", "cuda", "fp16", "flac")
+        "weights/bark",
+        "cuda",
+        "fp16",
+        "flac",
+    )
     assert book.generation.continuity == "fixed" and book.quality.enabled and book.compute.gpus_per_actor >= 1
 
 
@@ -45,19 +53,22 @@ def _models(model: type[BaseModel]):
 
 
 def test_every_field_has_a_description():
-    missing = [f"{m.__name__}.{name}" for m in _models(RunConfig)
-               for name, f in m.model_fields.items() if not f.description]
+    missing = [
+        f"{m.__name__}.{name}" for m in _models(RunConfig) for name, f in m.model_fields.items() if not f.description
+    ]
     assert missing == []
 
 
 def test_unknown_key_fails_naming_it_and_the_allowed_keys(tmp_path):
     path = write(tmp_path, "input: {path: m}\noutput: {path: o, fromat: wav}\nmodel: {weights: w}\n")
-    with pytest.raises(ConfigError, match=r"unknown key 'output.fromat' \(allowed here: path, format"):
+    with pytest.raises(
+        ConfigError, match=r"unknown key 'output.fromat'; did you mean 'format'\? \(allowed here: path, f"
+    ):
         load_config(path)
 
 
 def test_bad_value_names_key_and_allowed_values():
-    with pytest.raises(ConfigError, match=r"output.format: .*'wav', 'flac'.*got 'aiff'"):
+    with pytest.raises(ConfigError, match=r"output.format: got 'aiff'; expected one of 'wav', 'flac'"):
         validate_config({**MINIMAL, "output": {"path": "o", "format": "aiff"}})
     with pytest.raises(ConfigError, match=r"model.weights: required key is missing"):
         validate_config({**MINIMAL, "model": {}})
@@ -74,27 +85,49 @@ def test_quality_limits_must_be_gate_limits_fields():
 
 def test_set_overrides_dotted_keys_with_yaml_scalars(tmp_path):
     path = write(tmp_path, "input: {path: m}\noutput: {path: o}\nmodel: {weights: w}\n")
-    cfg = load_config(path, ["compute.actors=3", "generation.seed=null", "output.overwrite=true",
-                             "input.path=s3://b/m/", "input.storage_options.endpoint_url=http://x:1",
-                             "generation.voice=v2/en_speaker_6"])
+    cfg = load_config(
+        path,
+        [
+            "compute.actors=3",
+            "generation.seed=null",
+            "output.overwrite=true",
+            "input.path=s3://b/m/",
+            "input.storage_options.endpoint_url=http://x:1",
+            "generation.voice=v2/en_speaker_6",
+        ],
+    )
     assert cfg.compute.actors == 3 and cfg.generation.seed is None and cfg.output.overwrite is True
     assert cfg.input.path == "s3://b/m/" and cfg.input.storage_options == {"endpoint_url": "http://x:1"}
     assert cfg.generation.voice == "v2/en_speaker_6"
     with pytest.raises(ConfigError, match="unknown key 'compute.actor'"):
         load_config(path, ["compute.actor=3"])
-    with pytest.raises(ConfigError, match="expected key=value"):
+    with pytest.raises(ConfigError, match="expected a dotted config name, '=' and a value"):
         load_config(path, ["compute.actors"])
 
 
 def test_secrets_are_redacted_and_left_out_of_the_hash():
     def cfg(secret, actors=1):
-        return validate_config({**MINIMAL, "compute": {"actors": actors}, "output": {
-            "path": "s3://AKIA:pw@b/out", "storage_options": {
-                "key": "AKIA", "secret": secret, "client_kwargs": {"endpoint_url": "http://h:1"}}}})
+        return validate_config(
+            {
+                **MINIMAL,
+                "compute": {"actors": actors},
+                "output": {
+                    "path": "s3://AKIA:pw@b/out",
+                    "storage_options": {
+                        "key": "AKIA",
+                        "secret": secret,
+                        "client_kwargs": {"endpoint_url": "http://h:1"},
+                    },
+                },
+            }
+        )
 
     public = public_dict(cfg("hunter2"))
     assert public["output"]["storage_options"] == {
-        "key": "***", "secret": "***", "client_kwargs": {"endpoint_url": "http://h:1"}}
+        "key": "***",
+        "secret": "***",
+        "client_kwargs": {"endpoint_url": "http://h:1"},
+    }
     assert public["output"]["path"] == "s3://***@b/out"
     assert public["segment"]["max_tokens"] == 256  # only storage options are treated as secrets
     assert "hunter2" not in str(public) and "pw" not in public["output"]["path"]
@@ -111,8 +144,11 @@ def test_missing_file_and_bad_yaml_fail_clearly(tmp_path):
 
 def test_the_pipeline_doc_names_every_key():
     doc = (Path(__file__).resolve().parents[2] / "docs" / "PIPELINE.md").read_text()
-    keys = [f"{section}.{name}" for section, field in RunConfig.model_fields.items()
-            for name in field.annotation.model_fields]
+    keys = [
+        f"{section}.{name}"
+        for section, field in RunConfig.model_fields.items()
+        for name in field.annotation.model_fields
+    ]
     assert [k for k in keys if f"`{k}`" not in doc] == []
 
 
@@ -137,8 +173,55 @@ def test_a_yaml_alias_bomb_fails_fast_with_one_line(tmp_path):
 def test_anchors_without_aliases_still_load_and_overrides_refuse_aliases_too(tmp_path):
     text = "input: &i {path: m.parquet}\noutput: {path: out}\nmodel: {weights: w}\n"
     assert load_config(write(tmp_path, text)).input.path == "m.parquet"
-    cfg = load_config(write(tmp_path, text), ["generation.voice=*i"])  # not YAML: kept as the literal text
-    assert cfg.generation.voice == "*i"
+    with pytest.raises(ConfigError, match=r"--set generation.voice: not valid YAML .*aliases .*quote the value"):
+        load_config(write(tmp_path, text), ["generation.voice=*i"])
+    assert load_config(write(tmp_path, text), ["generation.voice='*i'"]).generation.voice == "*i"
+    cfg = load_config(write(tmp_path, text), ["generation.voice=a: b: c"])  # not YAML: kept as the literal text
+    assert cfg.generation.voice == "a: b: c"
+
+
+def test_an_alias_bomb_in_set_is_refused_fast(tmp_path):
+    import time
+
+    path = write(tmp_path, "input: {path: m}\noutput: {path: o}\nmodel: {weights: w}\n")
+    bomb = (
+        "[&a [x, x, x, x, x, x, x, x, x], "
+        + ", ".join(f"&{chr(98 + i)} [{', '.join(['*' + chr(97 + i)] * 9)}]" for i in range(8))
+        + "]"
+    )
+    start = time.perf_counter()
+    with pytest.raises(ConfigError) as err:
+        load_config(path, [f"generation.speakers={bomb}"])
+    assert time.perf_counter() - start < 2
+    assert "aliases" in str(err.value) and "\n" not in str(err.value)
+
+
+def test_every_bad_key_is_one_line_naming_key_value_and_allowed():
+    with pytest.raises(ConfigError) as err:
+        validate_config({**MINIMAL, "compute": {"actors": "many", "gpus": 1}, "generation": {"seed": -1}})
+    assert err.value.problems == [
+        "generation.seed: got -1; expected an integer >= 0 or null",
+        "compute.actors: got 'many'; expected an integer or a list of 2 integers",
+        "unknown key 'compute.gpus'; did you mean 'gpus_per_actor'? (allowed here: "
+        + ", ".join(RunConfig.model_fields["compute"].annotation.model_fields)
+        + ")",
+    ]
+    assert not any("Input should" in p or ".int" in p or "Value error" in p for p in err.value.problems)
+    with pytest.raises(ConfigError) as err:
+        validate_config({**MINIMAL, "outptu": {}, "model": {"weights": "w", "device": "gpu"}})
+    assert err.value.problems == [
+        "model.device: must be auto, cpu, cuda, cuda:N or mps (got 'gpu')",
+        "unknown key 'outptu'; did you mean 'output'? (allowed here: input, output, model, "
+        "generation, segment, quality, compute)",
+    ]
+
+
+@pytest.mark.parametrize("key", ["output.path", "input.path", "model.weights"])
+def test_an_empty_path_is_a_mistake_naming_the_key(tmp_path, key):
+    path = write(tmp_path, "input: {path: m}\noutput: {path: o}\nmodel: {weights: w}\n")
+    for value in ("", "  "):
+        with pytest.raises(ConfigError, match=rf"^{key}: is empty \(an unset shell variable in --set\?\)"):
+            load_config(path, [f"{key}={value}"])
 
 
 def test_a_huge_config_file_is_refused_before_parsing(tmp_path):
@@ -172,18 +255,41 @@ def test_bad_values_elsewhere_are_redacted_by_shape():
 def test_public_dict_redacts_the_issues_cases():
     from pipeline.batch.config import config_secrets
 
-    cfg = validate_config({**MINIMAL, "input": {
-        "path": "https://user:hunter2@example.invalid/m.parquet?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=f00d&v=1",
-        "storage_options": {
-            "connection_string": "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0==;",
-            "pwd": "pw-1234", "passphrase": "open sesame", "token": ["tok-a", "tok-b"],
-            "client_kwargs": {"aws_session_token": "sess-1234", "endpoint_url": "http://h:1", "region_name": "x"},
-            "headers": [{"Authorization": "Bearer abcd1234"}], "anon": False,
-        }}})
+    cfg = validate_config(
+        {
+            **MINIMAL,
+            "input": {
+                "path": "https://user:hunter2@example.invalid/m.parquet?X-Amz-Credential=AKIA%2F1&X-Amz-Signature=f00d&v=1",
+                "storage_options": {
+                    "connection_string": "DefaultEndpointsProtocol=https;AccountName=acct;AccountKey=c2VjcmV0==;",
+                    "pwd": "pw-1234",
+                    "passphrase": "open sesame",
+                    "token": ["tok-a", "tok-b"],
+                    "client_kwargs": {
+                        "aws_session_token": "sess-1234",
+                        "endpoint_url": "http://h:1",
+                        "region_name": "x",
+                    },
+                    "headers": [{"Authorization": "Bearer abcd1234"}],
+                    "anon": False,
+                },
+            },
+        }
+    )
     public = public_dict(cfg)
     text = str(public)
-    for secret in ("hunter2", "f00d", "AKIA%2F1", "c2VjcmV0", "pw-1234", "open sesame", "tok-a", "tok-b",
-                   "sess-1234", "abcd1234"):
+    for secret in (
+        "hunter2",
+        "f00d",
+        "AKIA%2F1",
+        "c2VjcmV0",
+        "pw-1234",
+        "open sesame",
+        "tok-a",
+        "tok-b",
+        "sess-1234",
+        "abcd1234",
+    ):
         assert secret not in text, secret
     so = public["input"]["storage_options"]
     assert so["client_kwargs"]["endpoint_url"] == "http://h:1" and so["anon"] is False
@@ -196,3 +302,28 @@ def test_new_robustness_keys_have_defaults():
     cfg = validate_config(MINIMAL)
     assert cfg.output.retry_s == 300 and cfg.output.lease_ttl_s == 600 and cfg.output.lease_wait_s == 0
     assert cfg.segment.max_text_chars == 100_000 and cfg.generation.voice_dirs == []
+
+
+def test_secrets_inside_lists_never_reach_summary_json(tmp_path):
+    from pipeline.batch.accounting import write_running_summary
+    from pipeline.storage import Store
+
+    cfg = validate_config(
+        {
+            **MINIMAL,
+            "output": {
+                "path": str(tmp_path / "out"),
+                "storage_options": {
+                    "headers": ["Authorization: Bearer hdr-secret-123", "Accept: json"],
+                    "items": [{"name": "x", "secret": "item-secret-456"}],
+                    "pairs": [["api_token", "pair-secret-789"]],
+                },
+            },
+        }
+    )
+    store = Store.open(cfg.output.path, {})
+    write_running_summary(store, "run-1", public_dict(cfg), content_hash="sha256:x")  # what `run` writes first
+    text = (tmp_path / "out" / "summary.json").read_text()
+    for secret in ("hdr-secret-123", "item-secret-456", "pair-secret-789"):
+        assert secret not in text, secret
+    assert "Accept: json" in text and "Authorization: ***" in text

@@ -7,7 +7,13 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.batch.manifest import (
-    id_problems, inspect_manifest, name_collisions, read_ids, row_problem, safe_name, unify_schemas,
+    id_problems,
+    inspect_manifest,
+    name_collisions,
+    read_ids,
+    row_problem,
+    safe_name,
+    unify_schemas,
 )
 
 
@@ -40,15 +46,33 @@ def test_missing_path_and_empty_folder_name_the_path(tmp_path):
 def test_schema_errors_name_the_column(tmp_path):
     with pytest.raises(ValueError, match=r"no column 'text' \(input.text_column\); columns are: id, body"):
         inspect_manifest(str(write(tmp_path / "a.parquet", id=["1"], body=["x"])))
-    with pytest.raises(ValueError, match="column 'id' must be string, got int64"):
-        inspect_manifest(str(write(tmp_path / "b.parquet", id=[1], text=["x"])))
+    with pytest.raises(ValueError, match="column 'id' must be string or integer, got bool"):
+        inspect_manifest(str(write(tmp_path / "b.parquet", id=[True], text=["x"])))
     with pytest.raises(ValueError, match="column 'seed' must be number, got string"):
         inspect_manifest(str(write(tmp_path / "c.parquet", id=["1"], text=["x"], seed=["7"])))
-    info = inspect_manifest(str(write(tmp_path / "d.parquet", uid=["1"], body=["x"], text_temp=[1])),
-                            id_column="uid", text_column="body")
+    info = inspect_manifest(
+        str(write(tmp_path / "d.parquet", uid=["1"], body=["x"], text_temp=[1])), id_column="uid", text_column="body"
+    )
     assert info.optional == ["text_temp"]  # ints are fine where numbers are expected
     with pytest.raises(ValueError, match="has both 'body' and 'text'"):
         inspect_manifest(str(write(tmp_path / "e.parquet", id=["1"], body=["x"], text=["y"])), text_column="body")
+
+
+def test_integer_ids_are_read_as_their_decimal_text_in_every_part(tmp_path):
+    write(tmp_path / "m" / "a.parquet", id=pa.array([1, 20], pa.int64()), text=["x", "y"])
+    write(tmp_path / "m" / "b.parquet", id=pa.array([-3], pa.int32()), text=["z"])
+    info = inspect_manifest(str(tmp_path / "m"))
+    assert str(info.schema.field("id").type) == "string"
+    assert read_ids(info) == ["1", "20", "-3"]
+    assert id_problems(read_ids(info)) == (set(), [])
+
+
+def test_float_ids_are_refused_naming_the_fix(tmp_path):
+    with pytest.raises(ValueError) as err:
+        inspect_manifest(str(write(tmp_path / "f.parquet", id=[1.0, 2.0], text=["x", "y"])))
+    message = str(err.value)
+    assert "floating-point ids (double)" in message and "\n" not in message
+    assert """df['id'] = df['id'].astype('int64').astype(str)""" in message
 
 
 def test_not_parquet_fails_clearly(tmp_path):
@@ -66,8 +90,9 @@ def test_bad_and_duplicate_ids_become_one_error_per_input_row():
     assert id_problems(["a", "b"]) == (set(), [])
 
 
-@pytest.mark.parametrize("row_id", ["../../etc/passwd", "a/b", "/abs", "..", ".hidden", "sp ace", "ü", "a" * 300,
-                                    "C:\\x", "con"])
+@pytest.mark.parametrize(
+    "row_id", ["../../etc/passwd", "a/b", "/abs", "..", ".hidden", "sp ace", "ü", "a" * 300, "C:\\x", "con"]
+)
 def test_safe_name_never_escapes(row_id):
     name = safe_name(row_id)
     assert "/" not in name and "\\" not in name and ".." not in name and not name.startswith(".")
@@ -101,10 +126,13 @@ def test_an_id_spelled_like_another_ids_slug_gets_its_own_file():
     assert safe_name("take-0a1b") == "take-0a1b" and safe_name("run-2026") == "run-2026"
 
 
-@pytest.mark.parametrize("ids", [
-    ["a/b", "a_b", "a b", "a:b", "a\\b", "a_b-c14cddc033f6", "a_b-c14cddc033f6-0", "A/B", "ä", "a", "a.", "-a"],
-    [f"x-{i:012x}" for i in range(200)] + [f"x/{i}" for i in range(200)],
-])
+@pytest.mark.parametrize(
+    "ids",
+    [
+        ["a/b", "a_b", "a b", "a:b", "a\\b", "a_b-c14cddc033f6", "a_b-c14cddc033f6-0", "A/B", "ä", "a", "a.", "-a"],
+        [f"x-{i:012x}" for i in range(200)] + [f"x/{i}" for i in range(200)],
+    ],
+)
 def test_distinct_ids_never_share_a_name(ids):
     assert len({safe_name(i) for i in ids}) == len(ids)
     assert name_collisions(ids) == {}
@@ -125,11 +153,30 @@ def test_name_collisions_report_every_id_that_shares_a_name(monkeypatch):
 def test_every_part_is_checked_and_compatible_types_are_unified(tmp_path):
     m = tmp_path / "m"
     m.mkdir()
-    pq.write_table(pa.table({"id": pa.array(["1"], pa.string()), "text": ["x"], "seed": pa.array([1], pa.int32()),
-                             "n": pa.array([1], pa.int32()), "extra": pa.array([None], pa.null())}), m / "a.parquet")
-    pq.write_table(pa.table({"id": pa.array(["2"], pa.large_string()), "text": ["y"],
-                             "seed": pa.array([2], pa.int64()), "n": pa.array([2.5], pa.float64()),
-                             "extra": pa.array(["e"])}), m / "b.parquet")
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array(["1"], pa.string()),
+                "text": ["x"],
+                "seed": pa.array([1], pa.int32()),
+                "n": pa.array([1], pa.int32()),
+                "extra": pa.array([None], pa.null()),
+            }
+        ),
+        m / "a.parquet",
+    )
+    pq.write_table(
+        pa.table(
+            {
+                "id": pa.array(["2"], pa.large_string()),
+                "text": ["y"],
+                "seed": pa.array([2], pa.int64()),
+                "n": pa.array([2.5], pa.float64()),
+                "extra": pa.array(["e"]),
+            }
+        ),
+        m / "b.parquet",
+    )
     info = inspect_manifest(str(m))
     assert info.num_rows == 2
     assert info.schema.field("id").type == pa.large_string() and info.schema.field("seed").type == pa.int64()
@@ -158,14 +205,31 @@ def test_parts_that_disagree_are_one_line_naming_both_files(tmp_path):
 
 def test_unify_schemas_rules():
     s = lambda **types: pa.schema(list(types.items()))  # noqa: E731
-    got = unify_schemas([("a", s(id=pa.string(), text=pa.dictionary(pa.int8(), pa.string()), u=pa.uint8())),
-                         ("b", s(id=pa.string(), text=pa.string(), u=pa.uint32()))])
+    got = unify_schemas(
+        [
+            ("a", s(id=pa.string(), text=pa.dictionary(pa.int8(), pa.string()), u=pa.uint8())),
+            ("b", s(id=pa.string(), text=pa.string(), u=pa.uint32())),
+        ]
+    )
     assert got == s(id=pa.string(), text=pa.string(), u=pa.uint64())
-    assert unify_schemas([("a", s(id=pa.string(), text=pa.string(), v=pa.int8())),
-                          ("b", s(id=pa.string(), text=pa.string(), v=pa.uint64()))]).field("v").type == pa.int64()
+    assert (
+        unify_schemas(
+            [
+                ("a", s(id=pa.string(), text=pa.string(), v=pa.int8())),
+                ("b", s(id=pa.string(), text=pa.string(), v=pa.uint64())),
+            ]
+        )
+        .field("v")
+        .type
+        == pa.int64()
+    )
     with pytest.raises(ValueError, match="'v' is bool in 'a' but double in 'b'"):
-        unify_schemas([("a", s(id=pa.string(), text=pa.string(), v=pa.bool_())),
-                       ("b", s(id=pa.string(), text=pa.string(), v=pa.float64()))])
+        unify_schemas(
+            [
+                ("a", s(id=pa.string(), text=pa.string(), v=pa.bool_())),
+                ("b", s(id=pa.string(), text=pa.string(), v=pa.float64())),
+            ]
+        )
 
 
 def test_invalid_utf8_ids_become_error_rows_not_a_failed_plan(tmp_path):
@@ -214,3 +278,20 @@ def test_an_http_manifest_password_never_reaches_the_file_list(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+def test_integer_ids_run_through_read_prepare_engine_finish_and_resume(tmp_path, tiny_weights):
+    """int64 ids (pandas' default) as the run sees them: read, synthesized, named and matched by their text."""
+    from pipeline.batch.resume import hash_manifest
+    from pipeline.batch.runner import read_rows
+    from tests.support.stages import config, run_stages
+
+    path = write(tmp_path / "m.parquet", id=pa.array([7, 12], pa.int64()), text=["Hello there.", "Second row."])
+    info = inspect_manifest(str(path))
+    files = pa.table({"path": info.files})
+    (table,) = list(read_rows(files, fs=info.fs, schema=info.schema, renames={}, skip=["12"]))
+    assert table.column("id").to_pylist() == ["7"]  # "12" was skipped as text, as resume names it
+    cfg = config(model={"weights": str(tiny_weights)})
+    done = run_stages(table, cfg).to_pylist()
+    assert [(r["id"], r["ok"], r["audio_name"]) for r in done] == [("7", True, "7.wav")]
+    assert set(hash_manifest(info, cfg)) == {"7", "12"}
