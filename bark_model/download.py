@@ -29,22 +29,31 @@ def download_weights(out_dir: str | Path, model: str = "large", layout: str = "h
         raise ValueError(f"layout must be 'hf' or 'suno', got {layout!r}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    source = "the Hugging Face Hub"  # what is being fetched when a failure comes, for its message
     try:
-        from huggingface_hub import hf_hub_download, snapshot_download
+        from huggingface_hub import constants, hf_hub_download, snapshot_download
+
+        def hub(repo: str) -> str:
+            return f"{constants.ENDPOINT.rstrip('/')}/{repo}"
 
         if layout == "hf":
+            source = hub(HF_REPOS[model])
             snapshot_download(HF_REPOS[model], local_dir=out, allow_patterns=HF_LAYOUT_FILES)
             _check_complete(out)
             return out
         from bark_model.checkpoints import CODEC_FILE, SUNO_FILES
 
+        source = hub(SUNO_REPO)
         for name in SUNO_FILES[model].values():
             hf_hub_download(SUNO_REPO, name, local_dir=out)
+        source = hub(VOCAB_REPO)
         hf_hub_download(VOCAB_REPO, "vocab.txt", local_dir=out)
+        source = hub(HF_REPOS[model])
         snapshot_download(HF_REPOS[model], local_dir=out, allow_patterns=VOICE_FILES)
         if not (out / CODEC_FILE).is_file():
             import torch.hub
 
+            source = ENCODEC_URL
             torch.hub.download_url_to_file(ENCODEC_URL, str(out / CODEC_FILE), hash_prefix=ENCODEC_SHA256_PREFIX)
         _check_complete(out)
     except ImportError as err:
@@ -52,9 +61,10 @@ def download_weights(out_dir: str | Path, model: str = "large", layout: str = "h
             f"`barkpipe weights download` needs huggingface_hub ({err}); pip install huggingface_hub"
         ) from err
     except Exception as err:  # network libraries raise many types; all mean the same to a user
+        first = (str(err).splitlines() or [""])[0][:200]
         raise DownloadError(
-            f"could not download Bark {model} ({type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}); "
-            "check the network (or HF_ENDPOINT / HF_HUB_OFFLINE) and run the same command again to resume"
+            f"could not download Bark {model} from {source} ({type(err).__name__}: {first}); check the network "
+            "connection, or HF_ENDPOINT (unset for huggingface.co) and HF_HUB_OFFLINE (unset to go online)"
         ) from err
     return out
 

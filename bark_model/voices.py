@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -13,6 +15,12 @@ from bark_model.constants import CODEBOOK_SIZE, N_COARSE_CODEBOOKS, N_FINE_CODEB
 
 PROMPT_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
 _PRESET_NAME = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
+# Real prompts hold a few thousand int64 codes (~100 KiB); a file declaring more is refused unread.
+MAX_VOICE_ARRAY_BYTES = 16 * 2**20  # all arrays of one file together, as their headers declare them
+MAX_VOICE_FILE_BYTES = 16 * 2**20
+NPY_HEADER_SLACK = 4096  # an .npy member is its array plus a header of at most a few KiB
+# What zipfile and numpy's header parser raise on a damaged or hostile file (besides ValueError).
+_UNREADABLE = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, NotImplementedError, RuntimeError)
 
 
 @dataclass(frozen=True)
@@ -40,16 +48,8 @@ class VoicePrompt:
 
     @classmethod
     def from_npz(cls, path: str | Path) -> VoicePrompt:
-        path = Path(path)
-        if not path.is_file():
-            raise FileNotFoundError(f"voice file not found: {path}")
-        try:
-            with np.load(path, allow_pickle=False) as data:
-                return cls.from_arrays({k: data[k] for k in data.files}, name=str(path))
-        except (OSError, ValueError, EOFError) as err:
-            if isinstance(err, ValueError) and "voice" in str(err):
-                raise
-            raise ValueError(f"voice file {path} is not a readable .npz voice prompt ({err})") from err
+        arrays = load_npz(path, keys=PROMPT_KEYS)
+        return cls.from_arrays(arrays, name=str(path))
 
     @classmethod
     def from_result(cls, result) -> VoicePrompt:
@@ -115,7 +115,7 @@ class VoiceLibrary:
                 return VoicePrompt(prompt.semantic, prompt.coarse, prompt.fine, name=voice)
         if voice in self._hf_index:
             paths = self._hf_index[voice]
-            arrays = {k: np.load(self.root / paths[k], allow_pickle=False) for k in PROMPT_KEYS if k in paths}
+            arrays = {k: load_npy(self.root / paths[k]) for k in PROMPT_KEYS if k in paths}
             return VoicePrompt.from_arrays(arrays, name=voice)
         known = self.names()
         hint = (
@@ -124,3 +124,101 @@ class VoiceLibrary:
             else (f"; {self.root} has no presets (download them with `barkpipe weights download`)")
         )
         raise ValueError(f"unknown voice {voice!r}{hint}")
+
+
+# -- bounded reading: np.load allocates what a header declares, so headers are checked first ---------
+
+
+def check_voice_file(path: str | Path, max_array_bytes: int = MAX_VOICE_ARRAY_BYTES) -> None:
+    """Refuse an .npz or .npy whose size, or whose arrays' declared sizes, are beyond what a voice needs.
+
+    np.load allocates what an array header declares before reading the data: a 900-byte file can
+    declare terabytes (MemoryError). The headers are read here without allocating any array.
+    """
+    _check_bytes(_read_small(path), Path(path).name, max_array_bytes)
+
+
+def load_npz(path: str | Path, keys=None, max_array_bytes: int = MAX_VOICE_ARRAY_BYTES) -> dict[str, np.ndarray]:
+    """The arrays of an .npz (only `keys` when given), after check_voice_file's checks on the same bytes."""
+    data = _read_small(path)
+    name = Path(path).name
+    _check_bytes(data, name, max_array_bytes)
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as npz:
+            if not hasattr(npz, "files"):
+                raise ValueError("it holds one array, not named prompt arrays")
+            return {k: npz[k] for k in npz.files if keys is None or k in keys}
+    except (ValueError, *_UNREADABLE) as exc:
+        raise _unreadable(name, exc) from None
+
+
+def load_npy(path: str | Path, max_array_bytes: int = MAX_VOICE_ARRAY_BYTES) -> np.ndarray:
+    """One .npy array (a Hugging Face preset's prompt), after its header is checked against the bound."""
+    data = _read_small(path)
+    name = Path(path).name
+    _check_bytes(data, name, max_array_bytes)
+    try:
+        array = np.load(io.BytesIO(data), allow_pickle=False)
+        if not isinstance(array, np.ndarray):
+            raise ValueError("it is an .npz archive, not one .npy array")
+        return array
+    except (ValueError, *_UNREADABLE) as exc:
+        raise _unreadable(name, exc) from None
+
+
+def _read_small(path: str | Path) -> bytes:
+    """The file's bytes, read once (what is checked is what is loaded); FileNotFoundError or ValueError."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"voice file not found: {path}")
+    with path.open("rb") as f:
+        data = f.read(MAX_VOICE_FILE_BYTES + 1)
+    if len(data) > MAX_VOICE_FILE_BYTES:
+        raise ValueError(f"voice file {path.name!r} is over {MAX_VOICE_FILE_BYTES} bytes; not a voice prompt")
+    return data
+
+
+def _check_bytes(data: bytes, name: str, limit: int) -> None:
+    """An .npz (zip of .npy members) or a bare .npy: every declared array, and all together, within limit."""
+    try:
+        if not data.startswith(b"PK"):
+            _check_total(name, [_declared_bytes(io.BytesIO(data), name, "array", limit)], limit)
+            return
+        with zipfile.ZipFile(io.BytesIO(data)) as archive:
+            declared = []
+            for info in archive.infolist():
+                # file_size bounds what zipfile will inflate: a compressed member cannot unpack past it.
+                if info.file_size > limit + NPY_HEADER_SLACK:
+                    raise ValueError(f"voice file {name!r}: member {info.filename!r} unpacks to "
+                                     f"{info.file_size} bytes (limit {limit})")  # fmt: skip
+                with archive.open(info) as member:
+                    declared.append(_declared_bytes(member, name, info.filename, limit))
+            _check_total(name, declared, limit)
+    except ValueError as exc:
+        if str(exc).startswith(f"voice file {name!r}"):
+            raise
+        raise _unreadable(name, exc) from None
+    except _UNREADABLE as exc:
+        raise _unreadable(name, exc) from None
+
+
+def _declared_bytes(stream, name: str, what: str, limit: int) -> int:
+    """Bytes the .npy header at the stream's position declares; ValueError past `limit`."""
+    version = np.lib.format.read_magic(stream)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    shape, _, dtype = read(stream)
+    declared = int(np.prod(shape, dtype=object)) * dtype.itemsize  # object: no int64 overflow on 10**30
+    if declared > limit:
+        raise ValueError(f"voice file {name!r}: {what!r} declares a {list(shape)} {dtype} array "
+                         f"({declared} bytes, limit {limit}); not a voice prompt")  # fmt: skip
+    return declared
+
+
+def _check_total(name: str, declared: list[int], limit: int) -> None:
+    if sum(declared) > limit:
+        raise ValueError(f"voice file {name!r}: its {len(declared)} arrays declare {sum(declared)} bytes "
+                         f"together (limit {limit}); not a voice prompt")  # fmt: skip
+
+
+def _unreadable(name: str, exc: BaseException) -> ValueError:
+    return ValueError(f"voice file {name!r} is not a readable .npz/.npy voice prompt ({type(exc).__name__}: {exc})")

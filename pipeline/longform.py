@@ -108,18 +108,27 @@ def text_token_counter(weights_dir: str | Path) -> Callable[[str], int] | None:
 
 
 def _counter(path: Path) -> Callable[[str], int]:
+    """Token counts with the vocabulary at `path`; ValueError naming the file when it is empty or unusable."""
     import re
 
     from tokenizers import Tokenizer
     from tokenizers.implementations import BertWordPieceTokenizer
 
     tok: Tokenizer | BertWordPieceTokenizer  # both encode(text, add_special_tokens=...)
-    if path.suffix == ".json":
-        tok = Tokenizer.from_file(str(path))
-    else:
-        tok = BertWordPieceTokenizer(str(path), clean_text=True, handle_chinese_chars=True, strip_accents=False,
-                                     lowercase=False)  # fmt: skip
     space = re.compile(r"\s+")
+    try:
+        if path.stat().st_size == 0:
+            raise ValueError("the file is empty")
+        if path.suffix == ".json":
+            tok = Tokenizer.from_file(str(path))
+        else:
+            tok = BertWordPieceTokenizer(str(path), clean_text=True, handle_chinese_chars=True, strip_accents=False,
+                                         lowercase=False)  # fmt: skip
+        tok.encode("Hello, world.", add_special_tokens=False)  # as BarkTokenizer.from_file probes it
+    except Exception as exc:  # the Rust `tokenizers` library raises bare Exception for every parse error
+        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
+        raise ValueError(f"tokenizer file {path} cannot be used ({first}); it is damaged: download the weights "
+                         "again") from None  # fmt: skip
     return lambda text: len(tok.encode(space.sub(" ", text).strip(), add_special_tokens=False).ids)
 
 

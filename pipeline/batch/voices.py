@@ -8,14 +8,10 @@ from __future__ import annotations
 
 import os
 import re
-import zipfile
 from pathlib import Path
 
 # Preset names as the weights' voice folders spell them: "v2/en_speaker_6", "announcer".
 _PRESET = re.compile(r"^[A-Za-z0-9_-]+(?:/[A-Za-z0-9_-]+)*$")
-# Real prompts hold a few thousand int64 codes (~100 KiB); a file declaring more is refused unread.
-MAX_VOICE_ARRAY_BYTES = 16 * 2**20
-MAX_VOICE_FILE_BYTES = 16 * 2**20
 
 
 def resolve_voice_spec(spec: str, voice_dirs: list[str] | tuple[str, ...] = ()) -> str:
@@ -49,43 +45,14 @@ def _within(path: str, base: str) -> bool:
     return path == base or path.startswith(base.rstrip(os.sep) + os.sep)
 
 
-def check_voice_file(path: str | Path, max_array_bytes: int = MAX_VOICE_ARRAY_BYTES) -> None:
-    """Refuse an .npz whose size, or any member's declared array size, is beyond what a voice needs.
+def check_voice_file(path: str | Path, max_array_bytes: int | None = None) -> None:
+    """Refuse an .npz whose size, or any array's declared size, is beyond what a voice needs (read unallocated).
 
-    np.load allocates what a member's header declares before reading it; a 900-byte file can
-    declare terabytes (MemoryError in the worker). The headers are read here without allocating.
+    The header walk is bark_model.voices.check_voice_file, which the engine's own loading also goes
+    through; imported here, not at the top, because bark_model's package imports torch and the
+    prepare stage (this module's caller) otherwise runs without it.
     """
-    import numpy as np
+    from bark_model.voices import MAX_VOICE_ARRAY_BYTES
+    from bark_model.voices import check_voice_file as check
 
-    path = Path(path)
-    size = path.stat().st_size
-    if size > MAX_VOICE_FILE_BYTES:
-        raise ValueError(f"voice file {path.name!r} is {size} bytes (limit {MAX_VOICE_FILE_BYTES}); not a voice prompt")
-    try:
-        with zipfile.ZipFile(path) as archive:
-            for info in archive.infolist():
-                if info.file_size > max_array_bytes + 4096:
-                    raise ValueError(
-                        f"voice file {path.name!r}: member {info.filename!r} unpacks to "
-                        f"{info.file_size} bytes (limit {max_array_bytes})"
-                    )
-                with archive.open(info) as member:
-                    version = np.lib.format.read_magic(member)
-                    header = (
-                        np.lib.format.read_array_header_1_0
-                        if version == (1, 0)
-                        else np.lib.format.read_array_header_2_0
-                    )
-                    shape, _, dtype = header(member)
-                declared = int(np.prod(shape, dtype=object)) * dtype.itemsize
-                if declared > max_array_bytes:
-                    raise ValueError(
-                        f"voice file {path.name!r}: {info.filename!r} declares a {list(shape)} "
-                        f"{dtype} array ({declared} bytes, limit {max_array_bytes}); not a voice prompt"
-                    )
-    except (zipfile.BadZipFile, OSError, EOFError) as exc:
-        raise ValueError(f"voice file {path.name!r} is not a readable .npz ({type(exc).__name__}: {exc})") from None
-    except ValueError as exc:
-        if "voice file" in str(exc):
-            raise
-        raise ValueError(f"voice file {path.name!r} is not a readable .npz ({exc})") from None
+    check(path, MAX_VOICE_ARRAY_BYTES if max_array_bytes is None else max_array_bytes)

@@ -19,7 +19,16 @@ def report_command(output: str, out: str | None, max_embed_mb: float) -> None:
         where = write_report(output, out, max_embed_bytes=int(max_embed_mb * 2**20))
     except USER_ERRORS as exc:
         fail(exc)
-    typer.echo(f"wrote {redact_url(where)}")
+    typer.echo(f"wrote {redact_url(full_url(where, out or output))}")
+
+
+def full_url(where: str, asked: str) -> str:
+    """`where` with the scheme of the URL the user gave: the store hands back bucket/key (s3fs drops "s3://")."""
+    if "://" in where or "://" not in asked:
+        return where
+    from fsspec.utils import get_protocol
+
+    return f"{get_protocol(asked)}://{where}"
 
 
 def register(app: typer.Typer) -> None:

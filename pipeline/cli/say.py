@@ -4,13 +4,15 @@ from __future__ import annotations
 
 import os
 import pickle
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
+from pipeline.cli.errors import INTERRUPTED_EXIT, guarded
 from pipeline.cli.errors import fail as _fail
-from pipeline.cli.errors import guarded
 
 DEFAULT_BATCH_SIZE = 8  # chunks per engine call when not streaming
 PCM_SCALE = 32767  # float [-1, 1] -> signed 16-bit
@@ -20,7 +22,8 @@ PRECISIONS = ("fp32", "fp16", "bf16", "int8")
 STAGES = ("semantic", "coarse", "fine", "decode")  # the engine's progress(stage, done, total) names
 SHOWN_TEXT_TOKENS = 256  # what Bark reads of one utterance (bark_model.constants.MAX_TEXT_TOKENS)
 
-weights_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="Get Bark weights.")
+# What `--out` may end in to name one audio file; several texts need a folder instead.
+AUDIO_SUFFIXES = (".wav", ".flac", ".mp3", ".ogg", ".opus", ".m4a", ".m4b", ".aac")
 
 
 def _texts(texts: list[str], text_file: Path | None) -> list[str]:
@@ -47,6 +50,9 @@ def _out_paths(out: Path, n: int) -> list[Path]:
         _fail(f"--out {out}: one text writes a .wav file; give a path ending in .wav")
     elif out.is_file():
         _fail(f"--out {out} is a file, but {n} texts need a folder")
+    elif n > 1 and out.suffix.lower() in AUDIO_SUFFIXES:
+        _fail(f"--out {out} names one {out.suffix} file, but {n} texts need a folder (they are written "
+              f"as 000.wav, 001.wav, ... inside it): give e.g. --out {out.with_suffix('')}")  # fmt: skip
     else:
         folder, paths = out, [out / f"{i:03d}.wav" for i in range(n)]
     check_local_output(str(folder), "--out")
@@ -59,7 +65,7 @@ def _out_paths(out: Path, n: int) -> list[Path]:
 def _check_arguments(texts, out, weights, voice, device, precision, save_codes, stream, no_split):
     """Everything that can be wrong with the arguments, found before the model loads (seconds of work)."""
     from pipeline.batch.checks import check_device, check_voice, check_weights
-    from pipeline.longform import split_text
+    from pipeline.longform import split_text, text_token_counter
 
     if stream and (len(texts) != 1 or save_codes is not None):
         _fail("--stream speaks exactly one text and cannot --save-codes")
@@ -76,6 +82,17 @@ def _check_arguments(texts, out, weights, voice, device, precision, save_codes, 
         for text in texts:
             split_text(text)  # empty after normalisation, or a cue too long to fit in a chunk
     info = check_weights(_local_weights(weights), "--weights")
+    try:
+        text_token_counter(info.root)  # an empty or damaged vocab.txt / tokenizer.json: one line naming it
+    except ValueError as err:
+        _fail(f"--weights: {err}")
+    if voice is not None and voice.strip().endswith(".npz") and Path(voice.strip()).is_file():
+        from bark_model.voices import check_voice_file
+
+        try:
+            check_voice_file(voice.strip())  # headers only: a file declaring huge arrays is refused unread
+        except ValueError as err:
+            _fail(f"--voice: {err}")
     check_voice(voice, info.root, "--voice")
     if save_codes is not None:
         from pipeline.batch.checks import check_local_output
@@ -87,7 +104,37 @@ def _check_arguments(texts, out, weights, voice, device, precision, save_codes, 
 def say_command(texts, text_file, weights, out, voice, seed, temperature, text_temp, waveform_temp,
                 max_duration, batch_size, save_codes, device, precision, stream=False, no_split=False,
                 compile=None) -> None:  # fmt: skip
-    """Synthesise each text to a WAV; long texts are split into chunks and joined (unless no_split)."""
+    """Synthesise each text to a WAV; long texts are split into chunks and joined (unless no_split).
+
+    Ctrl-C says what was written (this command does not resume) and exits 130.
+    """
+    done = Progress(launched=time.perf_counter() - (seconds_since_launch() or 0.0))
+    try:
+        _say(texts, text_file, weights, out, voice, seed, temperature, text_temp, waveform_temp, max_duration,
+             batch_size, save_codes, device, precision, stream, no_split, compile, done)  # fmt: skip
+    except KeyboardInterrupt:
+        typer.echo(f"interrupted; {done.describe()}", err=True)
+        raise typer.Exit(INTERRUPTED_EXIT) from None
+
+
+@dataclass
+class Progress:
+    """What `say` has written so far, for the line Ctrl-C prints; `launched` is the process start (perf_counter)."""
+
+    launched: float
+    planned: int = 0  # files to write (0 until the arguments are checked)
+    written: list[Path] = field(default_factory=list)
+    streamed: tuple[str, float, int] | None = None  # (where, seconds, chunks) once --stream has written audio
+
+    def describe(self) -> str:
+        if self.streamed is not None:
+            where, seconds, chunks = self.streamed
+            return f"{seconds:.2f} s of audio ({chunks} chunk(s)) written to {where}"
+        return f"{len(self.written)} of {self.planned} file(s) written"
+
+
+def _say(texts, text_file, weights, out, voice, seed, temperature, text_temp, waveform_temp, max_duration,
+         batch_size, save_codes, device, precision, stream, no_split, compile, done: Progress) -> None:  # fmt: skip
     from pipeline.cli.errors import USER_ERRORS
 
     texts = _texts(texts, text_file)
@@ -98,6 +145,7 @@ def say_command(texts, text_file, weights, out, voice, seed, temperature, text_t
         info = _check_arguments(texts, out, weights, voice, device, precision, save_codes, stream, no_split)
     except USER_ERRORS as err:
         _fail(err)
+    done.planned = len(paths)
     weights = info.root
     if info.random:
         if max_duration is None:
@@ -109,7 +157,7 @@ def say_command(texts, text_file, weights, out, voice, seed, temperature, text_t
     engine = _load_engine(weights, voice, device, precision, compile)
     sampling = dict(voice=voice, seed=seed, text_temp=text_temp, waveform_temp=waveform_temp, max_duration=max_duration)
     if stream:
-        return _say_stream(engine, texts[0], out, batch_size or 1, sampling)
+        return _say_stream(engine, texts[0], out, batch_size or 1, sampling, done)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
     try:
         planned = _plan_unsplit(engine, texts, sampling) if no_split else _plan(engine, texts, sampling)
@@ -119,15 +167,35 @@ def say_command(texts, text_file, weights, out, voice, seed, temperature, text_t
         spoken = _speak(engine, planned, batch_size, no_split)
     except USER_ERRORS as err:
         _fail(err)
+    _write_all(spoken, paths, save_codes, done.written)
+
+
+def _write_all(spoken, paths: list[Path], save_codes: Path | None, written: list[Path]) -> None:
+    """Write each text's WAV (and the codes); `written` grows as files land, for the Ctrl-C line."""
+    import soundfile as sf
+
     if save_codes is not None:
         spoken[0].results[0].save_codes(save_codes)
         typer.echo(f"wrote {save_codes} (the codes as a voice prompt)")
-    import soundfile as sf
-
     for one, path in zip(spoken, paths, strict=True):
         path.parent.mkdir(parents=True, exist_ok=True)
         sf.write(path, one.audio, one.sample_rate, subtype="PCM_16")
+        written.append(path)
         typer.echo(f"wrote {path} ({one.duration_s:.2f} s, {len(one.results)} chunk(s))")
+
+
+def seconds_since_launch() -> float | None:
+    """How long this process has run (interpreter start-up and imports included); None where /proc is absent.
+
+    /proc/self/stat's field 22 is the start time in clock ticks since boot, the clock CLOCK_BOOTTIME reads.
+    """
+    try:
+        with open("/proc/self/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": the comm may hold spaces
+        ticks = int(fields[22 - 3])  # fields[0] is field 3 (state)
+        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK"))
+    except (OSError, ValueError, IndexError, AttributeError):
+        return None
 
 
 def _local_weights(weights: str) -> Path:
@@ -233,10 +301,12 @@ def _load_engine(weights: Path, voice, device: str, precision: str, compile: boo
     return engine
 
 
-def _say_stream(engine, text: str, out: Path, batch_size: int, sampling: dict) -> None:
-    """Write audio as chunks arrive: a growing WAV (header first, flushed per chunk) or raw PCM on stdout."""
+def _say_stream(engine, text: str, out: Path, batch_size: int, sampling: dict, done: Progress) -> None:
+    """Write audio as chunks arrive: a growing WAV (header first, flushed per chunk) or raw PCM on stdout.
+
+    Times count from the process launch (what a listener waits), with the part after the model loaded.
+    """
     import sys
-    import time
 
     import numpy as np
     import soundfile as sf
@@ -245,13 +315,14 @@ def _say_stream(engine, text: str, out: Path, batch_size: int, sampling: dict) -
     from pipeline.longform import stream_speech
 
     to_stdout = str(out) == "-"
+    where = "stdout (raw PCM s16le, 24 kHz mono)" if to_stdout else str(out)
     sink: Any  # sys.stdout.buffer (takes PCM bytes) or a soundfile.SoundFile (takes float samples)
     if to_stdout:
         sink = sys.stdout.buffer
     else:
         out.parent.mkdir(parents=True, exist_ok=True)
         sink = sf.SoundFile(out, "w", samplerate=SAMPLE_RATE, channels=1, subtype="PCM_16")
-    start, first, n_samples, n_chunks = time.perf_counter(), None, 0, 0
+    loaded, first, n_samples, n_chunks = time.perf_counter(), "", 0, 0
     try:
         for piece in stream_speech(engine, text, batch_size=batch_size, **sampling):
             if to_stdout:
@@ -261,60 +332,26 @@ def _say_stream(engine, text: str, out: Path, batch_size: int, sampling: dict) -
                 sink.write(piece)
             sink.flush()
             n_samples, n_chunks = n_samples + len(piece), n_chunks + 1
-            elapsed = time.perf_counter() - start
-            if first is None:
-                first = elapsed
-                typer.echo(f"first audio after {first:.2f} s", err=True)
-            typer.echo(f"chunk {n_chunks} ready at {elapsed:.2f} s", err=True)
+            done.streamed = (where, n_samples / SAMPLE_RATE, n_chunks)
+            now = time.perf_counter()
+            if not first:
+                first = (f"first audio {now - done.launched:.1f} s after launch "
+                         f"({now - loaded:.1f} s after the model loaded)")  # fmt: skip
+                typer.echo(first, err=True)
+            typer.echo(f"chunk {n_chunks} ready {now - done.launched:.2f} s after launch", err=True)
     except ValueError as err:
         _fail(str(err))
     finally:
         if not to_stdout:
             sink.close()
-    where = "stdout (raw PCM s16le, 24 kHz mono)" if to_stdout else str(out)
-    typer.echo(f"wrote {where} ({n_samples / SAMPLE_RATE:.2f} s, {n_chunks} chunk(s)); first audio after "
-               f"{first:.2f} s of {time.perf_counter() - start:.2f} s", err=to_stdout)  # fmt: skip
-
-
-@weights_app.command("download")
-@guarded
-def _download(
-    out_dir: Annotated[Path, typer.Argument(help="Where to put the weights.")],
-    model: Annotated[str, typer.Option("--model", help="large | small")] = "large",
-    layout: Annotated[
-        str, typer.Option("--layout", help="hf (one BarkModel file, smaller) | suno (raw .pt files)")
-    ] = "hf",
-) -> None:
-    """Download Bark from the Hugging Face Hub (resumes if interrupted)."""
-    from bark_model.download import DownloadError, download_weights
-
-    try:
-        path = download_weights(out_dir, model=model, layout=layout)
-    except (ValueError, DownloadError) as err:
-        _fail(str(err))
-    typer.echo(f"Bark {model} weights ({layout} layout) are in {path}")
-
-
-@weights_app.command("make-random")
-@guarded
-def _make_random(
-    out_dir: Annotated[Path, typer.Argument(help="Where to write them.")],
-    size: Annotated[str, typer.Option("--size", help="tiny | small | large")] = "tiny",
-    layout: Annotated[str, typer.Option("--layout", help="suno | hf")] = "suno",
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights (same seed, same files).")] = 0,
-) -> None:
-    """Random weights in the real formats, for tests, demos and benchmarks (the audio is noise)."""
-    from bark_model.random_weights import make_random_weights
-
-    try:
-        path = make_random_weights(out_dir, size=size, layout=layout, seed=seed)
-    except ValueError as err:
-        _fail(str(err))
-    typer.echo(f"wrote random {size} weights ({layout} layout) to {path}; they only make noise")
+    typer.echo(f"wrote {where} ({n_samples / SAMPLE_RATE:.2f} s, {n_chunks} chunk(s)); {first}, all audio "
+               f"{time.perf_counter() - done.launched:.1f} s after launch", err=to_stdout)  # fmt: skip
 
 
 def register(app: typer.Typer) -> None:
     """Add `say` and the `weights` group to the barkpipe CLI."""
+    from pipeline.weights.commands import weights_app
+
     app.add_typer(weights_app, name="weights")
 
     @app.command("say")

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
+from pathlib import Path
 
 # Small files of the Hugging Face layout that the engine or its tokenizer may read.
 HF_SIDE_FILES = (
@@ -12,6 +14,11 @@ HF_SIDE_FILES = (
 HF_TOKENIZERS = ("tokenizer.json", "vocab.txt")  # detect_layout needs one of them
 VOICE_FOLDERS = ("voices/", "speaker_embeddings/")  # presets (bark_model.voices.VoiceLibrary), any depth
 NOTE_FILES = ("RANDOM_WEIGHTS.txt",)  # `barkpipe say` warns when it is there
+# Folder-name words that say "test weights" (configs/smoke.yaml's weights/tiny): make-random, not a download.
+TEST_WEIGHT_WORDS = ("tiny", "random", "test", "tests", "smoke", "fake", "dummy")
+DOWNLOAD_GB = {"large": 4.5, "small": 1.7}  # the hf layout's model file (suno/bark, suno/bark-small)
+# bark_model.random_weights writes "Random {size} Bark weights ({layout} layout, seed N) ...".
+_MARKER_LINE = re.compile(r"Random (?P<size>tiny|small|large) Bark weights \((?P<layout>suno|hf) layout")
 
 
 class NoBarkWeights(ValueError):
@@ -46,3 +53,37 @@ def bark_files(names: Iterable[str]) -> tuple[str, list[str]]:
         "no Bark weights found there: expected text_2.pt/coarse_2.pt/fine_2.pt (or text.pt/coarse.pt/fine.pt) "
         f"with {CODEC_FILE} and vocab.txt, or config.json with model.safetensors/pytorch_model.bin; found {shown}"
     )
+
+
+def weights_hint(path: str | Path) -> str:
+    """The command that puts at `path` the weights it looks meant to hold, for a "weights not found" message.
+
+    Test weights (a folder holding RANDOM_WEIGHTS.txt, or named like "tiny", "random", "test") get
+    the make-random command with their size and layout: proposing a 4.5 GB download of the real
+    model for `weights/tiny` sends a user the wrong way. Anything else gets the download of the
+    size its name says (small, else large).
+    """
+    path = Path(path)
+    marker = _random_marker(path)
+    if marker is not None:
+        size, layout = marker
+        return (f"make them again with `barkpipe weights make-random --size {size} --layout {layout} {path}` "
+                "(random test weights: they only make noise)")  # fmt: skip
+    words = {w for part in path.parts[-2:] for w in re.split(r"[^a-z0-9]+", part.lower()) if w}
+    if words & set(TEST_WEIGHT_WORDS):
+        return (f"make test weights with `barkpipe weights make-random --size tiny --layout suno {path}` "
+                "(random: they only make noise; for speech, point at real Bark weights)")  # fmt: skip
+    model = "small" if "small" in words else "large"
+    return (f"download them with `barkpipe weights download --model {model} {path}` (about "
+            f"{DOWNLOAD_GB[model]} GB), or make test weights with "
+            f"`barkpipe weights make-random --size tiny --layout suno DIR`")  # fmt: skip
+
+
+def _random_marker(path: Path) -> tuple[str, str] | None:
+    """(size, layout) from the RANDOM_WEIGHTS.txt that make-random writes, when `path` holds one."""
+    try:
+        text = (path / NOTE_FILES[0]).read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return None
+    found = _MARKER_LINE.search(text)
+    return (found["size"], found["layout"]) if found else ("tiny", "suno")

@@ -78,7 +78,9 @@ def test_no_split_speaks_the_text_as_given_like_generate_audio(engine, tiny_suno
                                  "--device", "cpu", "--seed", "5"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "text 1 has 300 tokens; Bark reads the first 256 and drops 44" in result.output
-    [direct] = engine.generate([GenerationRequest.simple(text, seed=5, text_temp=0, waveform_temp=0, max_duration_s=0.3)])
+    [direct] = engine.generate(
+        [GenerationRequest.simple(text, seed=5, text_temp=0, waveform_temp=0, max_duration_s=0.3)]
+    )
     saved = VoicePrompt.from_npz(codes)
     np.testing.assert_array_equal(saved.semantic, direct.semantic)
     np.testing.assert_array_equal(saved.fine, direct.fine)
@@ -151,6 +153,10 @@ def _damaged(tiny_suno, tmp_path, name: str, how: str):
     weights = Path(shutil.copytree(tiny_suno, tmp_path / "w"))
     if how == "missing":
         (weights / name).unlink()
+    elif how == "emptied":
+        (weights / name).write_bytes(b"")
+    elif how == "garbage":
+        (weights / name).write_bytes(bytes(range(256)) * 16)
     else:
         data = (weights / name).read_bytes()
         (weights / name).write_bytes(data[: len(data) // 3])
@@ -162,19 +168,38 @@ CASES = {
     "nothing after normalising": (["\n\n"], "text 1 is empty"),
     "bad device": (["Hi.", "--device", "tpu"], "--device must be auto, cpu, cuda, cuda:N or mps, got 'tpu'"),
     "bad precision": (["Hi.", "--precision", "fp8"], "--precision must be one of fp32, fp16, bf16, int8"),
-    "codes of two texts": (["One.", "Two.", "--save-codes", "c.npz"], "--save-codes writes the codes of one text"),
+    "codes of two texts": (
+        ["One.", "Two.", "--save-codes", "c.npz", "--out", "many"],
+        "--save-codes writes the codes of one text",
+    ),
     "stream and no-split": (["Hi.", "--stream", "--no-split"], "--no-split speaks one utterance"),
     "bad voice": (["Hi.", "--voice", "v2/zz_speaker_1"], "--voice: unknown voice 'v2/zz_speaker_1'"),
     "missing voice file": (["Hi.", "--voice", "nowhere.npz"], "--voice: voice file 'nowhere.npz' does not exist"),
     "missing text file": (["--text-file", "none.txt"], "--text-file none.txt: file not found"),
+    "two texts, one file": (
+        ["One.", "Two.", "--out", "two.wav"],
+        "--out two.wav names one .wav file, but 2 texts need a folder",
+    ),
+    "hostile voice": (
+        ["Hi.", "--voice", "bomb.npz"],
+        "--voice: voice file 'bomb.npz': 'semantic_prompt.npy' declares a [1000000000000] int64 array",
+    ),
 }
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_argument_mistakes_are_found_before_the_model_loads(case, tiny_suno, tmp_path, no_model, monkeypatch):
+    import io
+    import zipfile
+
     monkeypatch.chdir(tmp_path)
+    header = io.BytesIO()
+    np.lib.format.write_array_header_1_0(header, {"descr": "<i8", "fortran_order": False, "shape": (10**12,)})
+    with zipfile.ZipFile(tmp_path / "bomb.npz", "w") as archive:  # 1 KB declaring 8 TB
+        archive.writestr("semantic_prompt.npy", header.getvalue())
     args, message = CASES[case]
-    result = runner.invoke(app, ["say", *args, "--weights", str(tiny_suno), "--out", str(tmp_path / "o.wav")])
+    out = [] if "--out" in args else ["--out", str(tmp_path / "o.wav")]
+    result = runner.invoke(app, ["say", *args, "--weights", str(tiny_suno), *out])
     assert result.exit_code == 2, result.output
     assert message in result.stderr and "Traceback" not in result.output
     assert len(result.stderr.strip().splitlines()) <= 3, result.stderr
@@ -184,7 +209,9 @@ def test_cuda_without_a_gpu_names_the_flag(tiny_suno, tmp_path, no_model, monkey
     import torch
 
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    result = runner.invoke(app, ["say", "Hi.", "--weights", str(tiny_suno), "--device", "cuda", "--out", str(tmp_path / "o.wav")])
+    result = runner.invoke(
+        app, ["say", "Hi.", "--weights", str(tiny_suno), "--device", "cuda", "--out", str(tmp_path / "o.wav")]
+    )
     assert result.exit_code == 2 and "--device is 'cuda' but torch sees no CUDA device" in result.stderr
     assert "use --device cpu" in result.stderr and "Traceback" not in result.output
 
@@ -202,6 +229,8 @@ def test_an_unwritable_out_is_found_before_the_model_loads(out, tiny_suno, tmp_p
     ("vocab.txt", "missing", "missing vocab.txt"),
     ("text.pt", "truncated", "text.pt is not a complete torch archive"),
     ("encodec_24khz-d7cc33bc.th", "truncated", "encodec_24khz-d7cc33bc.th is not a complete torch archive"),
+    ("vocab.txt", "emptied", "vocab.txt cannot be used"),
+    ("vocab.txt", "garbage", "vocab.txt cannot be used (Error while initializing WordPiece"),
 ])  # fmt: skip
 def test_damaged_weights_name_the_file(name, how, message, tiny_suno, tmp_path, no_model):
     weights = _damaged(tiny_suno, tmp_path, name, how)
@@ -233,3 +262,33 @@ def test_help_shows_defaults_and_explains_every_option():
 
     missing = [name for name, help_text in options(typer.main.get_command(app), "barkpipe") if not help_text]
     assert missing == []
+
+
+def test_ctrl_c_says_what_was_written_and_does_not_promise_a_resume(tiny_suno, tmp_path, monkeypatch):
+    import soundfile
+
+    real_write, calls = soundfile.write, []
+
+    def write_then_interrupt(path, *args, **kwargs):
+        calls.append(path)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        real_write(path, *args, **kwargs)
+
+    monkeypatch.setattr(soundfile, "write", write_then_interrupt)
+    result = runner.invoke(app, ["say", "One.", "Two.", "Three.", "--weights", str(tiny_suno), "--out",
+                                 str(tmp_path / "many"), "--max-duration", "0.2", "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 130, result.output
+    assert result.stderr.strip().splitlines()[-1] == "interrupted; 1 of 3 file(s) written"
+    assert "resume" not in result.output and [p.name for p in (tmp_path / "many").iterdir()] == ["000.wav"]
+
+
+def test_ctrl_c_while_loading_writes_nothing(tiny_suno, tmp_path, monkeypatch):
+    from bark_model import BarkEngine
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(BarkEngine, "from_dir", classmethod(interrupted))
+    result = runner.invoke(app, ["say", "One.", "--weights", str(tiny_suno), "--out", str(tmp_path / "o.wav")])
+    assert result.exit_code == 130 and result.stderr.strip().endswith("interrupted; 0 of 1 file(s) written")

@@ -57,3 +57,22 @@ def test_matches_transformers_bert_tokenizer(vocab_path):
     tok = BarkTokenizer.from_file(vocab_path)
     for text in SAMPLES:
         assert tok.token_ids(text) == reference.encode(text, add_special_tokens=False), text
+
+
+BROKEN = {
+    "vocab.txt": b"",
+    "garbage/vocab.txt": bytes(range(256)) * 8,
+    "nounk/vocab.txt": b"[CLS]\n[SEP]\nhello\n",
+    "tokenizer.json": b'{"model": ',
+    "empty_object/tokenizer.json": b"{}",
+}
+
+
+@pytest.mark.parametrize("name", list(BROKEN))
+def test_an_unusable_vocabulary_is_one_value_error_naming_the_file(name, tmp_path):
+    path = tmp_path / name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(BROKEN[name])
+    with pytest.raises(ValueError, match=f"tokenizer file {path} (is empty|cannot be used)") as err:
+        BarkTokenizer.from_file(path)
+    assert "\n" not in str(err.value) and "download the weights again" in str(err.value)

@@ -148,3 +148,21 @@ def test_report_lands_beside_a_run_on_s3(tmp_path, moto_s3):
     assert where == f"{bucket}/runs/v1/report.html"
     page = fs.cat_file(where).decode()
     assert page.count("data:audio/ogg") == 2 and "Flagged rows (1)" in page
+
+
+@pytest.mark.slow
+def test_report_cli_prints_the_full_s3_url(tmp_path, moto_s3, monkeypatch):
+    from typer.testing import CliRunner
+
+    from pipeline.cli import app
+
+    fake_run(tmp_path / "run")
+    bucket = moto_s3.make_bucket()
+    moto_s3.filesystem().put(str(tmp_path / "run"), f"{bucket}/runs/v1", recursive=True)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto_s3.key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto_s3.secret)
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_s3.endpoint_url)
+    done = CliRunner().invoke(app, ["report", f"s3://{bucket}/runs/v1"])
+    assert done.exit_code == 0, done.output
+    assert done.stdout.strip() == f"wrote s3://{bucket}/runs/v1/report.html"
+    assert moto_s3.filesystem().exists(f"{bucket}/runs/v1/report.html")
