@@ -7,10 +7,14 @@ import os
 import re
 import struct
 import zipfile
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pipeline.batch.jobenv import job_path_problems
 from pipeline.batch.probes import (  # noqa: F401  (re-exported: one import for callers)
     STORAGE_TIMEOUT_S,
     CheckError,
@@ -18,14 +22,13 @@ from pipeline.batch.probes import (  # noqa: F401  (re-exported: one import for 
     check_storage,
     storage_problem,
 )
+from pipeline.weights.select import weights_hint
 
 SAFETENSORS_MAX_HEADER = 100 * 2**20  # the format's own limit on the JSON header
 ZIP_MAGIC = b"PK\x03\x04"  # a zip's first local file header: what torch.save writes since torch 1.6
 PICKLE_PROTO = b"\x80"  # first byte of a protocol-2+ pickle: a legacy (pre-zip) torch file
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 DEVICES = "auto, cpu, cuda, cuda:N or mps"
-WEIGHTS_FIX = ("download them with `barkpipe weights download --model large DIR`, or make test weights with "
-               "`barkpipe weights make-random --size tiny --layout suno DIR`")  # fmt: skip
 # The files each layout needs; kept in step with bark_model.checkpoints (a test compares them).
 SUNO_LAYOUTS = {
     "large": ("text_2.pt", "coarse_2.pt", "fine_2.pt"),
@@ -65,7 +68,7 @@ def check_weights(path: str | Path, key: str = "model.weights") -> WeightsInfo:
     """Every file the weights need is present and its header reads (no tensor is loaded)."""
     root = Path(path)
     if not root.is_dir():
-        raise CheckError(f"{key} {str(path)!r} is not a directory; {WEIGHTS_FIX.replace('DIR', str(path))}")
+        raise CheckError(f"{key} {str(path)!r} is not a directory; {weights_hint(path)}")
     names = {p.name for p in root.iterdir()}
     if "config.json" in names or names & set(HF_WEIGHT_FILES):
         info = _hf_files(root, names, key)
@@ -73,12 +76,23 @@ def check_weights(path: str | Path, key: str = "model.weights") -> WeightsInfo:
         info = _suno_files(root, names, key)
     for file in info.files:
         check_file_header(file, key)
+    _check_tokenizer(root, key)
     return info
+
+
+def _check_tokenizer(root: Path, key: str) -> None:
+    """The vocabulary loads and encodes (an empty or corrupt one would end the run inside its first actor)."""
+    from pipeline.longform import text_token_counter
+
+    try:
+        text_token_counter(root)
+    except ValueError as exc:
+        raise CheckError(f"{key}: {exc}") from None
 
 
 def _missing(root: Path, key: str, missing: list[str], layout: str) -> CheckError:
     return CheckError(f"{key} {str(root)!r}: missing {', '.join(missing)} (needed by the {layout} layout); "
-                      f"{WEIGHTS_FIX.replace('DIR', str(root))}")  # fmt: skip
+                      f"{weights_hint(root)}")  # fmt: skip
 
 
 def _suno_files(root: Path, names: set, key: str) -> WeightsInfo:
@@ -93,7 +107,7 @@ def _suno_files(root: Path, names: set, key: str) -> WeightsInfo:
         raise _missing(root, key, missing, "Suno large")
     raise CheckError(
         f"{key} {str(root)!r} holds no Bark weights (expected text_2.pt, coarse_2.pt, fine_2.pt, {CODEC_FILE} "
-        f"and vocab.txt, or config.json with model.safetensors); {WEIGHTS_FIX.replace('DIR', str(root))}"
+        f"and vocab.txt, or config.json with model.safetensors); {weights_hint(root)}"
     )
 
 
@@ -229,8 +243,14 @@ def _hf_voice_index(root: Path) -> dict:
 def _check_npz(path: Path, key: str) -> None:
     import numpy as np
 
+    from bark_model.voices import check_voice_file
+
     if not path.is_file():
         raise CheckError(f"{key}: voice file {str(path)!r} does not exist")
+    try:
+        check_voice_file(path)  # its headers first: np.load allocates whatever shape a header declares
+    except ValueError as exc:
+        raise CheckError(f"{key}: {exc}") from None
     try:
         with np.load(path, allow_pickle=False) as data:
             missing = [k for k in VOICE_KEYS if k not in data.files]
@@ -238,17 +258,6 @@ def _check_npz(path: Path, key: str) -> None:
         raise CheckError(f"{key}: {path} is not a readable .npz voice prompt ({exc})") from None
     if missing:
         raise CheckError(f"{key}: {path} lacks {', '.join(missing)}; a voice prompt needs {', '.join(VOICE_KEYS)}")
-
-
-def check_row_voices(voices: list, default: str | None, weights: str | Path) -> list[str]:
-    """Warnings for per-row voices that will fail (those rows become error rows; the run goes on)."""
-    warnings = []
-    for voice in sorted({v for v in voices if isinstance(v, str) and v.strip()} - {default}):
-        try:
-            check_voice(voice, weights, key="manifest column 'voice'")
-        except CheckError as exc:
-            warnings.append(f"{sum(1 for v in voices if v == voice)} row(s) will be error rows: {exc}")
-    return warnings
 
 
 # -- device --------------------------------------------------------------------------------------
@@ -280,12 +289,23 @@ def check_device(device: str, key: str = "model.device", fix: str | None = None)
 
 @dataclass
 class Report:
-    """What `validate` prints: one line per passed check, then warnings (rows that will fail)."""
+    """What `validate` finds: passed checks, warnings, and every problem (not just the first).
+
+    problems stop a run; row_problems (grouped lines about manifest rows) are errors for
+    `validate` and warnings for `run`, whose bad rows become error rows while the others go on.
+    """
 
     passed: list[tuple[str, str]] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
-    manifest: Any = None  # pipeline.batch.manifest.ManifestInfo
+    problems: list[str] = field(default_factory=list)
+    row_problems: list[str] = field(default_factory=list)
+    manifest: Any = None  # pipeline.batch.manifest.ManifestInfo, when the manifest could be read
     weights: WeightsInfo | None = None
+
+    @property
+    def empty(self) -> bool:
+        """The manifest was read and holds no rows."""
+        return self.manifest is not None and self.manifest.num_rows == 0
 
     def lines(self) -> list[str]:
         width = max((len(name) for name, _ in self.passed), default=0)
@@ -293,64 +313,102 @@ class Report:
             f"warning: {w}" for w in self.warnings
         ]
 
+    def record(self, name: str, check: Callable[[], str]) -> bool:
+        """Run one check: its detail goes to passed, its CheckError to problems; True when it passed."""
+        try:
+            self.passed.append((name, check()))
+        except CheckError as exc:
+            self.problems.append(str(exc))
+            return False
+        return True
+
 
 def _relative_hint(path: str) -> str:
     return f" (relative paths are read from the current directory, {os.getcwd()})" if not os.path.isabs(path) else ""
 
 
-def check_run(cfg, *, storage_timeout_s: float = STORAGE_TIMEOUT_S, check_local_device: bool | None = None) -> Report:
-    """Every check of a run config that costs no generation, cheapest first; CheckError on the first failure.
+def check_run(cfg, *, storage_timeout_s: float = STORAGE_TIMEOUT_S, check_local_device: bool | None = None,
+              rows: bool = True) -> Report:  # fmt: skip
+    """Every check of a run config that costs no generation; every problem is collected, none raised.
 
-    check_local_device: None = only when the run will start its own Ray here (no RAY_ADDRESS):
-    a job submitted to a cluster runs on the cluster's devices, not the driver's.
+    The storage probes (input, output, weights URL) run at the same time, so the wait is that of
+    the slowest, bounded by storage_timeout_s. check_local_device: None = only when the run will
+    start its own Ray here (no RAY_ADDRESS): a job submitted to a cluster runs on the cluster's
+    devices, not the driver's. rows: also read every manifest row for the per-row checks.
     """
-    from pipeline.batch.manifest import id_problems, inspect_manifest, read_ids
+    report = Report(problems=job_path_problems(cfg))  # `ray job submit`: no path into Ray's temporary upload
+    if report.problems:  # and no probe or weights hint about those paths
+        return report
+    with ThreadPoolExecutor(max_workers=len(STORAGE_KEYS), thread_name_prefix="barkpipe-probe") as pool:
+        probes = {key: pool.submit(probe) for key, probe in _storage_probes(cfg, storage_timeout_s).items()}
+        weights_ok = _check_local(cfg, report, check_local_device)
+        reached = {key: report.record(key, future.result) for key, future in probes.items()}
+    weights_ok = weights_ok and reached.get("model.weights", True)
+    if reached.get("input.path", True):
+        from pipeline.batch.rowchecks import check_manifest
 
-    report = Report()
+        check_manifest(cfg, report, rows, weights_ok)
+    return report
+
+
+STORAGE_KEYS = ("model.weights", "input.path", "output.path")
+
+
+def _storage_probes(cfg, timeout_s: float) -> dict[str, Callable[[], str]]:
+    """The storage checks by key; each returns its detail or raises CheckError within timeout_s."""
     m, i, o = cfg.model, cfg.input, cfg.output
+    probes: dict[str, Callable[[], str]] = {}
     if is_url(m.weights):
-        report.passed.append(("model.weights", check_remote_weights(m.weights, getattr(m, "storage_options", {}),
-                                                                      storage_timeout_s)))  # fmt: skip
+        probes["model.weights"] = lambda: check_remote_weights(m.weights, m.storage_options, timeout_s)
+    if is_url(i.path):
+        probes["input.path"] = lambda: check_storage(i.path, i.storage_options, "input.path", write=False,
+                                                     timeout_s=timeout_s)  # fmt: skip
+    if is_url(o.path):
+        probes["output.path"] = lambda: check_storage(o.path, o.storage_options, "output.path", write=True,
+                                                      timeout_s=timeout_s)  # fmt: skip
     else:
-        try:
-            report.weights = check_weights(m.weights)
-        except CheckError as exc:
-            raise CheckError(f"{exc}{_relative_hint(m.weights)}") from None
-        report.passed.append(("model.weights", report.weights.describe()))
+        probes["output.path"] = lambda: check_local_output(o.path)
+    return probes
+
+
+def _check_local(cfg, report: Report, check_local_device: bool | None) -> bool:
+    """Weights, device, voices, extras and job paths; True when local weights (if any) are readable."""
+    from pipeline.extras import missing, speech_feature
+
+    m, g, q = cfg.model, cfg.generation, cfg.quality
+    weights_ok = True
+    if not is_url(m.weights):
+        weights_ok = report.record("model.weights", lambda: _local_weights(m.weights, report))
     if check_local_device is None:
         check_local_device = not os.environ.get("RAY_ADDRESS")
     if check_local_device:
         fix = "set model.device: cpu (or --set model.device=cpu) and compute.gpus_per_actor: 0"
-        report.passed.append(("model.device", check_device(m.device, "model.device", fix)))
+        report.record("model.device", lambda: check_device(m.device, "model.device", fix))
     else:
         report.passed.append(("model.device", f"{m.device} (checked by the actors on the cluster)"))
     if m.device.startswith("cuda") and cfg.compute.gpus_per_actor == 0:
         report.warnings.append(f"model.device is {m.device!r} but compute.gpus_per_actor is 0, so Ray reserves no "
                                "GPU for the actors; set compute.gpus_per_actor: 1")  # fmt: skip
-    check_voice(cfg.generation.voice, m.weights)
-    report.passed.append(("generation.voice", cfg.generation.voice or "none (rows without a voice use no prompt)"))
-    if is_url(i.path):
-        report.passed.append(("input.path", check_storage(i.path, i.storage_options, "input.path", write=False,
-                                                            timeout_s=storage_timeout_s)))  # fmt: skip
-    if is_url(o.path):
-        detail = check_storage(o.path, o.storage_options, "output.path", write=True, timeout_s=storage_timeout_s)
-    else:
-        detail = check_local_output(o.path)
-    report.passed.append(("output.path", detail))
-    info = inspect_manifest(i.path, i.storage_options, i.id_column, i.text_column)
-    report.manifest = info
-    _, problems = id_problems(read_ids(info))
-    report.passed.append(("manifest", f"{info.num_rows} rows in {len(info.files)} file(s), "
-                                      f"columns {', '.join(info.schema.names)}"))  # fmt: skip
-    if problems:
-        report.warnings.append(f"{len(problems)} row(s) will be error rows, e.g. {problems[0]['error']}")
-    if "voice" in info.optional:
-        report.warnings += check_row_voices(_column(info, "voice"), cfg.generation.voice, m.weights)
-    return report
+    # A preset is looked up in the weights: with unreadable weights that check would only repeat their problem.
+    if weights_ok or str(g.voice or "").endswith(".npz"):
+        report.record("generation.voice", lambda: _voice_detail(g.voice, m.weights))
+    for name, voice in g.speakers.items():
+        if weights_ok or voice.endswith(".npz"):
+            key = f"generation.speakers.{name}"
+            report.record(key, partial(_voice_detail, voice, m.weights, key))
+    features = ([speech_feature(q.speech.backend)] if q.speech else []) + (["quality.speaker"] if q.speaker else [])
+    report.problems += [p for p in (missing(f) for f in features) if p]
+    return weights_ok
 
 
-def _column(info, name: str) -> list:
-    import pyarrow.dataset as pads
+def _local_weights(path: str, report: Report) -> str:
+    try:
+        report.weights = check_weights(path)
+    except CheckError as exc:
+        raise CheckError(f"{exc}{_relative_hint(path)}") from None
+    return report.weights.describe()
 
-    dataset = pads.dataset(info.files, filesystem=info.fs, format="parquet")
-    return dataset.to_table(columns=[name]).column(0).to_pylist()
+
+def _voice_detail(voice: str | None, weights: str, key: str = "generation.voice") -> str:
+    check_voice(voice, weights, key)
+    return voice or "none (rows without a voice use no prompt)"

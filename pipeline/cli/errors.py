@@ -91,7 +91,7 @@ def guarded(command: F) -> F:
         except (typer.Exit, typer.Abort, SystemExit):
             raise
         except KeyboardInterrupt:
-            typer.echo(INTERRUPTED_LINE, err=True)
+            typer.echo("interrupted (Ctrl-C)", err=True)  # commands that resume (run) say so themselves
             raise typer.Exit(INTERRUPTED_EXIT) from None
         except Exception as exc:
             import click

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.errors import USER_ERROR_EXIT, USER_ERRORS, fail, guarded
+from pipeline.cli.errors import INTERRUPTED_EXIT, INTERRUPTED_LINE, USER_ERROR_EXIT, USER_ERRORS, fail, guarded
 
 ERROR_SAMPLES_SHOWN = 3  # failed rows named at the end of a run; errors/ holds them all
 
@@ -86,6 +86,9 @@ def run_command(config: Path, overrides: list[str], dry_run: bool, verbose: bool
     _log_to_stderr()
     try:
         summary = run(cfg, verbose=verbose, **resume)
+    except KeyboardInterrupt:  # only `run` resumes, so only it says so
+        typer.echo(INTERRUPTED_LINE, err=True)
+        raise typer.Exit(INTERRUPTED_EXIT) from None
     except (*USER_ERRORS, LeaseLost) as exc:  # LeaseLost: another run took the output over
         fail(exc)
     _report(cfg, summary)

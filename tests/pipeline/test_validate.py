@@ -92,7 +92,7 @@ def test_good_weights_pass_in_both_layouts(tiny_weights, hf_weights):
 def test_a_missing_weight_file_is_named(app, tmp_path, weights):
     (weights / "coarse.pt").unlink()
     code, out = validate(app, write_config(tmp_path, weights))
-    assert_one_line(code, out, "error: model.weights", "missing coarse.pt", "barkpipe weights download")
+    assert_one_line(code, out, "error: model.weights", "missing coarse.pt", "barkpipe weights make-random --size tiny")  # random weights: made again, not downloaded
     assert "found" not in out  # what is missing, not what is there
 
 
@@ -142,8 +142,12 @@ def test_hf_layout_without_a_tokenizer_is_named(tmp_path, hf_weights):
 def test_a_relative_weights_path_names_the_folder_it_was_read_from(app, tmp_path, weights, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out = validate(app, write_config(tmp_path, weights), "model.weights=no/such/weights")
-    assert_one_line(code, out, "model.weights 'no/such/weights' is not a directory",
-                    f"relative paths are read from the current directory, {tmp_path}")
+    assert_one_line(
+        code,
+        out,
+        "model.weights 'no/such/weights' is not a directory",
+        f"relative paths are read from the current directory, {tmp_path}",
+    )
 
 
 # -- device, voices, output ---------------------------------------------------------------------
@@ -196,19 +200,107 @@ def test_a_broken_voice_file_is_named(app, tmp_path, weights):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")
     code, out = validate(app, write_config(tmp_path, weights), f"generation.voice={bad}")
-    assert_one_line(code, out, f"{bad} is not a readable .npz voice prompt")
+    assert_one_line(code, out, "generation.voice: voice file 'bad.npz' is not a readable .npz")
     partial = tmp_path / "partial.npz"
     np.savez(partial, semantic_prompt=np.zeros(3, np.int64))
     code, out = validate(app, write_config(tmp_path, weights), f"generation.voice={partial}")
     assert_one_line(code, out, "lacks coarse_prompt, fine_prompt")
 
 
-def test_bad_row_voices_are_warnings_naming_the_rows(app, tmp_path, weights):
+def test_bad_row_voices_are_errors_naming_the_rows(app, tmp_path, weights):
     pq.write_table(pa.table({"id": ["a", "b", "c"], "text": ["A.", "B.", "C."],
                              "voice": ["v2/en_speaker_0", "v2/xx_nobody", None]}), tmp_path / "m.parquet")  # fmt: skip
     code, out = validate(app, write_config(tmp_path, weights))
-    assert code == 0, out
-    assert "warning: 1 row(s) will be error rows: manifest column 'voice': unknown voice 'v2/xx_nobody'" in out
+    assert_one_line(code, out, "error: manifest: 1 row(s) name the unusable voice 'v2/xx_nobody' (id b): "
+                               "manifest column 'voice': unknown voice 'v2/xx_nobody'")  # fmt: skip
+
+
+def test_row_problems_are_grouped_one_line_per_kind_with_ids_capped(app, tmp_path, weights):
+    from pipeline.batch.rowchecks import MAX_IDS_SHOWN
+
+    n = MAX_IDS_SHOWN + 2
+    ids = [f"e{i}" for i in range(n)] + ["s1", "s2", "s3", "t1", "t2", "dup", "dup", "ok"]
+    texts = [" "] * n + ["Hi."] * 3 + ["Hi [voice: BOB] there.", "[voice: narrator] and [Voice: v2/en_speaker_1]"]
+    texts += ["One.", "Two.", "Fine [voice: default] here."]
+    seeds = [None] * n + [-1, "7", 2**64] + [None] * 5
+    pq.write_table(pa.table({"id": ids, "text": texts, "seed": pa.array([None if isinstance(s, str) or (
+        s is not None and s > 2**63) else s for s in seeds], pa.int64())}), tmp_path / "m.parquet")  # fmt: skip
+    config = write_config(tmp_path, weights, generation={"speakers": {"Narrator": "v2/en_speaker_0"}})
+    code, out = validate(app, config)
+    assert code == 2, out
+    lines = out.strip().splitlines()
+    assert all(line.startswith("error: manifest: ") for line in lines), out
+    assert f"error: manifest: {n} row(s) have empty text (ids e0, e1, e2, e3, e4 and 2 more): text is empty" in out
+    assert "error: manifest: 1 row(s) have an invalid seed (id s1): seed -1 is invalid" in out
+    assert "1 row(s) have a [voice: BOB] tag that names no configured voice (id t1): [voice: BOB]:" in out
+    assert "2 row(s) share their id with another row (id dup)" in out
+    assert len(lines) == 4 and "t2" not in out and "ok" not in out.replace("'ok'", "")
+
+
+def test_three_independent_mistakes_are_three_lines_in_one_run(app, tmp_path, weights, no_aws_credentials):
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    dead = {"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}
+    config = write_config(
+        tmp_path,
+        weights,
+        model={"device": "cuda:7"},  # three mistakes, none hiding another
+        input={"path": "s3://bk/m.parquet"},
+        output={"path": "s3://bk/out", "storage_options": dead},
+    )
+    start = time.perf_counter()
+    code, out = validate(app, config)
+    assert time.perf_counter() - start < checks.STORAGE_TIMEOUT_S + 5  # the probes ran side by side
+    lines = out.strip().splitlines()
+    assert code == 2 and len(lines) == 3 and "Traceback" not in out, out
+    assert lines[0].startswith("error: model.device is 'cuda:7'")
+    assert lines[1].startswith("error: input.path 's3://bk/m.parquet': no S3 credentials found")
+    assert lines[2].startswith(
+        f"error: output.path 's3://bk/out': cannot reach the storage endpoint http://127.0.0.1:{port}"
+    )
+
+
+def test_config_mistakes_are_all_named_before_anything_else(app, tmp_path, weights):
+    code, out = validate(
+        app, write_config(tmp_path, weights), "compute.actors=x", "output.fromat=wav", "generation.seed=-3"
+    )
+    assert code == 2 and out.splitlines() == [  # in the order of the config's sections
+        "error: unknown key 'output.fromat'; did you mean 'format'? (allowed here: path, format, storage_options, "
+        "overwrite, retry_s, lease_ttl_s, lease_wait_s)",
+        "error: generation.seed: got -3; expected an integer >= 0 or null",
+        "error: compute.actors: got 'x'; expected an integer or a list of 2 integers",
+    ], out
+
+
+def test_an_empty_output_path_from_an_unset_variable_names_the_key(app, tmp_path, weights, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    code, out = validate(app, write_config(tmp_path, weights), "output.path=")
+    assert_one_line(code, out, "error: output.path: is empty (an unset shell variable in --set?)")
+    assert list(tmp_path.glob(".barkpipe-probe*")) == []
+
+
+def test_a_missing_extra_is_a_problem_naming_the_install_command(app, tmp_path, weights, monkeypatch):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "faster_whisper" else real(name, *a)
+    )
+    config = write_config(tmp_path, weights, quality={"speech": {"backend": "faster-whisper", "model": "small.en",
+                                                                  "language": "en"}})  # fmt: skip
+    code, out = validate(app, config)
+    assert_one_line(
+        code, out, "error: quality.speech (faster-whisper) needs the 'whisper' extra", "pip install 'barkpipe[whisper]'"
+    )
+
+
+def test_an_empty_manifest_is_an_error_for_validate(app, tmp_path, weights):
+    pq.write_table(
+        pa.table({"id": pa.array([], pa.string()), "text": pa.array([], pa.string())}), tmp_path / "m.parquet"
+    )
+    code, out = validate(app, write_config(tmp_path, weights))
+    assert_one_line(code, out, "error: the manifest (input.path", "holds no rows; there is nothing to synthesize")
 
 
 def test_output_under_a_file_is_refused(app, tmp_path, weights):
@@ -240,7 +332,8 @@ def _s3_config(tmp_path, weights, endpoint: str, bucket: str, with_keys: bool, k
     options = {"client_kwargs": {"endpoint_url": endpoint}}
     if with_keys:
         options |= {"key": key, "secret": secret}
-    return write_config(tmp_path, weights, input={"path": f"s3://{bucket}/manifest.parquet", "storage_options": options},
+    inp = {"path": f"s3://{bucket}/manifest.parquet", "storage_options": options}
+    return write_config(tmp_path, weights, input=inp,
                         output={"path": f"s3://{bucket}/out", "storage_options": copy.deepcopy(options)})  # fmt: skip
 
 
@@ -317,3 +410,13 @@ def test_remote_s3_weights_refused_endpoint_is_one_line(app, tmp_path, no_aws_cr
     opts = {"key": "k", "secret": "s", "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}"}}
     code, out = validate(app, write_config(tmp_path, "s3://bk/bark", model={"storage_options": opts}))
     assert_one_line(code, out, "model.weights", f"127.0.0.1:{port}")
+
+
+def test_relative_paths_under_ray_job_submit_are_named_before_any_probe(app, tmp_path, weights, monkeypatch):
+    from pipeline.batch.jobenv import JOB_CONFIG_ENV
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(JOB_CONFIG_ENV, "{}")
+    code, out = validate(app, write_config(tmp_path, weights), "output.path=out")
+    assert_one_line(code, out, "error: output.path 'out' is relative, and under `ray job submit`")
+    assert not (tmp_path / "out").exists()

@@ -62,9 +62,29 @@ def test_a_value_error_from_deep_inside_is_a_bug_not_a_user_line():
     assert code == BUG_EXIT and "Traceback" in out and "this is a bug" in out
 
 
-def test_ctrl_c_is_one_line():
+def test_ctrl_c_is_one_line_that_promises_no_resume():
     code, out = invoke(KeyboardInterrupt())
-    assert code == INTERRUPTED_EXIT and out == "interrupted; run the same command again to resume\n"
+    assert code == INTERRUPTED_EXIT and out == "interrupted (Ctrl-C)\n"
+
+
+def test_ctrl_c_in_run_says_it_resumes(monkeypatch, tmp_path):
+    from typer.testing import CliRunner
+
+    import pipeline.batch.runner as runner
+    from pipeline.cli import app
+    from pipeline.cli import run as run_cli
+
+    monkeypatch.setattr(run_cli, "_load_and_check", lambda config, overrides: (object(), _NoWarnings()))
+    monkeypatch.setattr(runner, "run", lambda cfg, **kw: (_ for _ in ()).throw(KeyboardInterrupt()))
+    config = tmp_path / "c.yaml"
+    config.write_text("{}")
+    result = CliRunner().invoke(app, ["run", str(config)])
+    assert result.exit_code == INTERRUPTED_EXIT
+    assert result.output.strip().splitlines()[-1] == "interrupted; run the same command again to resume"
+
+
+class _NoWarnings:
+    warnings: list = []
 
 
 def test_storage_problem_names_key_endpoint_and_fix():
