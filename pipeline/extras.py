@@ -38,8 +38,8 @@ def missing(feature: str) -> str | None:
 
 
 def _importable(module: str) -> bool:
-    if module in sys.modules:  # already imported (or put there by a caller): present, whatever its __spec__
-        return True
+    if module in sys.modules:  # imported already (whatever its __spec__), or None: its import is blocked
+        return sys.modules[module] is not None
     try:
         return importlib.util.find_spec(module) is not None
     except (ImportError, ValueError):  # a parent package that fails to import, or a module without a spec

@@ -14,7 +14,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipeline.batch.jobenv import job_path_problems
+from pipeline.batch.jobenv import job_path_problems, job_weights_fix
 from pipeline.batch.probes import (  # noqa: F401  (re-exported: one import for callers)
     STORAGE_TIMEOUT_S,
     CheckError,
@@ -64,11 +64,16 @@ def is_url(path: str) -> bool:
     return "://" in str(path) and not str(path).startswith("file://")
 
 
+def _weights_fix(path: str | Path) -> str:
+    """How to put the weights there: under `ray job submit`, never into the job's temporary upload."""
+    return job_weights_fix() or weights_hint(path)
+
+
 def check_weights(path: str | Path, key: str = "model.weights") -> WeightsInfo:
     """Every file the weights need is present and its header reads (no tensor is loaded)."""
     root = Path(path)
     if not root.is_dir():
-        raise CheckError(f"{key} {str(path)!r} is not a directory; {weights_hint(path)}")
+        raise CheckError(f"{key} {str(path)!r} is not a directory; {_weights_fix(path)}")
     names = {p.name for p in root.iterdir()}
     if "config.json" in names or names & set(HF_WEIGHT_FILES):
         info = _hf_files(root, names, key)
@@ -92,7 +97,7 @@ def _check_tokenizer(root: Path, key: str) -> None:
 
 def _missing(root: Path, key: str, missing: list[str], layout: str) -> CheckError:
     return CheckError(f"{key} {str(root)!r}: missing {', '.join(missing)} (needed by the {layout} layout); "
-                      f"{weights_hint(root)}")  # fmt: skip
+                      f"{_weights_fix(root)}")  # fmt: skip
 
 
 def _suno_files(root: Path, names: set, key: str) -> WeightsInfo:
@@ -107,7 +112,7 @@ def _suno_files(root: Path, names: set, key: str) -> WeightsInfo:
         raise _missing(root, key, missing, "Suno large")
     raise CheckError(
         f"{key} {str(root)!r} holds no Bark weights (expected text_2.pt, coarse_2.pt, fine_2.pt, {CODEC_FILE} "
-        f"and vocab.txt, or config.json with model.safetensors); {weights_hint(root)}"
+        f"and vocab.txt, or config.json with model.safetensors); {_weights_fix(root)}"
     )
 
 

@@ -299,6 +299,11 @@ class ComputeConfig(Section):
     progress_log_s: float = Field(
         60.0, ge=0, description="Seconds between 'still running' log lines while a run waits for rows; 0 = off."
     )
+    dashboard: bool = Field(
+        False,
+        description="A local run's Ray dashboard, on 127.0.0.1 only (`barkpipe run --dashboard`); off by default so "
+        "a run opens no port beyond loopback. A cluster's own dashboard is the cluster's business.",
+    )
     start_timeout_s: float = Field(
         900.0,
         ge=0,

@@ -1,16 +1,23 @@
-"""Starting a local Ray cluster that only this machine can reach, with token authentication on.
+"""Starting a local Ray cluster that only this machine can reach: loopback only, token authentication on.
 
 Ray 2.60 reads its auth mode from RAY_AUTH_MODE and the token from RAY_AUTH_TOKEN (or
 ~/.ray/auth_token); the driver's environment is inherited by every process it starts. A fresh
 random token per run means nothing is written to the home folder and a token seen in one run's
 logs opens nothing later. Product code never sets RAY_AUTH_MODE=disabled.
 
-Measured on Ray 2.60 (tests/pipeline/test_localray.py): with this, another process that attaches
-without the token (or with auth off) is refused. Ray's own gRPC servers (GCS, raylet, object
-manager) still listen on every interface: Ray has no setting to bind them to loopback, and
-`_node_ip_address="127.0.0.1"` is turned back into the machine's address by ray.init
-(services.resolve_ip_for_localhost), so the token is what keeps others out; the dashboard, which
-would bind where told, is kept on 127.0.0.1 (and off by default).
+Loopback: every Ray server binds to the node's IP address (the GCS, raylet and object manager gRPC
+servers as ::ffff:127.0.0.1, the dashboard agent's gRPC and HTTP, the runtime-env agent) or, for the
+Prometheus metrics exporter, to 127.0.0.1 when that address is a loopback one
+(dashboard/modules/reporter/reporter_agent.py). ray.init turns `_node_ip_address="127.0.0.1"` back
+into the machine's interface address (services.resolve_ip_for_localhost) unless Ray's
+single-machine mode is on: ray_constants.ENABLE_RAY_CLUSTER, i.e. RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0,
+the mode Ray uses on macOS and Windows. It is read once, when ray is imported, and consulted only
+while ray.init picks the address, so start_local_ray() turns it off just around ray.init and leaves
+the process (and the environment the daemons inherit) as it was: a later `ray start --address`
+or ray.init(address=...) is unaffected. The dashboard stays off; turned on, it binds 127.0.0.1.
+Measured on Ray 2.60 with tests/pipeline/test_localray.py: no listening socket of the run's Ray
+processes is on 0.0.0.0, :: or the machine's address; the exceptions Ray has no setting for would
+be listed in LOOPBACK_EXCEPTIONS (none today).
 """
 
 from __future__ import annotations
@@ -18,9 +25,13 @@ from __future__ import annotations
 import os
 import secrets
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 
 LOOPBACK = "127.0.0.1"
+# Listening sockets of a local run that Ray offers no way to bind to loopback (see the module
+# docstring); tests/pipeline/test_localray.py asserts every other one is on loopback.
+LOOPBACK_EXCEPTIONS: tuple[str, ...] = ()
 
 
 def local_ray_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
@@ -36,23 +47,41 @@ def local_ray_env(environ: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
-def local_ray_init_kwargs() -> dict:
-    """ray.init() arguments for a local cluster: dashboard off (and on 127.0.0.1 if turned on)."""
+def local_ray_init_kwargs(dashboard: bool = False) -> dict:
+    """ray.init() arguments for a local cluster: every server on 127.0.0.1, the dashboard off unless asked for."""
     return {
-        "include_dashboard": False,  # the pipeline never submits jobs to its own local cluster
-        "dashboard_host": LOOPBACK,  # in case a caller turns the dashboard on
+        "_node_ip_address": LOOPBACK,  # kept as 127.0.0.1 by single_machine_mode() around ray.init
+        "include_dashboard": dashboard,  # the pipeline never submits jobs to its own local cluster
+        "dashboard_host": LOOPBACK,
     }
 
 
-def start_local_ray(**overrides):
-    """Set local_ray_env() in os.environ and start a local cluster; returns ray.init's context."""
+@contextmanager
+def single_machine_mode() -> Iterator[None]:
+    """Ray's macOS/Windows single-machine mode for the duration: a 127.0.0.1 node address stays 127.0.0.1."""
+    from ray._private import ray_constants
+
+    before = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    if before is None:  # a Ray without the switch: ray.init then checks nothing more
+        yield
+        return
+    ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = before
+
+
+def start_local_ray(dashboard: bool = False, **overrides):
+    """Set local_ray_env() in os.environ and start a loopback-only local cluster; returns ray.init's context."""
     already_imported = "ray" in sys.modules
     os.environ.update(local_ray_env())  # before `import ray`: it reads RAY_AUTH_MODE when first imported
     import ray
 
     if already_imported:
         # Ray caches its config at import; this is the refresh its own auth setup uses after changing the mode.
-        from ray._raylet import Config
+        from ray._raylet import Config  # type: ignore[attr-defined]  # Cython module without stubs
 
         Config.initialize("")
-    return ray.init(**(local_ray_init_kwargs() | overrides))
+    with single_machine_mode():
+        return ray.init(**(local_ray_init_kwargs(dashboard) | overrides))

@@ -80,8 +80,11 @@ def in_windows(ds, rows: int):
         from ray.data._internal.logical.operators.map_operator import StreamingRepartition
     except ImportError:  # another Ray: the public call (a whole CPU per task)
         return ds.repartition(target_num_rows_per_block=rows)
-    op = StreamingRepartition(target_num_rows_per_block=rows, input_dependencies=[ds._logical_plan.dag],
-                              ray_remote_args={"num_cpus": READ_CPUS})  # fmt: skip
+    try:
+        op = StreamingRepartition(target_num_rows_per_block=rows, input_dependencies=[ds._logical_plan.dag],
+                                  ray_remote_args={"num_cpus": READ_CPUS})  # fmt: skip
+    except TypeError:  # Ray <= 2.54: `input_op` and no ray_remote_args; the public call, as above
+        return ds.repartition(target_num_rows_per_block=rows)
     return Dataset._from_parent(ds, LogicalPlan(op, ds.context))
 
 

@@ -20,8 +20,11 @@ def kill_actor(actor_id: str, restart: bool = True) -> bool:
     return True
 
 
-def ensure_ray(verbose: bool = False) -> bool:
-    """Connect to Ray (the cluster in RAY_ADDRESS / ray job submit) or start a local one; True if started."""
+def ensure_ray(verbose: bool = False, dashboard: bool = False) -> bool:
+    """Connect to Ray (the cluster in RAY_ADDRESS / ray job submit) or start a local one; True if started.
+
+    dashboard: give a local cluster Ray's dashboard, on 127.0.0.1 (`barkpipe run --dashboard`).
+    """
     import ray
 
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
@@ -33,7 +36,8 @@ def ensure_ray(verbose: bool = False) -> bool:
         else:
             from pipeline.batch.localray import start_local_ray
 
-            start_local_ray(log_to_driver=verbose)  # token auth on, dashboard off: only this run gets in
+            # Loopback only, token auth on, dashboard off unless asked for: only this run gets in.
+            start_local_ray(dashboard=dashboard, log_to_driver=verbose)
     return True
 
 
@@ -70,4 +74,14 @@ def quiet_ray_console() -> None:
     for handler in logging.getLogger("ray.data").handlers:
         if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
             handler.setLevel(logging.ERROR)
+            handler.addFilter(_not_a_retold_task_error)
     warnings.filterwarnings("ignore", message="The minimum number of concurrent actors", category=UserWarning)
+
+
+# Loggers whose ERROR records retell, with an abbreviated stack, an exception the run itself reports
+# (as one line for a user's fault, with the traceback for a bug); the log files keep them.
+RETELLING_LOGGERS = ("ray.data._internal.execution.streaming_executor_state", "ray.data.exceptions")
+
+
+def _not_a_retold_task_error(record) -> bool:
+    return not record.name.startswith(RETELLING_LOGGERS)

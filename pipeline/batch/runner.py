@@ -260,7 +260,7 @@ def execute(prep: Prepared, totals: Progress, progress: bool, verbose: bool = Fa
 
     from pipeline.batch.watchdog import ProgressLogger
 
-    started_ray = ensure_ray(verbose)
+    started_ray = ensure_ray(verbose, dashboard=prep.config.compute.dashboard)
     if not verbose:
         quiet_ray_console()
     try:

@@ -206,6 +206,9 @@ def register(app: typer.Typer) -> None:
         verbose: Annotated[
             bool, typer.Option("--verbose", "-v", help="Show Ray's own logs and progress bars.")
         ] = False,
+        dashboard: Annotated[
+            bool, typer.Option("--dashboard", help="Give a local run Ray's dashboard, on 127.0.0.1 only.")
+        ] = False,
         retry_errors: Annotated[
             bool, typer.Option("--retry-errors", help="Retry the rows earlier runs recorded as errors.")
         ] = False,
@@ -219,7 +222,8 @@ def register(app: typer.Typer) -> None:
         ] = None,
     ) -> None:
         """Synthesize every row of the config's manifest (resumes an interrupted run)."""
-        run_command(config, overrides or [], dry_run, verbose, retry_errors, redo)
+        run_command(config, [*(overrides or []), *(["compute.dashboard=true"] if dashboard else [])], dry_run, verbose,
+                    retry_errors, redo)  # fmt: skip
 
     @app.command("validate")
     @guarded

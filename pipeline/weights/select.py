@@ -69,7 +69,8 @@ def weights_hint(path: str | Path) -> str:
         size, layout = marker
         return (f"make them again with `barkpipe weights make-random --size {size} --layout {layout} {path}` "
                 "(random test weights: they only make noise)")  # fmt: skip
-    words = {w for part in path.parts[-2:] for w in re.split(r"[^a-z0-9]+", part.lower()) if w}
+    # The folder's own name only: a parent such as a test's temporary folder says nothing of the weights.
+    words = {w for w in re.split(r"[^a-z0-9]+", path.name.lower()) if w}
     if words & set(TEST_WEIGHT_WORDS):
         return (f"make test weights with `barkpipe weights make-random --size tiny --layout suno {path}` "
                 "(random: they only make noise; for speech, point at real Bark weights)")  # fmt: skip

@@ -29,16 +29,18 @@ def tiny_weights(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def s3(moto_s3):
     # moto accepts any credentials: unique ones make a leak findable by plain search.
-    return dataclasses.replace(moto_s3, key=f"AKIA{uuid.uuid4().hex[:16].upper()}",
-                               secret=f"secret-{uuid.uuid4().hex}")
+    return dataclasses.replace(moto_s3, key=f"AKIA{uuid.uuid4().hex[:16].upper()}", secret=f"secret-{uuid.uuid4().hex}")
 
 
 @pytest.fixture(scope="module")
 def head(s3):
     # The cluster holds the S3 secrets the way a real one does (from its secret store), under
     # the names jobs/runtime_env.yaml references; job submissions carry none.
-    secrets = {"BARKPIPE_S3_ACCESS_KEY_ID": s3.key, "BARKPIPE_S3_SECRET_ACCESS_KEY": s3.secret,
-               "BARKPIPE_S3_ENDPOINT": s3.endpoint_url}
+    secrets = {
+        "BARKPIPE_S3_ACCESS_KEY_ID": s3.key,
+        "BARKPIPE_S3_SECRET_ACCESS_KEY": s3.secret,
+        "BARKPIPE_S3_ENDPOINT": s3.endpoint_url,
+    }
     with RayHead(num_cpus=2, env=secrets) as cluster:
         yield cluster
 
@@ -55,9 +57,19 @@ def test_smoke_config_runs_as_a_ray_job(head, tmp_path, tiny_weights):
 
     manifest = pq.read_table(SMOKE_MANIFEST)
     out = tmp_path / "out"
-    # The job runs in the uploaded copy of the repo: relative paths (configs/, examples/) resolve there.
-    entrypoint = ["barkpipe", "run", "configs/smoke.yaml", "--set", f"output.path={out}",
-                  "--set", f"model.weights={tiny_weights}"]
+    # The job runs in the uploaded copy of the repo: the config (code) is read there; every data path
+    # is absolute, as a job requires (the next test shows a relative one refused).
+    entrypoint = [
+        "barkpipe",
+        "run",
+        "configs/smoke.yaml",
+        "--set",
+        f"output.path={out}",
+        "--set",
+        f"model.weights={tiny_weights}",
+        "--set",
+        f"input.path={SMOKE_MANIFEST}",
+    ]
     status, logs = head.submit(entrypoint, working_dir=REPO, timeout_s=JOB_TIMEOUT_S)
     assert status == "SUCCEEDED", f"job {status}; last log lines:\n{logs[-4000:]}"
     # The job used the cluster it was submitted to, not a Ray of its own.
@@ -81,15 +93,24 @@ def test_dataset_job_gets_s3_secrets_from_the_cluster(head, s3, tiny_weights):
     fs = s3.filesystem()
     fs.put_file(str(SMOKE_MANIFEST), f"{bucket}/manifests/daily/smoke.parquet")
     # jobs/dataset.yaml as scheduled, pointed at the test bucket and sized for this CPU box.
-    overrides = {"input.path": f"s3://{bucket}/manifests/daily/", "output.path": f"s3://{bucket}/runs/daily",
-                 "model.weights": str(tiny_weights), "model.device": "cpu", "model.precision": "fp32",
-                 "generation.max_duration": "1.0", "compute.actors": "1", "compute.gpus_per_actor": "0",
-                 "compute.cpus_per_actor": "0.5", "compute.batch_size": "4"}
+    overrides = {
+        "input.path": f"s3://{bucket}/manifests/daily/",
+        "output.path": f"s3://{bucket}/runs/daily",
+        "model.weights": str(tiny_weights),
+        "model.device": "cpu",
+        "model.precision": "fp32",
+        "generation.max_duration": "1.0",
+        "compute.actors": "1",
+        "compute.gpus_per_actor": "0",
+        "compute.cpus_per_actor": "0.5",
+        "compute.batch_size": "4",
+    }
     args = [a for k, v in overrides.items() for a in ("--set", f"{k}={v}")]
     # The submitter knows the cluster's address and nothing else: no AWS_* in its environment.
     env = {k: v for k, v in ray_env(RAY_ADDRESS=head.address).items() if not k.startswith("AWS_")}
-    proc = subprocess.run(["bash", "jobs/submit.sh", *args], cwd=REPO, env=env, capture_output=True,
-                          text=True, timeout=JOB_TIMEOUT_S)
+    proc = subprocess.run(
+        ["bash", "jobs/submit.sh", *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=JOB_TIMEOUT_S
+    )
     assert proc.returncode == 0, f"jobs/submit.sh exited {proc.returncode}:\n{proc.stdout[-4000:]}{proc.stderr[-2000:]}"
 
     summary = json.loads(fs.cat(f"{bucket}/runs/daily/summary.json"))
@@ -102,3 +123,32 @@ def test_dataset_job_gets_s3_secrets_from_the_cluster(head, s3, tiny_weights):
     assert env_vars["AWS_SECRET_ACCESS_KEY"] == "${BARKPIPE_S3_SECRET_ACCESS_KEY}"
     assert s3.secret not in json.dumps(jobs[0].runtime_env) + jobs[0].entrypoint
     assert s3.secret not in proc.stdout + proc.stderr
+
+
+def _upload_files(head) -> set[str]:
+    """Every file under the head's unpacked working_dir uploads (Ray keeps them while the cluster runs)."""
+    root = Path(head.temp_dir)
+    return {str(p.relative_to(root)) for p in root.glob("session_*/runtime_resources/working_dir_files/**/*")
+            if p.is_file()}  # fmt: skip
+
+
+def test_a_job_refuses_a_relative_output_path_and_writes_nothing_in_the_upload(head, tiny_weights):
+    before = _upload_files(head)
+    # configs/smoke.yaml as README's cluster example runs it: output.path out/smoke is relative.
+    entrypoint = [
+        "barkpipe",
+        "run",
+        "configs/smoke.yaml",
+        "--set",
+        f"model.weights={tiny_weights}",
+        "--set",
+        f"input.path={SMOKE_MANIFEST}",
+    ]
+    status, logs = head.submit(entrypoint, working_dir=REPO, timeout_s=JOB_TIMEOUT_S)
+    assert status == "FAILED", logs[-4000:]
+    errors = [line for line in logs.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "output.path 'out/smoke' is relative" in errors[0], logs[-4000:]
+    assert "use an absolute path on the cluster's shared storage or s3://" in errors[0]
+    assert "Traceback" not in logs
+    written = {f for f in _upload_files(head) - before if "/out/" in f or f.endswith("summary.json")}
+    assert not written, written

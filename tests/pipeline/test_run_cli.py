@@ -209,6 +209,17 @@ def test_run_ends_with_the_output_location_and_the_first_error_reasons(app, conf
     assert seen == {"verbose": True}
 
 
+def test_the_dashboard_is_off_unless_asked_for(app, config, monkeypatch):
+    import pipeline.batch.runner as runner
+
+    asked = []
+    monkeypatch.setattr(runner, "run", lambda cfg, **kw: asked.append(cfg.compute.dashboard) or _fake_summary(0))
+    for args in ((), ("--dashboard",)):
+        code, out = invoke(app, "run", config, *args)
+        assert code == 0, out
+    assert asked == [False, True]
+
+
 def test_manifest_errors_are_named_when_the_samples_leave_them_out(app, config, monkeypatch):
     import pipeline.batch.runner as runner
 
