@@ -70,7 +70,9 @@ def _socket_owners(pids: set[int]) -> dict[str, str]:
     for pid in pids:
         try:
             with open(f"/proc/{pid}/cmdline", "rb") as f:
-                name = f.read().replace(b"\0", b" ").decode(errors="replace")[:80].strip()
+                argv = f.read().decode(errors="replace").split("\0")
+            # The program's own name first: a long venv path would push "gcs_server" past the cut.
+            name = " ".join([os.path.basename(argv[0]), *argv[1:]])[:80].strip()
             fds = os.listdir(f"/proc/{pid}/fd")
         except OSError:
             continue
