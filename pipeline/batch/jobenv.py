@@ -7,8 +7,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from pipeline.batch.probes import CheckError
-
 # What Ray's job supervisor sets in the entrypoint's environment (Ray 2.40-2.60:
 # dashboard/modules/job/job_supervisor.py, _get_driver_env_vars): the job's runtime_env and metadata
 # as JSON, read back by the driver's ray.init. Nothing else marks a job driver before ray.init
@@ -79,15 +77,3 @@ def job_path_problems(cfg, environ: Mapping[str, str] | None = None, cwd: str | 
     paths += [(f"generation.voice_dirs[{i}]", d) for i, d in enumerate(cfg.generation.voice_dirs)]
     problems = [_path_problem(key, str(path), here, upload) for key, path in paths if _is_local(str(path))]
     return [p for p in problems if p]
-
-
-def require_job_paths(cfg) -> None:
-    """Raise CheckError (one line) when job_path_problems(cfg) finds any; `validate` and `run` call it first."""
-    problems = job_path_problems(cfg)
-    if problems:
-        raise CheckError("; ".join(problems))
-
-
-def job_weights_fix(environ: Mapping[str, str] | None = None) -> str | None:
-    """The hint for missing weights under `ray job submit` (shared storage or a URL), or None outside a job."""
-    return WEIGHTS_JOB_FIX if in_ray_job(environ) else None
