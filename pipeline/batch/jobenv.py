@@ -77,3 +77,8 @@ def job_path_problems(cfg, environ: Mapping[str, str] | None = None, cwd: str | 
     paths += [(f"generation.voice_dirs[{i}]", d) for i, d in enumerate(cfg.generation.voice_dirs)]
     problems = [_path_problem(key, str(path), here, upload) for key, path in paths if _is_local(str(path))]
     return [p for p in problems if p]
+
+
+def job_weights_fix(environ: Mapping[str, str] | None = None) -> str | None:
+    """The hint for missing weights under `ray job submit` (shared storage or a URL), or None outside a job."""
+    return WEIGHTS_JOB_FIX if in_ray_job(environ) else None

@@ -25,7 +25,8 @@ from pipeline.batch.resume import (
     read_committed_latest,
 )
 from pipeline.batch.sink import write_manifest_errors
-from pipeline.storage import Store, find_output_fault
+from pipeline.outputfaults import find_output_fault
+from pipeline.storage import Store
 
 log = logging.getLogger(__name__)
 OUTPUT_DIRS = ("audio", "metadata", "errors")

@@ -53,7 +53,7 @@ def user_message(exc: BaseException) -> str | None:
     """
     from pipeline.batch.checks import CheckError, storage_problem
     from pipeline.batch.config import ConfigError
-    from pipeline.storage import find_output_fault
+    from pipeline.outputfaults import find_output_fault
 
     if isinstance(exc, (CheckError, ConfigError)):
         return str(exc)

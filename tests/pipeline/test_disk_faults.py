@@ -17,7 +17,8 @@ import yaml
 import pipeline.storage as storage
 from pipeline.batch.orphans import remove_orphans
 from pipeline.cli.errors import failure
-from pipeline.storage import OutputFault, Store, find_output_fault
+from pipeline.outputfaults import OutputFault, find_output_fault
+from pipeline.storage import Store
 
 REPO = Path(__file__).resolve().parents[2]
 BIG = b"\x01" * 200_000  # more than the small file system holds

@@ -150,3 +150,16 @@ def test_validate_under_a_job_names_the_key_and_the_fix_without_a_traceback(tmp_
     errors = [line for line in proc.stderr.splitlines() if line.strip()]
     assert any(e.startswith("error: output.path 'out/smoke' is relative") for e in errors), proc.stderr
     assert "Traceback" not in proc.stderr and "barkpipe weights download" not in proc.stdout + proc.stderr
+
+
+def test_under_a_job_missing_weights_are_never_to_be_downloaded_into_the_upload(monkeypatch, tmp_path):
+    from pipeline.batch.checks import CheckError, check_weights
+
+    missing = tmp_path / "bark"
+    with pytest.raises(CheckError) as outside:
+        check_weights(missing)
+    assert "barkpipe weights download" in str(outside.value)
+    monkeypatch.setenv("RAY_JOB_CONFIG_JSON_ENV_VAR", UPLOAD_JOB_ENV["RAY_JOB_CONFIG_JSON_ENV_VAR"])
+    with pytest.raises(CheckError) as inside:
+        check_weights(missing)
+    assert "shared storage" in str(inside.value) and "weights download" not in str(inside.value)

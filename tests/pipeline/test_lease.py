@@ -124,7 +124,7 @@ def test_a_lease_whose_process_on_this_machine_ended_is_taken_at_once(store):
 def test_a_lease_that_cannot_be_deleted_is_left_to_expire_without_hiding_the_runs_error(tmp_path, monkeypatch, caplog):
     import errno
 
-    from pipeline.storage import OutputFault
+    from pipeline.outputfaults import OutputFault
 
     store = Store.open(str(tmp_path / "out"))
     lease = acquire_lease(store, "run-A", ttl_s=600)

@@ -252,7 +252,7 @@ def test_a_rename_that_fails_leaves_no_temp_file(tmp_path, monkeypatch):
     import errno
     import os
 
-    from pipeline.storage import OutputFault
+    from pipeline.outputfaults import OutputFault
 
     def refused(src, dst):
         raise PermissionError(errno.EACCES, "Permission denied", dst)
