@@ -44,10 +44,11 @@ def default_segment():
 
 
 def split_text(text: str, segment=None, *, language: str | None = None,
-               count_tokens: Callable[[str], int] | None = None) -> list:  # fmt: skip
-    """Normalise and chunk a text; TextError (with the failing stage) when nothing can be spoken.
+               count_tokens: Callable[[str], int] | None = None, lexicon=None) -> list:  # fmt: skip
+    """Normalise, respell (lexicon) and chunk a text; TextError (with the failing stage) when nothing can be spoken.
 
     count_tokens: the engine's tokenizer count (exact); None uses the segmenter's estimate.
+    lexicon: a pipeline.text.lexicon.Lexicon applied after normalisation; None: none.
     """
     from pipeline.text.normalize import normalize_text
     from pipeline.text.segment import split_into_chunks
@@ -58,6 +59,8 @@ def split_text(text: str, segment=None, *, language: str | None = None,
         normal = normalize_text(text, language)
     except ValueError as exc:
         raise TextError(f"text cannot be prepared for language {language!r}: {exc}", "validate") from None
+    if lexicon is not None:
+        normal = lexicon.apply(normal, language)
     try:
         chunks = split_into_chunks(normal, language=language, count_tokens=count_tokens, max_tokens=segment.max_tokens,
                                    target_seconds=segment.target_seconds, max_seconds=segment.max_seconds)  # fmt: skip
@@ -68,11 +71,55 @@ def split_text(text: str, segment=None, *, language: str | None = None,
     return chunks
 
 
+def plan_text(text: str, segment=None, *, language: str | None = None, text_format: str = "plain",
+              voice: str | None = None, speakers: dict[str, str] | None = None,
+              resolve: Callable[[str], str] | None = None, lexicon=None,
+              count_tokens: Callable[[str], int] | None = None) -> tuple[list, list[str]]:  # fmt: skip
+    """(chunks, notes) of one text as `run` plans a row and `say` a text; TextError names the failing stage.
+
+    text_format "ssml" reads the text as SSML (pipeline/text/ssml.py); a plain text with `[voice: X]`
+    tags or `speakers` lines is cut into voice segments (pipeline/text/voices.py); else split_text.
+    Chunks carry `voice` and `pause_after_s` where the text sets them. notes: SSML tags not honoured.
+    """
+    from pipeline.text.ssml import SsmlError, parse_ssml
+    from pipeline.text.voices import VOICE_TAG, chunk_segments, split_ssml_voiced, split_voiced
+
+    if text_format not in ("plain", "ssml"):
+        raise TextError(f"text_format must be plain or ssml, got {text_format!r}", "validate")
+    segment = segment or default_segment()
+    language = language or segment.language
+    notes: list[str] = []
+    if text_format == "plain" and not (VOICE_TAG.search(text) or (speakers and ":" in text)):
+        return split_text(text, segment, language=language, count_tokens=count_tokens, lexicon=lexicon), notes
+    try:
+        if text_format == "ssml":
+            parsed = parse_ssml(text, language)
+            notes = parsed.notes
+            segments = split_ssml_voiced(parsed.segments, voice, speakers, resolve)
+        else:
+            segments = split_voiced(text, voice, speakers, resolve)
+    except SsmlError as exc:
+        raise TextError(str(exc), "validate") from None
+    except ValueError as exc:  # an unknown speaker or voice, or a voice outside generation.voice_dirs
+        raise TextError(str(exc), "voice") from None
+    try:
+        chunks = chunk_segments(segments, language=language, lexicon=lexicon, count_tokens=count_tokens,
+                                max_tokens=segment.max_tokens, target_seconds=segment.target_seconds,
+                                max_seconds=segment.max_seconds)  # fmt: skip
+    except ValueError as exc:
+        raise TextError(f"text cannot be split into chunks: {exc}", "segment") from None
+    if not chunks:
+        raise TextError("text is empty (after normalisation there is nothing to say)", "segment")
+    return chunks, notes
+
+
 def join_audio(pieces: list[np.ndarray], sample_rate: int, breaks: list[bool], segment=None,
-               lap: Callable[[str], None] | None = None) -> np.ndarray:  # fmt: skip
+               lap: Callable[[str], None] | None = None,
+               pauses: list[float | None] | None = None) -> np.ndarray:  # fmt: skip
     """Chunk audio -> one track: trim each chunk, join with pauses and crossfades, then set the loudness.
 
-    breaks[i]: chunk i ends a paragraph (the longer pause follows). lap(step) is called after
+    breaks[i]: chunk i ends a paragraph (the longer pause follows). pauses[i]: exact seconds of
+    silence after chunk i (an SSML <break>), None for the usual pause. lap(step) is called after
     "trim", "join" and "loudness", for callers that time the steps.
     """
     from pipeline.audio.assemble import join_chunks, normalize_loudness, trim_silence
@@ -84,7 +131,7 @@ def join_audio(pieces: list[np.ndarray], sample_rate: int, breaks: list[bool], s
     lap("trim")
     audio = join_chunks(pieces, sample_rate, pause_s=segment.sentence_pause_s,
                         paragraph_pause_s=segment.paragraph_pause_s, paragraph_breaks=list(breaks),
-                        crossfade_ms=segment.crossfade_ms)  # fmt: skip
+                        crossfade_ms=segment.crossfade_ms, pauses_after=pauses)  # fmt: skip
     lap("join")
     if len(audio) == 0:
         raise ValueError("every chunk came out silent; try another seed or voice")
@@ -133,16 +180,20 @@ def _counter(path: Path) -> Callable[[str], int]:
 
 
 def chunk_requests(engine, text: str, *, voice=None, seed: int = 0, text_temp: float = 0.7, waveform_temp: float = 0.7,
-                   max_duration: float | None = None, language: str | None = None, segment=None):  # fmt: skip
-    """(chunks, requests) for a text; chunk k's seed is derived from `seed` as in `barkpipe run`."""
+                   max_duration: float | None = None, language: str | None = None, segment=None,
+                   text_format: str = "plain", lexicon=None):  # fmt: skip
+    """(chunks, requests) for a text; chunk k's seed is derived from `seed` as in `barkpipe run`.
+
+    A chunk an SSML <voice> or a `[voice: X]` tag gives another voice is asked in that voice spec."""
     from bark_model import GenerationRequest
     from pipeline.batch.prepare import chunk_seed  # the run's seeds, so a one-chunk row matches `say --seed`
 
-    chunks = split_text(text, segment, language=language, count_tokens=engine.count_text_tokens)
+    chunks, _ = plan_text(text, segment, language=language, text_format=text_format, voice=voice,
+                          lexicon=lexicon, count_tokens=engine.count_text_tokens)  # fmt: skip
     requests = [
         GenerationRequest.simple(
             c.text,
-            voice=voice,
+            voice=getattr(c, "voice", voice),
             seed=chunk_seed(seed, c.index),
             text_temp=text_temp,
             waveform_temp=waveform_temp,
@@ -169,7 +220,9 @@ def speak_planned(engine, planned: list[tuple[list, list]], *, batch_size: int =
         start += len(requests)
         sr = mine[0].sample_rate
         breaks = [c.paragraph_break_after for c in chunks]
-        spoken.append(SpokenText(join_audio([r.audio for r in mine], sr, breaks, segment), sr, mine, chunks))
+        pauses = [getattr(c, "pause_after_s", None) for c in chunks]  # None for --no-split's [None] too
+        audio = join_audio([r.audio for r in mine], sr, breaks, segment, pauses=pauses)
+        spoken.append(SpokenText(audio, sr, mine, chunks))
     return spoken
 
 
@@ -208,7 +261,8 @@ def stream_speech(engine, text: str, *, batch_size: int = 1, segment=None, **kwa
             joined = join_chunks([held, piece], sr, pause_s=segment.sentence_pause_s,
                                  paragraph_pause_s=segment.paragraph_pause_s,
                                  paragraph_breaks=[chunks[k - 1].paragraph_break_after, False],
-                                 crossfade_ms=fade_ms)  # fmt: skip
+                                 crossfade_ms=fade_ms,
+                                 pauses_after=[getattr(chunks[k - 1], "pause_after_s", None), None])  # fmt: skip
         keep = 0 if k == len(chunks) - 1 else min(len(joined), int(round(fade_ms / 1000 * sr)))
         held = joined[len(joined) - keep :]
         yield joined[: len(joined) - keep].astype(np.float32)

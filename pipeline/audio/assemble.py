@@ -74,13 +74,16 @@ def join_chunks(
     paragraph_pause_s: float = 0.7,
     paragraph_breaks: list[bool] | None = None,
     crossfade_ms: float = 10.0,
+    pauses_after: list[float | None] | None = None,
 ) -> np.ndarray:
     """Concatenate chunk audio [N_i] with a pause after each chunk (longer after a paragraph).
 
     `paragraph_breaks[i]` is Chunk.paragraph_break_after of chunk i (the last is
-    ignored). Each edge gets a `crossfade_ms` fade so no click is heard; with a zero
-    pause the two chunks overlap by that much instead. Chunks may be float or int16 PCM;
-    the result is float32, written once into a buffer of its final length (linear time).
+    ignored). `pauses_after[i]`, when not None, is the exact silence in seconds after chunk i
+    (an SSML <break>) and replaces the default pause. Each edge gets a `crossfade_ms` fade so
+    no click is heard (the fades lie inside the chunks, so a pause is that many zero samples);
+    with a zero pause the two chunks overlap by that much instead. Chunks may be float or int16
+    PCM; the result is float32, written once into a buffer of its final length (linear time).
     """
     _check_rate(sr)
     if pause_s < 0 or paragraph_pause_s < 0 or crossfade_ms < 0:
@@ -91,8 +94,14 @@ def join_chunks(
     breaks = [False] * len(chunks_audio) if paragraph_breaks is None else list(paragraph_breaks)
     if len(breaks) != len(chunks_audio):
         raise ValueError(f"paragraph_breaks has {len(breaks)} entries; it needs one per chunk ({len(chunks_audio)})")
+    exact = [None] * len(chunks_audio) if pauses_after is None else list(pauses_after)
+    if len(exact) != len(chunks_audio):
+        raise ValueError(f"pauses_after has {len(exact)} entries; it needs one per chunk ({len(chunks_audio)})")
+    if any(p is not None and not (np.isfinite(p) and p >= 0) for p in exact):
+        raise ValueError(f"pauses_after must hold seconds >= 0 or None, got {exact!r}")
     chunks = [_mono(c, f"chunks_audio[{i}]") for i, c in enumerate(chunks_audio)]
-    pauses = [int(round((paragraph_pause_s if b else pause_s) * sr)) for b in breaks[:-1]]
+    seconds = [(paragraph_pause_s if b else pause_s) if p is None else p for b, p in zip(breaks, exact, strict=True)]
+    pauses = [int(round(s * sr)) for s in seconds[:-1]]
     fade = int(round(crossfade_ms / 1000 * sr))
     starts, fades, total = _layout([len(c) for c in chunks], pauses, fade)
     out = np.empty(total, np.float32)

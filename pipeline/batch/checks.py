@@ -403,6 +403,13 @@ def _check_local(cfg, report: Report, check_local_device: bool | None) -> bool:
             report.record(key, partial(_voice_detail, voice, m.weights, key))
     features = ([speech_feature(q.speech.backend)] if q.speech else []) + (["quality.speaker"] if q.speaker else [])
     report.problems += [p for p in (missing(f) for f in features) if p]
+    if g.lexicon:
+        from pipeline.text.lexicon import check_lexicon
+
+        lexicon_problems = check_lexicon(g.lexicon)  # one line per bad line of the file
+        report.problems += lexicon_problems
+        if not lexicon_problems:
+            report.passed.append(("generation.lexicon", f"{g.lexicon} ok"))
     return weights_ok
 
 

@@ -41,6 +41,11 @@ class InputConfig(Section):
         "id", description="Column holding the unique row id (string, or integer: used as its decimal text)."
     )
     text_column: str = Field("text", description="Column holding the text to speak (string).")
+    text_format: Literal["plain", "ssml"] = Field(
+        "plain",
+        description='How rows\' text is read: plain, or ssml (the subset in docs/AUDIOBOOK.md, "Lexicon and SSML"); '
+        "a row's text_format column overrides it.",
+    )
 
     _path = field_validator("path")(_not_empty)
 
@@ -137,6 +142,11 @@ class GenerationConfig(Section):
         default_factory=dict,
         description="Names a text may use at line starts (`ALICE: ...`) or in `[voice: ALICE]` tags, mapped to voices "
         "(preset or .npz, as the voice column takes); see pipeline/text/voices.py.",
+    )
+    lexicon: str | None = Field(
+        None,
+        description="Pronunciation lexicon: a local TSV of word<TAB>respelling[<TAB>language] lines, whole words "
+        "respelled (case ignored) after normalisation; a row's lexicon column adds lines over it. null = none.",
     )
 
     @field_validator("speakers")
@@ -447,8 +457,21 @@ def config_hash(config: RunConfig) -> str:
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def _file_sha256(path: str) -> str | None:
+    try:
+        with open(path, "rb") as f:
+            return hashlib.sha256(f.read()).hexdigest()
+    except OSError:  # validate names the missing file; the hash just cannot include it
+        return None
+
+
 def content_hash(config: RunConfig) -> str:
     """Hash of the settings that shape the audio (not paths or compute): resume should not mix two."""
     data = public_dict(config)
     shaping = {k: data[k] for k in ("model", "generation", "segment", "quality")} | {"format": data["output"]["format"]}
+    # Only when set, so the hash of a config without them (and so resume of its output) is unchanged.
+    if config.input.text_format != "plain":
+        shaping["text_format"] = config.input.text_format
+    if config.generation.lexicon:  # the file's words, not its path: an edited lexicon redoes the rows
+        shaping["lexicon_sha256"] = _file_sha256(config.generation.lexicon)
     return "sha256:" + hashlib.sha256(json.dumps(shaping, sort_keys=True).encode()).hexdigest()

@@ -18,6 +18,8 @@ OPTIONAL_COLUMNS = {
     "waveform_temp": "number",
     "max_duration": "number",
     "language": "string",
+    "text_format": "string",  # plain | ssml; overrides input.text_format
+    "lexicon": "string",  # the row's own word<TAB>respelling lines, over generation.lexicon
 }
 MAX_ID_CHARS = 512  # longer ids are almost surely a wrong column; file names would be cut anyway
 _SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")

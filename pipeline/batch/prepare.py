@@ -11,15 +11,21 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pipeline.batch.config import GenerationConfig, SegmentConfig
 from pipeline.batch.faults import StageError, is_fatal
+
+if TYPE_CHECKING:
+    from pipeline.text.lexicon import Lexicon
 
 log = logging.getLogger(__name__)
 # Bark's text tokenizer is cased multilingual BERT for every checkpoint; bark_model ships its vocab,
 # so a node without the weights (remote weights, a CPU-only node) counts tokens exactly the same.
 BUNDLED_VOCAB = "bert-base-multilingual-cased-vocab.txt"
+# Rows' lexicon columns compiled and kept per actor (rows of one book usually share one).
+ROW_LEXICON_CACHE = 16
+MAX_NOTES = 32  # distinct SSML notes logged per actor
 
 
 def derive_seed(*parts: Any) -> int:
@@ -59,12 +65,23 @@ class PrepareStage:
     """
 
     def __init__(self, weights: str, generation: GenerationConfig, segment: SegmentConfig,
-                 settings_hash: str = "", revisions: dict[str, int] | None = None):  # fmt: skip
+                 settings_hash: str = "", revisions: dict[str, int] | None = None, text_format: str = "plain",
+                 lexicon: Lexicon | None = None):  # fmt: skip
+        """text_format: input.text_format (rows' default). lexicon: generation.lexicon already loaded by
+        the driver (so worker nodes need no copy of the file); None loads generation.lexicon here, once."""
+        from pipeline.text.lexicon import load_lexicon
+
         self.generation = generation
         self.segment = segment
         self.count_tokens = token_counter(weights)
         self.settings_hash = settings_hash
         self.revisions = revisions or {}
+        self.text_format = text_format
+        if lexicon is None and generation.lexicon:
+            lexicon = load_lexicon(generation.lexicon)
+        self.lexicon = lexicon
+        self._row_lexicons: dict[str, Lexicon] = {}  # a row's lexicon column text -> merged lexicon
+        self._noted: set[str] = set()
 
     def __call__(self, batch):
         import pyarrow as pa
@@ -122,7 +139,7 @@ class PrepareStage:
             "max_duration": _pick(values.max_duration, g.max_duration),
         }
         try:
-            chunks = self.split(values.text, language, voice)
+            chunks = self.split(values.text, language, voice, values.text_format, self._lexicon_for(values.lexicon))
         except StageError as exc:
             return record | {"error_stage": exc.stage, "error": str(exc)}
         except Exception as exc:
@@ -137,42 +154,49 @@ class PrepareStage:
                 "est_seconds": c.est_seconds,
                 "paragraph_break_after": c.paragraph_break_after,
                 "voice": getattr(c, "voice", voice),
+                # An SSML <break>'s exact silence; plan_type drops it until it has the field (schema.py).
+                "pause_after_s": getattr(c, "pause_after_s", None),
             }
             for c in chunks
         ]
         record["timings"] = {"prepare": time.perf_counter() - start}
         return record
 
-    def split(self, text: str, language: str, voice: str | None = None) -> list:
-        """The row's chunks; a text with `[voice: X]` tags or generation.speakers lines is cut into
-        voice segments first (pipeline/text/voices.py), so no chunk spans two voices."""
-        from pipeline.longform import TextError, split_text
-        from pipeline.text.voices import VOICE_TAG
+    def split(self, text: str, language: str, voice: str | None = None, text_format: str | None = None,
+              lexicon: Lexicon | None = None) -> list:  # fmt: skip
+        """The row's chunks (pipeline.longform.plan_text): SSML read when text_format (else input.text_format)
+        is "ssml"; `[voice: X]` tags, speaker lines and SSML <voice> cut voice segments first, so no chunk
+        spans two voices; `lexicon` (else generation.lexicon) respells words after normalisation."""
+        from pipeline.batch.voices import resolve_voice_spec
+        from pipeline.longform import TextError, plan_text
 
         g = self.generation
-        if not (VOICE_TAG.search(text) or (g.speakers and ":" in text)):
-            try:
-                return split_text(text, self.segment, language=language, count_tokens=self.count_tokens)
-            except TextError as exc:
-                raise StageError(exc.stage, str(exc)) from None
-        return self.split_voiced(text, language, voice)
-
-    def split_voiced(self, text: str, language: str, voice: str | None) -> list:
-        from pipeline.batch.voices import resolve_voice_spec
-        from pipeline.text.voices import split_voiced_chunks
-
-        g, s = self.generation, self.segment
         try:
-            chunks = split_voiced_chunks(
-                text, voice, g.speakers, language=language,
-                resolve=lambda spec: resolve_voice_spec(spec, g.voice_dirs), count_tokens=self.count_tokens,
-                max_tokens=s.max_tokens, target_seconds=s.target_seconds, max_seconds=s.max_seconds,
+            chunks, notes = plan_text(
+                text, self.segment, language=language, text_format=text_format or self.text_format, voice=voice,
+                speakers=g.speakers, resolve=lambda spec: resolve_voice_spec(spec, g.voice_dirs),
+                lexicon=self.lexicon if lexicon is None else lexicon, count_tokens=self.count_tokens,
             )  # fmt: skip
-        except ValueError as exc:  # an unknown speaker or voice, or a voice outside generation.voice_dirs
-            raise StageError("voice", str(exc)) from None
-        if not chunks:
-            raise StageError("segment", "text is empty (after normalisation there is nothing to say)")
+        except TextError as exc:
+            raise StageError(exc.stage, str(exc)) from None
+        for note in set(notes) - self._noted:  # once per actor: a million rows would repeat it a million times
+            if len(self._noted) < MAX_NOTES:
+                self._noted.add(note)
+                log.warning("SSML: %s", note)
         return chunks
+
+    def _lexicon_for(self, row_lines: str | None) -> Lexicon | None:
+        """generation.lexicon with a row's own lexicon lines over it (already checked by parse_row)."""
+        from pipeline.text.lexicon import parse_lexicon
+
+        if row_lines is None:
+            return None
+        if row_lines not in self._row_lexicons:
+            if len(self._row_lexicons) >= ROW_LEXICON_CACHE:
+                self._row_lexicons.pop(next(iter(self._row_lexicons)))  # the oldest
+            own = parse_lexicon(row_lines, "lexicon column")[0]
+            self._row_lexicons[row_lines] = own if self.lexicon is None else self.lexicon.merged(own)
+        return self._row_lexicons[row_lines]
 
 
 def _pick(value, default):

@@ -94,12 +94,16 @@ def prepare_stage(ds, config: RunConfig, plan: StagePlan, revisions: dict[str, i
 
     from pipeline.batch.config import content_hash
     from pipeline.batch.prepare import PrepareStage
+    from pipeline.text.lexicon import load_lexicon
 
     c = config.compute
     return ds.map_batches(
         PrepareStage, fn_constructor_kwargs={"weights": config.model.weights, "generation": config.generation,
                                              "segment": config.segment, "settings_hash": content_hash(config),
-                                             "revisions": revisions or {}},
+                                             "revisions": revisions or {}, "text_format": config.input.text_format,
+                                             # read here, so actors on other nodes need no copy of the file
+                                             "lexicon": load_lexicon(g.lexicon) if (g := config.generation).lexicon
+                                             else None},
         batch_size=plan.window, batch_format="pyarrow", compute=ActorPoolStrategy(size=plan.prepare_actors),
         num_cpus=c.prepare_cpus, **_retries(c),
     )  # fmt: skip

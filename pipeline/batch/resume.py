@@ -51,6 +51,8 @@ def row_hash(values: RowValues, cfg) -> str:
         "max_duration": values.max_duration,
         "settings": settings,
     }
+    # Newer columns join the hash only when a row sets them, so rows written before them keep their hash.
+    shaping |= {k: v for k, v in (("text_format", values.text_format), ("lexicon", values.lexicon)) if v is not None}
     return _sha256(shaping)
 
 

@@ -20,6 +20,7 @@ DEFAULT_MAX_TEXT_CHARS = 100_000  # segment.max_text_chars' default
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 # Unicode categories that make no sound on their own: controls, format (zero-width), unassigned,
 # private use, surrogates, separators and combining marks. Letters, digits, symbols and punctuation speak.
+TEXT_FORMATS = ("plain", "ssml")  # the text_format column and input.text_format
 _SILENT_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Zs", "Zl", "Zp", "Mn", "Mc", "Me"})
 
 
@@ -87,6 +88,8 @@ class RowValues:
     text_temp: float | None = None
     waveform_temp: float | None = None
     max_duration: float | None = None
+    text_format: str | None = None  # "plain" | "ssml"; None: input.text_format
+    lexicon: str | None = None  # the row's own lexicon lines (word<TAB>respelling), over generation.lexicon
 
 
 def parse_row(raw: dict, max_text_chars: int = DEFAULT_MAX_TEXT_CHARS) -> tuple[RowValues | None, str | None]:
@@ -144,6 +147,8 @@ def _parse(raw: dict, max_text_chars: int) -> tuple[RowValues, None]:
         text_temp=_float(text_temp),
         waveform_temp=_float(waveform_temp),
         max_duration=_float(max_duration),
+        text_format=_text_format(raw.get("text_format")),
+        lexicon=_row_lexicon(raw.get("lexicon")),
     )
     return values, None
 
@@ -239,6 +244,26 @@ def _language(value: Any) -> str | None:
     value = _optional_text(value, "language")
     if value is not None and not _LANGUAGE.match(value):
         raise _Bad(f"language {_show(value)} is not a language code like 'en' or 'pt-BR'", "have an invalid language")
+    return value
+
+
+def _text_format(value: Any) -> str | None:
+    value = _optional_text(value, "text_format")
+    if value is not None and value.lower() not in TEXT_FORMATS:
+        raise _Bad(f"text_format {_show(value)} is not one of {', '.join(TEXT_FORMATS)}; fix it or leave it empty",
+                   "have an invalid text_format")  # fmt: skip
+    return None if value is None else value.lower()
+
+
+def _row_lexicon(value: Any) -> str | None:
+    """The row's lexicon lines, checked here so a bad one is the row's `validate` error."""
+    from pipeline.text.lexicon import parse_lexicon
+
+    value = _optional_text(value, "lexicon")
+    if value is not None:
+        problems = parse_lexicon(value, "lexicon column")[1]  # "lexicon column:2: no tab between ..."
+        if problems:
+            raise _Bad(problems[0], "have an invalid lexicon")
     return value
 
 

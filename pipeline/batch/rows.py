@@ -64,6 +64,7 @@ class Chunk:
     est_seconds: float
     paragraph_break_after: bool
     voice: str | None = None  # None: the row's voice
+    pause_after_s: float | None = None  # exact silence after it (SSML <break>); None: the usual pause
 
 
 @dataclass
@@ -148,6 +149,7 @@ def _chunk_record(job: Job) -> dict:
     return {
         "index": job.chunk.index,
         "chars": len(job.chunk.text),
+        "text": job.chunk.text,  # the plan's text, as the engine was given it (GenerationRequest.simple)
         "seed": job.seed,
         "attempts": job.attempt + 1,
         "passed": job.passed,
@@ -155,6 +157,7 @@ def _chunk_record(job: Job) -> dict:
         "duration_s": r.duration_s,
         "dropped_text_tokens": int(r.dropped_text_tokens),
         "paragraph_break_after": job.chunk.paragraph_break_after,
+        "pause_after_s": job.chunk.pause_after_s,
         "measures": {k: float(v) for k, v in job.measures.items()},
         "transcript": job.transcript,
         "voice": job.chunk.voice if job.chunk.voice is not None else job.row.voice_spec,

@@ -21,6 +21,7 @@ def plan_type():
                 ("est_seconds", pa.float64()),  # the segmenter's spoken-length estimate
                 ("paragraph_break_after", pa.bool_()),
                 ("voice", pa.string()),  # the voice spec speaking it ([voice: X], NAME:), else the row's
+                ("pause_after_s", pa.float64()),  # an SSML <break>'s exact silence after it; null: the usual pause
             ]
         )
     )
@@ -33,7 +34,8 @@ def chunk_type():
     return pa.struct(
         [
             ("index", pa.int32()),
-            ("chars", pa.int32()),
+            ("chars", pa.int32()),  # len(text); kept for readers of outputs written before `text`
+            ("text", pa.string()),  # exactly what Bark was given (the plan's normalised text); null in older outputs
             ("seed", pa.int64()),  # seed of the attempt that was kept
             ("attempts", pa.int32()),  # 1 + regenerations
             ("passed", pa.bool_()),  # null when the gates are off
@@ -41,9 +43,14 @@ def chunk_type():
             ("duration_s", pa.float64()),
             ("dropped_text_tokens", pa.int32()),
             ("paragraph_break_after", pa.bool_()),  # finish joins with the longer pause after it
-            ("measures", pa.map_(pa.string(), pa.float64())),
-            ("voice", pa.string()),  # the voice spec that spoke it  # gate figures; wer, cer, speaker_similarity too
+            ("pause_after_s", pa.float64()),  # the plan's exact pause after it (SSML <break>); null: the usual one
+            ("measures", pa.map_(pa.string(), pa.float64())),  # gate figures; wer, cer, speaker_similarity too
+            ("voice", pa.string()),  # the voice spec that spoke it
             ("transcript", pa.string()),  # what the speech check heard; null when quality.speech is off
+            # Where the chunk's kept (trimmed) audio lies in the row's audio, in seconds, as finish joined
+            # it (pauses and crossfades included); null until finish, in older outputs, or when unknown.
+            ("start_s", pa.float64()),
+            ("end_s", pa.float64()),
         ]
     )
 

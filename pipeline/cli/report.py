@@ -48,5 +48,6 @@ def register(app: typer.Typer) -> None:
             ),
         ] = 20.0,
     ) -> None:
-        """Write a review page: summary, then flagged rows and chunks with players, waveforms, gates, transcripts."""
+        """Write a review page: the dataset across runs, then flagged rows and chunks with players, waveforms,
+        gates, each chunk's text and what the speech check heard."""
         report_command(output, out, max_embed_mb)

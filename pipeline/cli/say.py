@@ -62,10 +62,11 @@ def _out_paths(out: Path, n: int) -> list[Path]:
     return paths
 
 
-def _check_arguments(texts, out, weights, voice, device, precision, save_codes, stream, no_split):
+def _check_arguments(texts, out, weights, voice, device, precision, save_codes, stream, no_split, text_format="plain",
+                     lexicon=None):  # fmt: skip
     """Everything that can be wrong with the arguments, found before the model loads (seconds of work)."""
     from pipeline.batch.checks import check_device, check_voice, check_weights
-    from pipeline.longform import split_text, text_token_counter
+    from pipeline.longform import plan_text, text_token_counter
 
     if stream and (len(texts) != 1 or save_codes is not None):
         _fail("--stream speaks exactly one text and cannot --save-codes")
@@ -73,14 +74,19 @@ def _check_arguments(texts, out, weights, voice, device, precision, save_codes, 
         _fail(f"--out {out}: --stream writes a .wav file, or raw 16-bit PCM to stdout with --out -")
     if stream and no_split:
         _fail("--no-split speaks one utterance; --stream needs chunks: give one of them")
+    if no_split and text_format == "ssml":
+        _fail("--no-split speaks the text as given; --ssml needs it parsed and chunked: give one of them")
     if save_codes is not None and len(texts) != 1:
         _fail("--save-codes writes the codes of one text; give exactly one text")
     if precision not in PRECISIONS:
         _fail(f"--precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     check_device(device, "--device", fix="use --device cpu (or auto)")
     if not no_split:
-        for text in texts:
-            split_text(text)  # empty after normalisation, or a cue too long to fit in a chunk
+        for k, text in enumerate(texts):
+            # Empty after normalisation, a cue too long to fit in a chunk, malformed SSML.
+            _, notes = plan_text(text, text_format=text_format, voice=voice, lexicon=lexicon)
+            for note in notes:
+                typer.echo(f"note: text {k + 1}: {note}", err=True)
     info = check_weights(_local_weights(weights), "--weights")
     try:
         text_token_counter(info.root)  # an empty or damaged vocab.txt / tokenizer.json: one line naming it
@@ -103,7 +109,7 @@ def _check_arguments(texts, out, weights, voice, device, precision, save_codes, 
 
 def say_command(texts, text_file, weights, out, voice, seed, temperature, text_temp, waveform_temp,
                 max_duration, batch_size, save_codes, device, precision, stream=False, no_split=False,
-                compile=None) -> None:  # fmt: skip
+                compile=None, ssml=False, lexicon=None) -> None:  # fmt: skip
     """Synthesise each text to a WAV; long texts are split into chunks and joined (unless no_split).
 
     Ctrl-C says what was written (this command does not resume) and exits 130.
@@ -111,7 +117,7 @@ def say_command(texts, text_file, weights, out, voice, seed, temperature, text_t
     done = Progress(launched=time.perf_counter() - (seconds_since_launch() or 0.0))
     try:
         _say(texts, text_file, weights, out, voice, seed, temperature, text_temp, waveform_temp, max_duration,
-             batch_size, save_codes, device, precision, stream, no_split, compile, done)  # fmt: skip
+             batch_size, save_codes, device, precision, stream, no_split, compile, done, ssml, lexicon)  # fmt: skip
     except KeyboardInterrupt:
         typer.echo(f"interrupted; {done.describe()}", err=True)
         raise typer.Exit(INTERRUPTED_EXIT) from None
@@ -134,15 +140,23 @@ class Progress:
 
 
 def _say(texts, text_file, weights, out, voice, seed, temperature, text_temp, waveform_temp, max_duration,
-         batch_size, save_codes, device, precision, stream, no_split, compile, done: Progress) -> None:  # fmt: skip
+         batch_size, save_codes, device, precision, stream, no_split, compile, done: Progress, ssml=False,
+         lexicon_path=None) -> None:  # fmt: skip
     from pipeline.cli.errors import USER_ERRORS
+    from pipeline.text.lexicon import load_lexicon
 
     texts = _texts(texts, text_file)
     if temperature is not None:
         text_temp = waveform_temp = temperature
+    text_format = "ssml" if ssml else "plain"
+    try:
+        lexicon = None if lexicon_path is None else load_lexicon(lexicon_path)
+    except USER_ERRORS as err:
+        _fail(f"--lexicon: {err}")
     try:
         paths = [out] if stream else _out_paths(out, len(texts))
-        info = _check_arguments(texts, out, weights, voice, device, precision, save_codes, stream, no_split)
+        info = _check_arguments(texts, out, weights, voice, device, precision, save_codes, stream, no_split,
+                                text_format, lexicon)  # fmt: skip
     except USER_ERRORS as err:
         _fail(err)
     done.planned = len(paths)
@@ -156,6 +170,10 @@ def _say(texts, text_file, weights, out, voice, seed, temperature, text_temp, wa
             typer.echo(f"note: {weights} holds random test weights; the audio will be noise", err=True)
     engine = _load_engine(weights, voice, device, precision, compile)
     sampling = dict(voice=voice, seed=seed, text_temp=text_temp, waveform_temp=waveform_temp, max_duration=max_duration)
+    if no_split and lexicon is not None:  # the text is spoken as given, so it is respelled as given
+        texts = [lexicon.apply(text) for text in texts]
+    elif not no_split:
+        sampling |= dict(text_format=text_format, lexicon=lexicon)
     if stream:
         return _say_stream(engine, texts[0], out, batch_size or 1, sampling, done)
     batch_size = batch_size or DEFAULT_BATCH_SIZE
@@ -420,7 +438,16 @@ def register(app: typer.Typer) -> None:
                 show_default="on for CUDA, off elsewhere",
             ),
         ] = None,
+        ssml: Annotated[
+            bool,
+            typer.Option("--ssml", help="Read the text as SSML (<break>, <p>, <sub>, <say-as>, <voice>, <lang>, ...)."),
+        ] = False,
+        lexicon: Annotated[
+            Path | None,
+            typer.Option("--lexicon", help="TSV of word<TAB>respelling[<TAB>language] lines: whole words respelled."),
+        ] = None,
     ) -> None:
         """Speak one or a few texts to WAV files (long texts are split into chunks and joined)."""
         say_command(texts, text_file, weights, out, voice, seed, temperature, text_temp, waveform_temp,
-                    max_duration, batch_size, save_codes, device, precision, stream, no_split, compile)  # fmt: skip
+                    max_duration, batch_size, save_codes, device, precision, stream, no_split, compile, ssml,
+                    lexicon)  # fmt: skip

@@ -1,4 +1,4 @@
-"""`barkpipe report`: summary, flagged rows and chunks first, players, waveforms, gates, text, transcript.
+"""`barkpipe report`: dataset summary, flagged rows and chunks first, players, waveforms, gates, text, transcript.
 
 Audio is embedded as Ogg Opus data URIs (about 20 kb/s: plenty to judge speech) so the file
 works anywhere, offline, as one attachment. Flagged rows are embedded first, then the others,
@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from pipeline.review.chunks import chunk_row_html, chunk_spans, failed_marks, is_failed
+from pipeline.review.dataset import dataset_html, dataset_stats
 from pipeline.review.waveform import waveform_svg
 from pipeline.storage import Store
 
@@ -40,11 +42,39 @@ class RowView:
 
     @property
     def failed_chunks(self) -> list[dict]:
-        return [c for c in self.chunks if c.get("passed") is False or c.get("failed")]
+        return [c for c in self.chunks if is_failed(c)]
+
+
+@dataclass
+class Run:
+    """What an output folder holds: every row once (its newest record), across all runs that wrote it."""
+
+    summary: dict | None  # summary.json: the last invocation only
+    done: list[RowView]
+    errors: list[RowView]
+    superseded: int = 0  # older records of redone rows
+
+    @property
+    def pauses(self) -> tuple[float, float]:
+        """(sentence, paragraph) pause of the last run's config, else the defaults: for estimated spans."""
+        from pipeline.batch.config import SegmentConfig
+
+        segment = ((self.summary or {}).get("config") or {}).get("segment") or {}
+        fields = SegmentConfig.model_fields
+        return (
+            float(segment.get("sentence_pause_s", fields["sentence_pause_s"].default)),
+            float(segment.get("paragraph_pause_s", fields["paragraph_pause_s"].default)),
+        )
 
 
 def load_rows(store: Store) -> tuple[dict | None, list[RowView], list[RowView]]:
     """(summary.json or None, finished rows, error rows) of the run under `store`."""
+    run = load_run(store)
+    return run.summary, run.done, run.errors
+
+
+def load_run(store: Store) -> Run:
+    """The output under `store`: summary.json and every row's newest metadata or error record."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -61,6 +91,7 @@ def load_rows(store: Store) -> tuple[dict | None, list[RowView], list[RowView]]:
     failed = [
         r for p in store.glob("errors/*.parquet") for r in retry(pq.read_table, p, filesystem=store.fs).to_pylist()
     ]
+    read = len(meta) + len(failed)
     meta, failed = newest_records(meta, failed)  # a redone row once, as its newest revision
     done = [RowView(str(r["id"]), r) for r in meta]
     errors = [RowView(str(r.get("id")), error=(r.get("stage") or "?", r.get("error") or "")) for r in failed]
@@ -68,24 +99,25 @@ def load_rows(store: Store) -> tuple[dict | None, list[RowView], list[RowView]]:
         raise FileNotFoundError(
             f"{store.root} holds no run (no summary.json, metadata/ or errors/); point OUTPUT at a run's output.path"
         )
-    return summary, done, errors
+    return Run(summary, done, errors, read - len(meta) - len(failed))
 
 
 def build_report(store: Store, *, audio_href: str = "", max_embed_bytes: int = MAX_EMBED_BYTES) -> str:
     """The page's HTML. `audio_href` prefixes links to audio files that are not embedded."""
-    summary, done, errors = load_rows(store)
+    run = load_run(store)
+    done, errors = run.done, run.errors
     flagged = sorted(
         (r for r in done if r.meta.get("flagged") or r.failed_chunks), key=lambda r: (-len(r.failed_chunks), r.id)
     )
     rest = sorted((r for r in done if r not in flagged), key=lambda r: r.id)
     budget = [max_embed_bytes]
-    body = [_summary_html(summary, len(done), len(flagged), len(errors))]
+    body = [_summary_html(run)]
     body.append(f"<h2>Flagged rows ({len(flagged)})</h2>")
-    body += [_row_html(store, r, budget, audio_href) for r in flagged] or ["<p class=muted>None.</p>"]
+    body += [_row_html(store, r, budget, audio_href, run.pauses) for r in flagged] or ["<p class=muted>None.</p>"]
     body.append(f"<h2>Error rows ({len(errors)})</h2>")
     body.append(_errors_html(errors) if errors else "<p class=muted>None.</p>")
     body.append(f"<h2>Other rows ({len(rest)})</h2>")
-    body += [_row_html(store, r, budget, audio_href) for r in rest] or ["<p class=muted>None.</p>"]
+    body += [_row_html(store, r, budget, audio_href, run.pauses) for r in rest] or ["<p class=muted>None.</p>"]
     title = "barkpipe review: " + html.escape(os.path.basename(store.root.rstrip("/")) or store.root)
     return (
         f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{title}</title>"
@@ -134,26 +166,33 @@ def preview_opus(audio: np.ndarray, sr: int) -> bytes:
     return buf.getvalue()
 
 
-def _row_html(store: Store, row: RowView, budget: list[int], audio_href: str) -> str:
+def _row_html(store: Store, row: RowView, budget: list[int], audio_href: str, pauses: tuple[float, float]) -> str:
     m = row.meta
     title = m.get("title") or m.get("input_title")
     head = html.escape(row.id) + (f" — {html.escape(str(title))}" if title else "")
     badge = "<span class=bad>flagged</span>" if m.get("flagged") else "<span class=good>ok</span>"
     facts = f"{(m.get('duration_s') or 0):.1f} s, {len(row.chunks)} chunk(s), voice {html.escape(str(m.get('voice')))}"
-    player, wave = _audio_html(store, row, budget, audio_href)
+    row_s = float(m.get("duration_s") or 0.0)
+    spans = chunk_spans(row.chunks, row_s, *pauses)
+    player, wave = _audio_html(store, row, budget, audio_href, failed_marks(row.chunks, spans, row_s))
+    at = {id(c): s for c, s in zip(row.chunks, spans, strict=True)}
     failed = row.failed_chunks
     ordered = failed + [c for c in row.chunks if c not in failed]
-    chunks = "".join(_chunk_html(c, row) for c in ordered)
+    heard = any(c.get("transcript") is not None for c in row.chunks)
+    chunks = "".join(chunk_row_html(c, at[id(c)], heard, _measures_html(c), _gates_html(c)) for c in ordered)
+    heads = ["chunk", "time", "attempts", "failed gates", "measures", "text given to Bark"]
+    heads += ["heard (speech check)"] if heard else []
     text = html.escape(m.get("text") or "")
     return (
         f"<section class=row id='row-{html.escape(row.id)}'><h3>{head} {badge}</h3><p class=muted>{facts}</p>"
-        f"{player}{wave}<table><tr><th>chunk</th><th>attempts</th><th>failed gates</th><th>measures</th>"
-        f"<th>text / transcript</th></tr>{chunks}</table>"
+        f"{player}{wave}<table class=chunks><tr>{''.join(f'<th>{h}</th>' for h in heads)}</tr>{chunks}</table>"
         f"<details><summary>row text</summary><p>{text}</p></details></section>"
     )
 
 
-def _audio_html(store: Store, row: RowView, budget: list[int], audio_href: str) -> tuple[str, str]:
+def _audio_html(
+    store: Store, row: RowView, budget: list[int], audio_href: str, marks: list[tuple[float, float, str]]
+) -> tuple[str, str]:
     import soundfile as sf
 
     path = row.meta.get("audio_path")
@@ -164,7 +203,6 @@ def _audio_html(store: Store, row: RowView, budget: list[int], audio_href: str) 
     except (FileNotFoundError, RuntimeError, sf.LibsndfileError) as exc:
         return f"<p class=bad>audio {html.escape(path)} cannot be read ({html.escape(type(exc).__name__)})</p>", ""
     audio = audio.mean(axis=1)
-    marks = _failed_spans(row)
     wave = waveform_svg(audio, marks, label=f"waveform of {row.id}")
     preview = preview_opus(audio, sr)
     encoded = 4 * ((len(preview) + 2) // 3)
@@ -176,38 +214,18 @@ def _audio_html(store: Store, row: RowView, budget: list[int], audio_href: str) 
     return (f"<p>audio not embedded (page budget used): <a href='{href}'>{html.escape(path)}</a></p>", wave)
 
 
-def _failed_spans(row: RowView) -> list[tuple[float, float]]:
-    """Where the failed chunks lie, as fractions of the row (chunk durations scaled: pauses are spread)."""
-    durations = [float(c.get("duration_s") or 0) for c in row.chunks]
-    total = sum(durations)
-    if total <= 0:
-        return []
-    spans, t = [], 0.0
-    for c, d in zip(row.chunks, durations, strict=False):
-        if c.get("passed") is False or c.get("failed"):
-            spans.append((t / total, (t + d) / total))
-        t += d
-    return spans
-
-
-def _chunk_html(c: dict, row: RowView) -> str:
+def _measures_html(c: dict) -> str:
     failed = c.get("failed") or []
     measures = dict(c.get("measures") or {})  # Arrow maps arrive as [(key, value), ...]
-    cells = ", ".join(
+    return ", ".join(
         f"<span class={'bad' if _gate_of(k, failed) else 'm'}>{html.escape(k)}={v:.3g}</span>"
         for k, v in sorted(measures.items())
     )
-    text = c.get("text")
-    transcript = c.get("transcript")
-    said = (f"<div>{html.escape(text)}</div>" if text else "") + (
-        f"<div class=muted>heard: {html.escape(transcript)}</div>" if transcript else ""
-    )
-    cls = " class=failrow" if failed or c.get("passed") is False else ""
-    gates = html.escape(", ".join(failed)) if failed else ("passed" if c.get("passed") else "—")
-    return (
-        f"<tr{cls}><td>{c.get('index')}</td><td>{c.get('attempts')}</td><td>{gates}</td>"
-        f"<td>{cells}</td><td>{said or '<span class=muted>—</span>'}</td></tr>"
-    )
+
+
+def _gates_html(c: dict) -> str:
+    failed = c.get("failed") or []
+    return html.escape(", ".join(failed)) if failed else ("passed" if c.get("passed") else "—")
 
 
 def _gate_of(measure: str, failed: list[str]) -> bool:
@@ -230,22 +248,24 @@ def _error_row_html(row: RowView) -> str:
     )
 
 
-def _summary_html(summary: dict | None, done: int, flagged: int, errors: int) -> str:
+def _summary_html(run: Run) -> str:
+    stats = dataset_stats([r.meta for r in run.done], [r.error for r in run.errors if r.error], run.superseded)
     head = (
-        f"<p><b>{done}</b> finished row(s), <b class=bad>{flagged}</b> flagged, "
-        f"<b class=bad>{errors}</b> error row(s).</p>"
+        "<h2>Dataset</h2><p class=muted>Every row of this output across all runs, each in its newest "
+        "take (a redone row counts once).</p>" + dataset_html(stats)
     )
+    summary = run.summary
     if summary is None:
-        return head + "<p class=muted>no summary.json (the run has not finished)</p>"
+        return head + "<h2>Last run</h2><p class=muted>no summary.json (the run has not finished)</p>"
     keys = ("input_rows", "ok", "errors", "accounted", "audio_hours", "config_hash")
     cells = "".join(f"<tr><th>{k}</th><td>{html.escape(str(summary.get(k)))}</td></tr>" for k in keys if k in summary)
-    run = summary.get("this_run") or {}
+    last = summary.get("this_run") or {}
     cells += "".join(
         f"<tr><th>this run: {html.escape(k)}</th><td>{html.escape(str(v))}</td></tr>"
-        for k, v in run.items()
+        for k, v in last.items()
         if k != "error_samples"
     )
-    return f"<h2>Summary</h2>{head}<table class=summary>{cells}</table>"
+    return f"{head}<h2>Last run (summary.json)</h2><table class=summary>{cells}</table>"
 
 
 _CSS = """
@@ -257,5 +277,7 @@ table{border-collapse:collapse;width:100%;margin:8px 0} th,td{border:1px solid #
 text-align:left;vertical-align:top} table.summary{width:auto}
 .bad{color:#c62828;font-weight:600} .good{color:#2e7d32;font-weight:600} .muted{color:#777} .m{color:#444}
 tr.failrow{background:#fff3f3} svg.wave{width:100%;height:80px;display:block;background:#f7f8fa}
-audio{width:100%;margin:4px 0}
+audio{width:100%;margin:4px 0} table.chunks td:nth-child(2){white-space:nowrap}
+table.chunks td:nth-child(6),table.chunks td:nth-child(7){width:28%}
+del{background:#ffe1e1;color:#8a1c1c} ins{background:#dff5e1;color:#1b5e20;text-decoration:none}
 """

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 from collections.abc import Sequence
 
 import numpy as np
@@ -22,21 +23,27 @@ def envelope(audio: np.ndarray, columns: int = WIDTH) -> tuple[np.ndarray, np.nd
     return np.clip(lo, -1, 1), np.clip(hi, -1, 1)
 
 
-def waveform_svg(audio: np.ndarray, marks: Sequence[tuple[float, float]] = (), label: str = "waveform") -> str:
-    """An <svg> of the waveform; `marks` are (start, end) fractions of the length shaded red (failed chunks)."""
+def waveform_svg(audio: np.ndarray, marks: Sequence[tuple] = (), label: str = "waveform") -> str:
+    """An <svg> of the waveform; `marks` are (start, end[, title]) fractions of the length shaded red
+    (failed chunks); a title shows when the pointer rests on the shading."""
     lo, hi = envelope(audio)
     mid = HEIGHT / 2
     x = np.arange(len(hi))
     top = " ".join(f"{i},{mid - v * mid:.1f}" for i, v in zip(x, hi, strict=False))
     bottom = " ".join(f"{i},{mid - v * mid:.1f}" for i, v in zip(x[::-1], lo[::-1], strict=False))
-    shades = "".join(
-        f'<rect x="{a * WIDTH:.1f}" y="0" width="{max((b - a) * WIDTH, 1):.1f}" height="{HEIGHT}" fill="#e5484d" '
-        'fill-opacity="0.25"/>'
-        for a, b in marks
-    )
+    shades = "".join(_shade(*mark) for mark in marks)
     return (
-        f'<svg class="wave" role="img" aria-label="{label}" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'<svg class="wave" role="img" aria-label="{html.escape(label)}" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'preserveAspectRatio="none" xmlns="http://www.w3.org/2000/svg">{shades}'
         f'<line x1="0" y1="{mid}" x2="{WIDTH}" y2="{mid}" stroke="#bbb" stroke-width="0.5"/>'
         f'<polygon points="{top} {bottom}" fill="#3b6fd6"/></svg>'
+    )
+
+
+def _shade(start: float, end: float, title: str = "") -> str:
+    tip = f"<title>{html.escape(title)}</title>" if title else ""
+    # At least one unit wide, so a very short failed chunk is still seen.
+    return (
+        f'<rect class="failed" x="{start * WIDTH:.2f}" y="0" width="{max((end - start) * WIDTH, 1):.2f}" '
+        f'height="{HEIGHT}" fill="#e5484d" fill-opacity="0.25">{tip}</rect>'
     )

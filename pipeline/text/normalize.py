@@ -366,3 +366,25 @@ def _currency(value: Decimal, code: str, symbol: str, lang: str) -> str:
 
 def _percent(value: Decimal, lang: str) -> str:
     return f"{_cardinal(value, lang)} {PERCENT_WORDS.get(lang, '%')}"
+
+
+def spell_number(raw: str, language: str, kind: str = "cardinal") -> str | None:
+    """Words for one number written as `language` writes it ("1,234.5" in en, "1.234,5" in de).
+
+    kind: cardinal, ordinal (whole numbers only) or year (a year reading where the language has one,
+    else cardinal). None when `raw` is not a number or the language has no words for it.
+    """
+    if kind not in ("cardinal", "ordinal", "year"):
+        raise ValueError(f"kind must be cardinal, ordinal or year, got {kind!r}")
+    lang = _base_language(language)
+    if lang not in CONVERTER_CLASSES:
+        return None
+    value = _parse_number(raw.strip(), lang)
+    if value is None or not value.is_finite():
+        return None
+    whole = value == value.to_integral_value()
+    if kind == "ordinal":
+        return _num2words(int(value), lang, "ordinal") if whole and value >= 0 else None
+    if kind == "year" and whole and lang in YEAR_LANGUAGES:
+        return _num2words(int(value), lang, "year")
+    return _num2words(int(value) if whole else value, lang, "cardinal")

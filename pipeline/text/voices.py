@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 # `[voice: v2/en_speaker_6]`, `[Voice:alice]`; the name is anything but brackets and newlines.
 VOICE_TAG = re.compile(r"\[\s*voice\s*:\s*([^\[\]\n]*?)\s*\]", re.IGNORECASE)
@@ -32,6 +32,8 @@ class VoiceSegment:
     voice: str | None
     text: str
     paragraph_break_after: bool
+    language: str | None = None  # SSML <lang>; None: the row's
+    pause_after_s: float | None = None  # SSML <break>: exact silence after it; None: the usual pause
 
 
 @dataclass(frozen=True)
@@ -43,6 +45,7 @@ class VoicedChunk:
     paragraph_break_after: bool
     est_seconds: float
     voice: str | None
+    pause_after_s: float | None = None  # exact silence after this chunk (SSML <break>); None: the usual pause
 
 
 def check_speakers(speakers: dict[str, str], resolve: Callable[[str], object] | None = None) -> None:
@@ -93,9 +96,39 @@ def split_voiced(
     if not isinstance(text, str):
         raise ValueError(f"text must be a str, got {type(text).__name__}")
     names = {k.strip().casefold(): v for k, v in (speakers or {}).items()}
+    return _merge(_split(text, default_voice, default_voice, names, resolve or (lambda spec: spec)))
+
+
+def split_ssml_voiced(
+    segments: list,
+    default_voice: str | None,
+    speakers: dict[str, str] | None = None,
+    resolve: Callable[[str], str] | None = None,
+) -> list[VoiceSegment]:
+    """Voice segments of parsed SSML (pipeline.text.ssml.SsmlSegment list): `<voice name="X">` maps to a
+    voice exactly as `[voice: X]` does, and tags and speaker lines inside the text still work."""
+    names = {k.strip().casefold(): v for k, v in (speakers or {}).items()}
     resolve = resolve or (lambda spec: spec)
+    out: list[VoiceSegment] = []
+    for seg in segments:
+        start = default_voice
+        if seg.voice is not None:
+            start = _tag_voice(seg.voice, names, default_voice, resolve, f'<voice name="{seg.voice.strip()}">')
+        pieces = _split(seg.text, start, default_voice, names, resolve)
+        if not pieces:
+            continue
+        pieces = [VoiceSegment(p.voice, p.text, p.paragraph_break_after, seg.language) for p in pieces]
+        last = pieces[-1]
+        pieces[-1] = VoiceSegment(last.voice, last.text, last.paragraph_break_after or seg.paragraph_break_after,
+                                  seg.language, seg.pause_after_s)  # fmt: skip
+        out.extend(pieces)
+    return _merge(out)
+
+
+def _split(text: str, start_voice, default_voice, names: dict, resolve) -> list[VoiceSegment]:
+    """split_voiced's pieces before merging; the text starts in `start_voice` (an SSML <voice>)."""
     segments: list[VoiceSegment] = []
-    current = default_voice  # set by tags; speaker lines override it within their paragraph
+    current = start_voice  # set by tags; speaker lines override it within their paragraph
 
     def emit(voice, piece: str, brk: bool) -> None:
         if piece.strip():
@@ -113,7 +146,7 @@ def split_voiced(
                 continue
             emit(voice, piece, last and next_start < len(text))
         pos = next_start
-    return _merge(segments)
+    return segments
 
 
 _TAG = object()  # marks a tag's new voice among a paragraph's pieces
@@ -154,7 +187,7 @@ def _paragraph_pieces(paragraph: str, current, names: dict, default_voice, resol
     return [(v, t, i == last_text) for i, (v, t) in enumerate(pieces)]
 
 
-def _tag_voice(value: str, names: dict, default_voice, resolve):
+def _tag_voice(value: str, names: dict, default_voice, resolve, where: str | None = None):
     name = value.strip()
     if not name:
         raise ValueError("a [voice: ...] tag names no voice; write [voice: NAME] with a speaker, preset or .npz")
@@ -162,7 +195,7 @@ def _tag_voice(value: str, names: dict, default_voice, resolve):
         return default_voice
     if name.casefold() in names:
         return names[name.casefold()]
-    return _resolve(name, resolve, f"[voice: {name}]")
+    return _resolve(name, resolve, where or f"[voice: {name}]")
 
 
 def _resolve(spec: str, resolve, where: str) -> str:
@@ -176,10 +209,11 @@ def _merge(segments: list[VoiceSegment]) -> list[VoiceSegment]:
     """Join neighbours in the same voice (a tag naming the voice in force changes nothing)."""
     out: list[VoiceSegment] = []
     for seg in segments:
-        if out and out[-1].voice == seg.voice:
-            prev = out[-1]
+        prev = out[-1] if out else None
+        if prev and (prev.voice, prev.language, prev.pause_after_s) == (seg.voice, seg.language, None):
             sep = "\n\n" if prev.paragraph_break_after else " "
-            out[-1] = VoiceSegment(seg.voice, prev.text.rstrip() + sep + seg.text.lstrip(), seg.paragraph_break_after)
+            text = prev.text.rstrip() + sep + seg.text.lstrip()
+            out[-1] = VoiceSegment(seg.voice, text, seg.paragraph_break_after, seg.language, seg.pause_after_s)
         else:
             out.append(seg)
     return out
@@ -192,20 +226,37 @@ def split_voiced_chunks(
     *,
     language: str = "en",
     resolve: Callable[[str], str] | None = None,
+    lexicon=None,
     **split_options,
 ) -> list[VoicedChunk]:
     """Voice segments, each normalised and split by pipeline.text.segment.split_into_chunks,
     numbered across the row. `split_options`: count_tokens, max_tokens, target_seconds, max_seconds."""
+    segments = split_voiced(text, default_voice, speakers, resolve)
+    return chunk_segments(segments, language=language, lexicon=lexicon, **split_options)
+
+
+def chunk_segments(segments: list[VoiceSegment], *, language: str = "en", lexicon=None,
+                   **split_options) -> list[VoicedChunk]:  # fmt: skip
+    """Chunks of voice segments, numbered across them: each segment is normalised in its language,
+    respelled by `lexicon` (a pipeline.text.lexicon.Lexicon), emphasis put in capitals, then split."""
     from pipeline.text.normalize import normalize_text
     from pipeline.text.segment import split_into_chunks
+    from pipeline.text.ssml import apply_emphasis
 
     out: list[VoicedChunk] = []
-    segments = split_voiced(text, default_voice, speakers, resolve)
     for n, seg in enumerate(segments):
-        chunks = split_into_chunks(normalize_text(seg.text, language), language=language, **split_options)
+        lang = seg.language or language
+        normal = normalize_text(seg.text, lang)
+        if lexicon is not None:
+            normal = lexicon.apply(normal, lang)
+        chunks = split_into_chunks(apply_emphasis(normal), language=lang, **split_options)
+        if not chunks:
+            if seg.pause_after_s is not None and out:  # nothing to say, but its break still follows the text before
+                out[-1] = replace(out[-1], pause_after_s=(out[-1].pause_after_s or 0.0) + seg.pause_after_s)
+            continue
         for k, c in enumerate(chunks):
-            brk = c.paragraph_break_after or (
-                k == len(chunks) - 1 and seg.paragraph_break_after and n < len(segments) - 1
-            )
-            out.append(VoicedChunk(c.text, len(out), brk, c.est_seconds, seg.voice))
+            last = k == len(chunks) - 1
+            brk = c.paragraph_break_after or (last and seg.paragraph_break_after and n < len(segments) - 1)
+            pause = seg.pause_after_s if last else None
+            out.append(VoicedChunk(c.text, len(out), brk, c.est_seconds, seg.voice, pause))
     return out

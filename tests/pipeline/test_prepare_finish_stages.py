@@ -64,18 +64,41 @@ def test_pcm16_round_trip_is_within_one_step_and_clips():
     assert back == pytest.approx([0.0, 0.5, -0.5, 1.0, -1.0, 0.0], abs=1 / 32767)
 
 
-def engine_rows(rows, carried=None):
-    """A batch as the engine stage hands it over: (id, [chunk audio], [paragraph breaks]) or (id, error)."""
+def engine_rows(rows, carried=None, pauses=None):
+    """A batch as the engine stage hands it over: (id, [chunk audio], [paragraph breaks]) or (id, error);
+    pauses: each chunk's exact pause_after_s (every row's)."""
     records = []
     for row in rows:
-        base = {"id": row[0], "text": "t", "voice": None, "seed": 1, "language": "en", "text_temp": 0.7,
-                "waveform_temp": 0.7, "max_duration": None, "model": "suno/fake", "model_checksum": "sha256:x",
-                "node_id": "node-1", "engine_s": 1.0, "timings": {"generate": 1.0}, "flagged": False}
+        base = {
+            "id": row[0],
+            "text": "t",
+            "voice": None,
+            "seed": 1,
+            "language": "en",
+            "text_temp": 0.7,
+            "waveform_temp": 0.7,
+            "max_duration": None,
+            "model": "suno/fake",
+            "model_checksum": "sha256:x",
+            "node_id": "node-1",
+            "engine_s": 1.0,
+            "timings": {"generate": 1.0},
+            "flagged": False,
+        }
         if isinstance(row[1], str):
             records.append(base | {"error_stage": "voice", "error": row[1]})
             continue
-        chunks = [{"index": i, "duration_s": len(a) / SR, "paragraph_break_after": b, "failed": [], "measures": {}}
-                  for i, (a, b) in enumerate(zip(row[1], row[2], strict=True))]
+        chunks = [
+            {
+                "index": i,
+                "duration_s": len(a) / SR,
+                "paragraph_break_after": b,
+                "failed": [],
+                "measures": {},
+                "pause_after_s": (pauses or [None] * len(row[1]))[i],
+            }
+            for i, (a, b) in enumerate(zip(row[1], row[2], strict=True))
+        ]
         records.append(base | {"pcm": [to_pcm16(a) for a in row[1]], "sample_rate": SR, "chunks": chunks})
     fields = [f for f in prepared_fields() if f[0] not in ("plan",)] + engine_fields()
     table = pa.Table.from_pylist(records, schema=pa.schema(dict(fields).items()))
@@ -134,3 +157,56 @@ def test_the_finish_stage_commits_in_the_same_call_when_asked(tmp_path):
 
     meta = pq.read_table(next((tmp_path / "metadata").glob("part-*.parquet"))).to_pylist()
     assert [m["node_id"] for m in meta] == ["node-1"] and meta[0]["chapter"] == 7
+
+
+def padded_tone(seconds: float, lead_s: float, tail_s: float) -> np.ndarray:
+    """A tone with quiet padding (below trim's -45 dBFS, yet not zero) before and after, as Bark pads its chunks."""
+    pad = lambda s: np.full(int(s * SR), 0.002, np.float32)  # noqa: E731
+    tone = 0.3 * np.sin(np.arange(int(seconds * SR)) * 2 * np.pi * 220 / SR) + 0.01
+    return np.concatenate([pad(lead_s), tone.astype(np.float32), pad(tail_s)])
+
+
+def test_finish_records_where_each_trimmed_chunk_lies_in_the_joined_audio():
+    from pipeline.audio.assemble import trim_silence
+
+    pieces = [padded_tone(1.0, 0.3, 0.4), padded_tone(0.5, 0.2, 0.1), padded_tone(0.8, 0.0, 0.5)]
+    cfg = config(segment={"trim_silence": True, "crossfade_ms": 10.0})
+    table = engine_rows([("a", pieces, [True, False, False])])
+    row = finish_rows(table, segment=cfg.segment, audio_format="wav").to_pylist()[0]
+    audio = decode(row["audio"])
+    spans = [(round(c["start_s"] * SR), round(c["end_s"] * SR)) for c in row["chunks"]]
+    assert [b - a for a, b in spans] == [len(trim_silence(p, SR)) for p in pieces]  # the kept audio, not the raw
+    assert spans[-1][1] == len(audio) and row["chunks"][-1]["end_s"] == pytest.approx(row["duration_s"])
+    assert [spans[1][0] - spans[0][1], spans[2][0] - spans[1][1]] == [int(0.3 * SR), int(0.1 * SR)]
+    nonzero = np.flatnonzero(audio)
+    inside = np.zeros(len(audio), bool)
+    for a, b in spans:
+        inside[a:b] = True
+        heard = np.flatnonzero(audio[a:b])
+        assert heard[0] <= 8 and heard[-1] >= b - a - 9  # sound from the span's first samples to its last (fades)
+    assert inside[nonzero].all()  # the pauses between spans are silent
+
+
+def test_finish_spans_overlap_by_the_crossfade_without_pauses_and_are_none_when_the_layout_disagrees():
+    from pipeline.batch.finish import chunk_spans
+
+    tone = (0.3 * np.sin(np.arange(SR) * 2 * np.pi * 220 / SR)).astype(np.float32)
+    cfg = config(segment={"sentence_pause_s": 0.0, "crossfade_ms": 10.0})
+    row = finish_rows(
+        engine_rows([("a", [tone, tone], [False, False])]), segment=cfg.segment, audio_format="wav"
+    ).to_pylist()[0]
+    (s0, e0), (s1, e1) = [(c["start_s"], c["end_s"]) for c in row["chunks"]]
+    assert (s0, e0) == (0.0, 1.0) and s1 == pytest.approx(1.0 - 0.01) and e1 == pytest.approx(row["duration_s"])
+    assert chunk_spans([tone, tone], SR, [False, False], cfg.segment, 2 * SR - 240) is not None
+    assert chunk_spans([tone, tone], SR, [False, False], cfg.segment, 2 * SR) is None  # a join that laid out otherwise
+
+
+def test_finish_joins_with_a_chunks_exact_pause_and_records_spans_that_follow_it():
+    tone = (0.3 * np.sin(np.arange(SR) * 2 * np.pi * 220 / SR)).astype(np.float32)
+    cfg = config()
+    table = engine_rows([("a", [tone, tone, tone], [False, True, False])], pauses=[0.75, None, None])
+    row = finish_rows(table, segment=cfg.segment, audio_format="wav").to_pylist()[0]
+    assert decode(row["audio"]).shape[0] == 3 * SR + int(0.75 * SR) + int(0.3 * SR)  # <break>, then a paragraph
+    starts = [c["start_s"] for c in row["chunks"]]
+    assert starts == pytest.approx([0.0, 1.75, 3.05]) and row["chunks"][-1]["end_s"] == pytest.approx(row["duration_s"])
+    assert [c["pause_after_s"] for c in row["chunks"]] == [0.75, None, None]

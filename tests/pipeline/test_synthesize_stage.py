@@ -213,3 +213,48 @@ def test_speaker_lines_use_the_configured_speakers():
     voices = [c["voice"] for c in out["chunks"][0].as_py()]
     assert voices == [None, "v2/en_speaker_0", None]
     assert {r.text: r.voice for call in engine.calls for r in call}["Hello there, I am Alice."] == "v2/en_speaker_0"
+
+
+def test_each_chunk_records_the_text_the_engine_was_given_through_to_the_metadata(tmp_path):
+    """chunks[].text is the plan's text (normalised), the very string the engine spoke, from prepare to commit."""
+    import pyarrow.parquet as pq
+
+    from pipeline.batch.finish import FinishStage
+    from pipeline.storage import Store
+
+    cfg, engine = config(), FakeEngine()
+    prepared = PrepareStage("w", cfg.generation, cfg.segment)(batch([("n", "Dr. Smith paid $3.50. " + LONG)]))
+    plan = prepared["plan"][0].as_py()
+    generated = pa.concat_tables(list(engine_stage(cfg, engine)(prepared)))
+    store = Store.open(str(tmp_path))
+    for name in ("audio", "metadata", "errors"):
+        store.makedirs(name)
+    commit = {"output_url": str(tmp_path), "storage_options": {}, "config_hash": "sha256:c"}
+    assert FinishStage(cfg.segment, "wav", commit)(generated)["ok"].to_pylist() == [True]
+    (meta,) = pq.read_table(next((tmp_path / "metadata").glob("part-*.parquet"))).to_pylist()
+    chunks = meta["chunks"]
+    assert len(chunks) == len(plan) >= 3
+    assert [c["text"] for c in chunks] == [p["text"] for p in plan]
+    given = {r.seed: r.text for call in engine.calls for r in call}
+    assert [given[c["seed"]] for c in chunks] == [c["text"] for c in chunks]
+    assert chunks[0]["text"].startswith("Doctor Smith paid three dollars") and "$" not in chunks[0]["text"]
+    assert [c["chars"] for c in chunks] == [len(c["text"]) for c in chunks]
+    # each chunk's place in the row's audio: in order, 0.1 s apart, ending where the row ends
+    starts, ends = [c["start_s"] for c in chunks], [c["end_s"] for c in chunks]
+    assert starts[0] == 0.0 and ends[-1] == pytest.approx(meta["duration_s"])
+    assert [b - a for a, b in zip(ends, starts[1:], strict=False)] == pytest.approx([0.1] * (len(chunks) - 1))
+    assert [e - s for s, e in zip(starts, ends, strict=True)] == pytest.approx(
+        [samples(t) / SR for t in (c["text"] for c in chunks)]
+    )
+
+
+def test_an_ssml_break_travels_from_the_plan_to_the_join_and_the_chunk_spans():
+    cfg = config()
+    table = batch([("s", "First part is here.<break time='750ms'/>Second part is here.")], text_format=["ssml"])
+    prepared = PrepareStage("w", cfg.generation, cfg.segment)(table)
+    assert [c["pause_after_s"] for c in prepared["plan"][0].as_py()] == [0.75, None]
+    out = run_stages(table, cfg).to_pylist()[0]
+    chunks = out["chunks"]
+    assert [c["pause_after_s"] for c in chunks] == [0.75, None]
+    assert chunks[1]["start_s"] - chunks[0]["end_s"] == pytest.approx(0.75)  # not segment.sentence_pause_s (0.1)
+    assert [c["text"] for c in chunks] == ["First part is here.", "Second part is here."]

@@ -420,3 +420,22 @@ def test_relative_paths_under_ray_job_submit_are_named_before_any_probe(app, tmp
     code, out = validate(app, write_config(tmp_path, weights), "output.path=out")
     assert_one_line(code, out, "error: output.path 'out' is relative, and under `ray job submit`")
     assert not (tmp_path / "out").exists()
+
+
+def test_a_bad_lexicon_is_one_line_per_bad_line_and_its_words_shape_the_hash(app, tmp_path, weights):
+    from pipeline.batch.config import content_hash, load_config
+
+    lexicon = tmp_path / "names.tsv"
+    lexicon.write_text("# names\nHermione\tHer-my-oh-nee\nno tab here\n\tempty word\n")
+    config = write_config(tmp_path, weights, generation={"lexicon": str(lexicon)})
+    code, out = validate(app, config)
+    lines = [line for line in out.splitlines() if line.startswith("error:")]
+    assert code == 2 and len(lines) == 2, out
+    assert f"{lexicon}:3" in lines[0] and f"{lexicon}:4" in lines[1], out
+
+    lexicon.write_text("Hermione\tHer-my-oh-nee\n")
+    code, out = validate(app, config)
+    assert code == 0 and "generation.lexicon" in out, out
+    before = content_hash(load_config(config, []))
+    lexicon.write_text("Hermione\tHur-my-own\n")  # same path, other words: the rows must be redone
+    assert content_hash(load_config(config, [])) != before
