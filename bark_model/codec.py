@@ -24,6 +24,7 @@ __all__ = [
     "EncodecDecoder",
     "load_codec_file",
     "load_codec_state_dict",
+    "read_codec_file",
     "random_codec_state_dict",
     "random_encodec_package_state_dict",
 ]
@@ -149,13 +150,17 @@ def load_codec_state_dict(
     return model.eval()
 
 
-def load_codec_file(path: str | Path, prefix: str = "", n_codebooks: int = N_FINE_CODEBOOKS) -> EncodecDecoder:
-    """Load `encodec_24khz-d7cc33bc.th` (or any torch-saved codec state dict) safely, memory-mapped."""
+def read_codec_file(path: str | Path) -> dict[str, torch.Tensor]:
+    """The state dict in `encodec_24khz-d7cc33bc.th` (or any torch-saved codec), read safely, memory-mapped."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"codec weights not found: {path} (expected e.g. encodec_24khz-d7cc33bc.th)")
-    sd = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    return load_codec_state_dict(sd, prefix=prefix, n_codebooks=n_codebooks)
+    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+
+
+def load_codec_file(path: str | Path, prefix: str = "", n_codebooks: int = N_FINE_CODEBOOKS) -> EncodecDecoder:
+    """Load `encodec_24khz-d7cc33bc.th` (or any torch-saved codec state dict) safely, memory-mapped."""
+    return load_codec_state_dict(read_codec_file(path), prefix=prefix, n_codebooks=n_codebooks)
 
 
 def _random_conv(spec: ConvSpec, gen: torch.Generator, gain: float) -> tuple[torch.Tensor, ...]:

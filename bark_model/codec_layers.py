@@ -1,4 +1,4 @@
-"""EnCodec 24 kHz decoder network: residual-VQ lookup and the causal SEANet decoder, weight norm folded."""
+"""EnCodec 24 kHz layers: causal SEANet blocks of both stacks, and the decoder network, weight norm folded."""
 
 from __future__ import annotations
 
@@ -31,7 +31,7 @@ class ConvSpec:
     kernel: int
     stride: int = 1
     transposed: bool = False
-    name: str = ""  # parameter prefix in EncodecDecoder (decoder only)
+    name: str = ""  # parameter prefix in EncodecDecoder / EncodecEncoder
 
     @property
     def weight_shape(self) -> tuple[int, int, int]:
@@ -63,16 +63,17 @@ def decoder_specs() -> tuple[list[ConvSpec], int]:
 
 
 def encoder_specs() -> tuple[list[ConvSpec], int]:
-    """Encoder convs in checkpoint order (only to write complete files), and its LSTM index."""
-    specs = [ConvSpec(0, "", 1, N_FILTERS, KERNEL)]
+    """Encoder convs in checkpoint order, and the Sequential index of its LSTM."""
+    specs = [ConvSpec(0, "", 1, N_FILTERS, KERNEL, name="conv_in")]
     ch = N_FILTERS
     for i, r in enumerate(reversed(RATIOS)):
         # Sequential: 1 + 3i ResBlock, 2 + 3i ELU, 3 + 3i strided Conv1d.
-        specs += _resblock_specs(1 + 3 * i, ch, "")
-        specs.append(ConvSpec(3 + 3 * i, "", ch, 2 * ch, 2 * r, r))
+        specs += _resblock_specs(1 + 3 * i, ch, f"stages.{i}.res")
+        specs.append(ConvSpec(3 + 3 * i, "", ch, 2 * ch, 2 * r, r, name=f"stages.{i}.down"))
         ch *= 2
     lstm_index = 3 * len(RATIOS) + 1
-    specs.append(ConvSpec(lstm_index + 2, "", ch, LATENT_DIM, KERNEL))
+    # lstm_index + 1 is the ELU before the last conv.
+    specs.append(ConvSpec(lstm_index + 2, "", ch, LATENT_DIM, KERNEL, name="conv_out"))
     return specs, lstm_index
 
 
@@ -110,6 +111,33 @@ class CausalConvTranspose1d(nn.ConvTranspose1d):
         return y[..., : y.shape[-1] - trim]
 
 
+def _reflect_pad(x: torch.Tensor, left: int, right: int) -> torch.Tensor:
+    """Reflect padding on both sides as EnCodec's pad1d: inputs not longer than the larger pad get zeros appended."""
+    length = x.shape[-1]
+    extra = max(max(left, right) - length + 1, 0)
+    if extra:
+        x = F.pad(x, (0, extra))
+    x = F.pad(x, (left, right), mode="reflect")
+    return x[..., : x.shape[-1] - extra]
+
+
+class CausalStridedConv1d(nn.Conv1d):
+    """Strided Conv1d with EnCodec's causal padding: output length = ceil(L / stride).
+
+    EnCodec pads (k-1)·d - (s-1) on the left and, on the right, just enough to complete the last
+    stride ("extra padding"), both reflected. With the encoder's k = 2s that is s on the left and
+    ceil(L/s)·s - L on the right. Only the last output frame sees the right padding.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C_in, L] -> [B, C_out, ceil(L / s)]
+        stride = self.stride[0]
+        span = (self.kernel_size[0] - 1) * self.dilation[0] + 1
+        left = span - stride
+        length = x.shape[-1]
+        right = -(-length // stride) * stride - length  # EnCodec's extra padding when left = span - s
+        return super().forward(_reflect_pad(x, left, right))
+
+
 class ResBlock(nn.Module):
     """SEANet residual block: shortcut(x) + conv1x1(ELU(conv3(ELU(x))))."""
 
@@ -133,6 +161,18 @@ class UpStage(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C_in, L] -> [B, C_out, ratio·L]
         return self.res(self.up(F.elu(x)))
+
+
+class DownStage(nn.Module):
+    """Residual block, ELU, causal strided conv (downsample by `ratio`): the encoder's mirror of UpStage."""
+
+    def __init__(self, in_ch: int, out_ch: int, ratio: int):
+        super().__init__()
+        self.res = ResBlock(in_ch)
+        self.down = CausalStridedConv1d(in_ch, out_ch, 2 * ratio, ratio)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # [B, C_in, L] -> [B, C_out, ceil(L / ratio)]
+        return self.down(F.elu(self.res(x)))
 
 
 class EncodecDecoder(nn.Module):

@@ -210,3 +210,64 @@ def _write_hf(out: Path, configs: dict, models: dict, codec: dict, voices: dict)
             entry[key] = str(rel)
         index[name] = entry
     (out / "speaker_embeddings_path.json").write_text(json.dumps(index, indent=2))
+
+
+# -- voice cloning: HuBERT (transformers HubertModel layout) and the community quantizer ------------------
+
+# Tiny: real conv strides (so 16 kHz -> 50 frames/s) and enough layers for the quantizer's layer 9.
+TINY_HUBERT = dict(hidden_size=32, num_attention_heads=4, intermediate_size=64, conv_dim=(32,) * 7,
+                   num_conv_pos_embeddings=16, num_conv_pos_embedding_groups=4)  # fmt: skip
+TINY_QUANTIZER = dict(input_size=32, hidden_size=32, version=0)
+BASE_QUANTIZER = dict(input_size=768, hidden_size=1024, version=1)  # quantifier_V1_hubert_base_ls960_23.pth
+
+
+def random_hubert(config, seed: int) -> torch.nn.Module:
+    """A Hubert with transformers-like initialisation (normal 0.02 Linears, Kaiming convs, norms at 1/0)."""
+    from bark_model.hubert import Hubert
+
+    torch.manual_seed(seed)
+    model = Hubert(config)
+    for name, param in model.named_parameters():
+        if "norm" in name:
+            torch.nn.init.ones_(param) if name.endswith("weight") else torch.nn.init.zeros_(param)
+        elif name.endswith("bias"):
+            torch.nn.init.zeros_(param)
+        elif param.ndim == 3:
+            torch.nn.init.kaiming_normal_(param)
+        else:
+            torch.nn.init.normal_(param, std=0.02)
+    return model.eval()
+
+
+def hubert_hf_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
+    """Our Hubert's weights under transformers' names, the pos conv as weight norm (g, v) as it saves them."""
+    from bark_model.hubert import POS_CONV, WEIGHT_NORM_DIM
+
+    tensors = {k: v.contiguous() for k, v in model.state_dict().items()}
+    weight = tensors.pop(POS_CONV + "weight")  # [H, H/groups, K]
+    dims = [d for d in range(weight.ndim) if d != WEIGHT_NORM_DIM]
+    tensors[POS_CONV + "parametrizations.weight.original0"] = weight.norm(dim=dims, keepdim=True)  # g [1, 1, K]
+    tensors[POS_CONV + "parametrizations.weight.original1"] = weight.clone()  # v; g * v / ||v|| == weight
+    return tensors
+
+
+def make_random_cloning_weights(out_dir: str | Path, size: str = "tiny", seed: int = 0) -> Path:
+    """Write `hubert/` (config.json + model.safetensors) and `quantizer.pth` into a weights directory."""
+    from safetensors.torch import save_file
+
+    from bark_model.cloning import HUBERT_DIR, QUANTIZER_FILE
+    from bark_model.hubert import CONFIG_FILE, WEIGHTS_FILE, HubertConfig
+    from bark_model.semantic_quantizer import QuantizerConfig, SemanticQuantizer, save_quantizer
+
+    if size not in SIZES:
+        raise ValueError(f"size must be one of {sorted(SIZES)}, got {size!r}")
+    hubert_config = HubertConfig(**TINY_HUBERT) if size == "tiny" else HubertConfig()  # type: ignore[arg-type]
+    out = Path(out_dir)
+    (out / HUBERT_DIR).mkdir(parents=True, exist_ok=True)
+    hubert = random_hubert(hubert_config, seed + 20)
+    save_file(hubert_hf_tensors(hubert), str(out / HUBERT_DIR / WEIGHTS_FILE), metadata={"format": "pt"})
+    (out / HUBERT_DIR / CONFIG_FILE).write_text(json.dumps(hubert_config.to_hf(), indent=2))
+    torch.manual_seed(seed + 21)
+    quantizer = SemanticQuantizer(QuantizerConfig(**(TINY_QUANTIZER if size == "tiny" else BASE_QUANTIZER)))
+    save_quantizer(quantizer, out / QUANTIZER_FILE)
+    return out

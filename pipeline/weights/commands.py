@@ -83,12 +83,19 @@ def _make_random(
     size: Annotated[str, typer.Option("--size", help="tiny | small | large")] = "tiny",
     layout: Annotated[str, typer.Option("--layout", help="suno | hf")] = "suno",
     seed: Annotated[int, typer.Option("--seed", help="Seed of the random weights (same seed, same files).")] = 0,
+    with_cloning: Annotated[
+        bool,
+        typer.Option("--with-cloning", help="Also write hubert/ and quantizer.pth for `barkpipe voice from-audio`."),
+    ] = False,
 ) -> None:
     """Random weights in the real formats, for tests, demos and benchmarks (the audio is noise)."""
-    from bark_model.random_weights import make_random_weights
+    from bark_model.random_weights import make_random_cloning_weights, make_random_weights
 
     try:
         path = make_random_weights(out_dir, size=size, layout=layout, seed=seed)
+        if with_cloning:
+            make_random_cloning_weights(out_dir, size=size, seed=seed)
     except ValueError as err:
         fail(str(err))
-    typer.echo(f"wrote random {size} weights ({layout} layout) to {path}; they only make noise")
+    extra = " with voice cloning weights" if with_cloning else ""
+    typer.echo(f"wrote random {size} weights ({layout} layout){extra} to {path}; they only make noise")
