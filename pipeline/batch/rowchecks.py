@@ -134,6 +134,13 @@ def _check_row(raw: dict, number: int, cfg, groups: Groups, voice: Callable[[str
         groups.add(issue[0], issue[1], shown)
         return
     assert values is not None, "parse_row_issue gives values when it finds no issue"
+    if (values.text_format or cfg.input.text_format) == "ssml":
+        from pipeline.text.ssml import SsmlError, parse_ssml
+
+        try:
+            parse_ssml(values.text, values.language or "en")  # bounded and safe: a hostile row costs little
+        except SsmlError as exc:
+            groups.add("have SSML that cannot be read", f"{exc}; fix the markup or set text_format plain", shown)
     if values.voice:
         problem = voice(values.voice, "manifest column 'voice'")
         if problem:

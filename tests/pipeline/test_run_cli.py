@@ -77,6 +77,18 @@ def test_validate_names_row_problems_as_errors_then_passes_once_fixed(app, confi
     assert not (config.parent / "out").exists()  # the write probe leaves nothing behind
 
 
+def test_validate_reads_each_ssml_row_and_names_the_broken_ones(app, config):
+    texts = ["<speak>Fine <break time='1s'/> row.</speak>", "<speak>Unclosed <s>tag</speak>",
+             "<!DOCTYPE x [<!ENTITY a 'b'>]><speak>&a;</speak>", "Plain text, not markup."]  # fmt: skip
+    formats = ["ssml", "ssml", "ssml", "plain"]
+    pq.write_table(pa.table({"id": ["ok", "bad", "evil", "plain"], "text": texts, "text_format": formats}),
+                   config.parent / "m.parquet")  # fmt: skip
+    code, out = invoke(app, "validate", config)
+    assert code == 2, out
+    [line] = [line for line in out.splitlines() if "SSML" in line]
+    assert line.startswith("error: manifest: 2 row(s) have SSML that cannot be read (ids bad, evil)"), out
+
+
 @pytest.mark.parametrize(
     "override,message",
     [
