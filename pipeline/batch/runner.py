@@ -155,7 +155,7 @@ def run(cfg: RunConfig, *, progress: bool = True, verbose: bool = False, engine_
 
     A run that fails after its running marker makes summary.json final (state "failed", the exit
     code and line the user sees); a write that failed on a full, read-only or denied output, in
-    the driver or in a Ray worker, is raised as the storage.OutputFault naming it.
+    the driver or in a Ray worker, is raised as the outputfaults.OutputFault naming it.
     """
     from pipeline.batch.accounting import mark_failed, new_run_id, write_running_summary
     from pipeline.batch.config import content_hash, public_dict

@@ -4,7 +4,7 @@ Only ids in committed parts count as done, so an audio file without metadata (a 
 disk in between) is an orphan, which the next run removes when it starts (batch/orphans.py). Part
 names are a digest of their ids, so a retried block finds its own part already there instead of
 writing it twice. A write the storage refuses (full, quota, read-only, denied) raises
-storage.OutputFault, which ends the run with one line; it is never a row's error.
+outputfaults.OutputFault, which ends the run with one line; it is never a row's error.
 """
 
 from __future__ import annotations

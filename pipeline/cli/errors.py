@@ -48,7 +48,7 @@ def user_message(exc: BaseException) -> str | None:
     """The one line for an exception that escaped a command but is the user's to fix, or None (a bug).
 
     Only errors made to be read (config and check errors), a full, read-only or denied output
-    (storage.OutputFault, also when a Ray worker hit it) and storage failures (credentials,
+    (outputfaults.OutputFault, also when a Ray worker hit it) and storage failures (credentials,
     endpoint, bucket) qualify; any other ValueError deep inside is treated as a bug.
     """
     from pipeline.batch.checks import CheckError, storage_problem
