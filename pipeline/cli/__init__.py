@@ -2,7 +2,7 @@
 
 import typer
 
-from pipeline.cli import book, manifest, report, run, say, voice
+from pipeline.cli import book, export, manifest, report, run, say, voice
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_show_locals=False
@@ -20,6 +20,7 @@ manifest.register(app)
 book.register(app)
 report.register(app)
 voice.register(app)
+export.register(app)
 
 if __name__ == "__main__":
     app(prog_name="barkpipe")
