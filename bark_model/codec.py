@@ -94,12 +94,12 @@ def _weight_norm_leaves(sd: Mapping[str, torch.Tensor], stem: str, naming: str) 
     return WEIGHT_NORM_LEAVES[0 if naming == "encodec" else 1]
 
 
-def _take_conv(sd, stem: str, naming: str, used: set[str], missing: list[str]) -> torch.Tensor | None:
-    """Folded weight of one conv, from whichever weight-norm naming the file uses."""
+def _take_conv(sd, stem: str, naming: str, used: set[str], missing: list[str], fold=None) -> torch.Tensor | None:
+    """A conv's weight, its weight norm folded (by `fold(g, v)`; the decoder's own formula by default)."""
     g_leaf, v_leaf = _weight_norm_leaves(sd, stem, naming)
     g = _take(sd, f"{stem}.{g_leaf}", used, missing)
     v = _take(sd, f"{stem}.{v_leaf}", used, missing)
-    return None if g is None or v is None else _fold_weight_norm(g, v)
+    return None if g is None or v is None else (fold or _fold_weight_norm)(g, v)
 
 
 def _ignorable_keys(naming: str, n_codebooks: int) -> set[str]:
@@ -108,28 +108,31 @@ def _ignorable_keys(naming: str, n_codebooks: int) -> set[str]:
     return keys | {_codebook_key(q, "embed", naming) for q in range(n_codebooks, N_QUANTIZERS)}
 
 
-def _collect(sd: Mapping[str, torch.Tensor], naming: str, n_codebooks: int) -> dict[str, torch.Tensor]:
-    """Map a stripped checkpoint onto EncodecDecoder's names; fail naming missing and unknown keys."""
+def collect_codec_part(
+    sd: Mapping[str, torch.Tensor], naming: str, n_codebooks: int, part: str = "decoder", fold=None
+) -> dict[str, torch.Tensor]:
+    """Map a stripped checkpoint's `part` ("decoder" or "encoder") and its first n_codebooks codebooks
+    onto our module's names (weight norm folded by `fold`); fail naming missing and unknown keys."""
     used: set[str] = set()
     missing: list[str] = []
     ours: dict[str, torch.Tensor | None] = {}
-    specs, lstm_index = decoder_specs()
+    specs, lstm_index = decoder_specs() if part == "decoder" else encoder_specs()
     for spec in specs:
-        stem = _conv_stem("decoder", spec, naming)
-        ours[f"{spec.name}.weight"] = _take_conv(sd, stem, naming, used, missing)
+        stem = _conv_stem(part, spec, naming)
+        ours[f"{spec.name}.weight"] = _take_conv(sd, stem, naming, used, missing, fold)
         ours[f"{spec.name}.bias"] = _take(sd, f"{stem}.bias", used, missing)
     for leaf in LSTM_LEAVES:
-        ours[f"lstm.{leaf}"] = _take(sd, f"{_layer('decoder', lstm_index, naming)}.lstm.{leaf}", used, missing)
+        ours[f"lstm.{leaf}"] = _take(sd, f"{_layer(part, lstm_index, naming)}.lstm.{leaf}", used, missing)
     embeds = [_take(sd, _codebook_key(q, "embed", naming), used, missing) for q in range(n_codebooks)]
     if missing:
-        raise ValueError(f"codec state dict ({naming} naming) lacks {len(missing)} keys: {missing}")
+        raise ValueError(f"codec state dict ({naming} naming) lacks {len(missing)} {part} keys: {missing}")
     # Nothing is missing, so no value is None: the filters only narrow the types.
     found = {k: v for k, v in ours.items() if v is not None}
     found["codebooks"] = torch.stack([e for e in embeds if e is not None])  # [K, 1024, 128]
     known = used | _ignorable_keys(naming, n_codebooks)
-    unknown = [k for k in sd if k.startswith(("decoder.", "quantizer.")) and k not in known]
+    unknown = [k for k in sd if k.startswith((f"{part}.", "quantizer.")) and k not in known]
     if unknown:
-        raise ValueError(f"codec state dict ({naming} naming) has unknown keys: {unknown}")
+        raise ValueError(f"codec state dict ({naming} naming) has unknown {part} keys: {unknown}")
     return found
 
 
@@ -143,7 +146,7 @@ def load_codec_state_dict(
     """
     stripped = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     naming = _detect_naming(list(stripped))
-    ours = _collect(stripped, naming, n_codebooks)
+    ours = collect_codec_part(stripped, naming, n_codebooks)
     with torch.device("meta"):
         model = EncodecDecoder(n_codebooks)
     model.load_state_dict(ours, strict=True, assign=True)

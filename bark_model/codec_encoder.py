@@ -11,17 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bark_model.checkpoints import HF_PREFIXES, detect_layout, load_torch_file
-from bark_model.codec import (
-    LSTM_LEAVES,
-    _codebook_key,
-    _conv_stem,
-    _detect_naming,
-    _ignorable_keys,
-    _layer,
-    _take,
-    _weight_norm_leaves,
-    read_codec_file,
-)
+from bark_model.codec import _detect_naming, collect_codec_part, read_codec_file
 from bark_model.codec_layers import (
     KERNEL,
     LATENT_DIM,
@@ -32,7 +22,6 @@ from bark_model.codec_layers import (
     RATIOS,
     CausalConv1d,
     DownStage,
-    encoder_specs,
 )
 from bark_model.constants import CODEBOOK_SIZE, N_FINE_CODEBOOKS, SAMPLES_PER_FRAME
 
@@ -132,34 +121,6 @@ def _weight_norm(g: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
     return torch._weight_norm(v.float(), g.float(), 0)
 
 
-def _collect(sd: Mapping[str, torch.Tensor], naming: str, n_codebooks: int) -> dict[str, torch.Tensor]:
-    """Map a stripped checkpoint onto EncodecEncoder's names; fail naming missing and unknown keys."""
-    used: set[str] = set()
-    missing: list[str] = []
-    ours: dict[str, torch.Tensor | None] = {}
-    specs, lstm_index = encoder_specs()
-    for spec in specs:
-        stem = _conv_stem("encoder", spec, naming)
-        g_leaf, v_leaf = _weight_norm_leaves(sd, stem, naming)
-        g = _take(sd, f"{stem}.{g_leaf}", used, missing)
-        v = _take(sd, f"{stem}.{v_leaf}", used, missing)
-        ours[f"{spec.name}.weight"] = None if g is None or v is None else _weight_norm(g, v)
-        ours[f"{spec.name}.bias"] = _take(sd, f"{stem}.bias", used, missing)
-    for leaf in LSTM_LEAVES:
-        ours[f"lstm.{leaf}"] = _take(sd, f"{_layer('encoder', lstm_index, naming)}.lstm.{leaf}", used, missing)
-    embeds = [_take(sd, _codebook_key(q, "embed", naming), used, missing) for q in range(n_codebooks)]
-    if missing:
-        raise ValueError(f"codec state dict ({naming} naming) lacks {len(missing)} encoder keys: {missing}")
-    # Nothing is missing, so no value is None: the filters only narrow the types.
-    found = {k: v for k, v in ours.items() if v is not None}
-    found["codebooks"] = torch.stack([e.float() for e in embeds if e is not None])  # [K, 1024, 128]
-    known = used | _ignorable_keys(naming, n_codebooks)
-    unknown = [k for k in sd if k.startswith(("encoder.", "quantizer.")) and k not in known]
-    if unknown:
-        raise ValueError(f"codec state dict ({naming} naming) has unknown encoder keys: {unknown}")
-    return found
-
-
 def load_codec_encoder_state_dict(
     sd: Mapping[str, torch.Tensor], prefix: str = "", n_codebooks: int = N_FINE_CODEBOOKS
 ) -> EncodecEncoder:
@@ -170,7 +131,8 @@ def load_codec_encoder_state_dict(
     """
     stripped = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     naming = _detect_naming(list(stripped))
-    ours = _collect(stripped, naming, n_codebooks)
+    ours = collect_codec_part(stripped, naming, n_codebooks, part="encoder", fold=_weight_norm)
+    ours["codebooks"] = ours["codebooks"].float()  # distances in fp32, as the references compute them
     with torch.device("meta"):
         model = EncodecEncoder(n_codebooks)
     model.load_state_dict(ours, strict=True, assign=True)
