@@ -58,7 +58,7 @@ format: $(TEST_STAMP)
 
 # Build the wheel, install it in a fresh venv (reusing this one's packages) and run `barkpipe say`.
 wheel-check: $(TEST_STAMP)
-	$(BIN)/python -m pytest -q tests/unit/test_packaging.py -m slow
+	$(BIN)/python -m pytest -q tests/project/test_packaging.py -m slow
 
 # Regenerate the config reference in docs/PIPELINE.md from the pydantic models.
 config-doc: $(BASE_STAMP)

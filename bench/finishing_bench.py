@@ -124,7 +124,7 @@ def main() -> None:
         measure_case("240s_20chunks", short_s, 20, sorted(FORMATS), args.repeats, True, True),
         # The long row: the lossless formats only. The lossy encoders cost the same per second
         # as in the short case (which is already past the old 120 s ogg crash) and would take
-        # most of a minute here; tests/unit/test_encode.py encodes a 10-minute ogg.
+        # most of a minute here; tests/pipeline/audio/test_encode.py encodes a 10-minute ogg.
         measure_case("40min_200chunks", long_s, 200, ["flac", "wav"], args.repeats, False, False),
     ]
     report = {

@@ -41,7 +41,7 @@ print(f"torch {torch.__version__}, transformers {tf}, capability {cap}; bark_mod
 PY
 
 stamp "GPU tests (CUDA graphs == eager, compiled == eager, attention kernels)"
-TESTS=(tests/model/test_gpu.py tests/model/test_compile.py)
+TESTS=(tests/bark_model/test_gpu.py tests/bark_model/test_compile.py)
 [ $DRY = 1 ] && TESTS+=(-m "not slow")  # on CPU: test_gpu skips itself; the inductor build is the slow one
 timeout "${TEST_TIMEOUT:-200}" $PY -m pytest -q -p no:cacheprovider -rs "${TESTS[@]}" 2>&1 | tee "$OUTDIR/gpu_tests.txt" | tail -8
 

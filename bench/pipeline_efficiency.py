@@ -121,8 +121,8 @@ def run_once(args) -> dict:
     import pyarrow.parquet as pq
     import ray
 
-    from pipeline.batch.config import validate_config
-    from pipeline.batch.runner import run
+    from pipeline.config import validate_config
+    from pipeline.batch.run import run
 
     work = Path(args.work)
     trace = work / "trace"
@@ -207,9 +207,9 @@ def finish_costs(out: Path) -> dict:
 
 def finishing_cpu(seconds: float = 240.0, loudness: float | None = -20.0, fmt: str = "flac") -> dict:
     """CPU ms per audio-second of each finishing step on one long row of 12 s chunks (this process only)."""
-    from pipeline.batch.config import SegmentConfig
-    from pipeline.batch.finish import assemble
-    from pipeline.batch.rows import to_pcm16
+    from pipeline.config import SegmentConfig
+    from pipeline.batch.stages.finish import assemble
+    from pipeline.batch.stages.rows import to_pcm16
 
     engine = StandInEngine(100.0)
     n = int(seconds // 12)

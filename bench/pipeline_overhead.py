@@ -25,8 +25,8 @@ def main() -> None:
     import ray
 
     from bark_model.random_weights import make_random_weights
-    from pipeline.batch.config import validate_config
-    from pipeline.batch.runner import run
+    from pipeline.config import validate_config
+    from pipeline.batch.run import run
 
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")

@@ -126,9 +126,9 @@ def child_run(config: str, rate: float) -> None:
     """What `barkpipe run CONFIG` does (every check, then runner.run), with the stand-in engine."""
     from pipeline_efficiency import StandInEngine
 
-    from pipeline.batch.checks import check_run
-    from pipeline.batch.config import load_config
-    from pipeline.batch.runner import run
+    from pipeline.checks import check_run
+    from pipeline.config import load_config
+    from pipeline.batch.run import run
 
     cfg = load_config(config)
     report = check_run(cfg)

@@ -49,7 +49,7 @@ def read_chapters(store: Store) -> BookInfo:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.batch.resume import newest_records
+    from pipeline.output.read import newest_records
     from pipeline.storage import retry
 
     parts = store.glob("metadata/part-*.parquet")

@@ -13,7 +13,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from pipeline.outputfaults import OutputFault, fault_errno, fault_line
+from pipeline.output.faults import OutputFault, fault_errno, fault_line
 from pipeline.redact import redact_text
 
 T = TypeVar("T")

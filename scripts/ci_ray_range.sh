@@ -20,10 +20,10 @@ rm -rf "$venv"
 cd "$repo"
 # PATH: `ray start` and the job entrypoint (`barkpipe`) must be this venv's.
 PATH="$venv/bin:$PATH" exec "$venv/bin/pytest" -p no:cacheprovider -q -rfE \
-    tests/pipeline/test_localray.py \
+    tests/pipeline/batch/test_localray.py \
     tests/pipeline/test_jobs.py \
-    tests/pipeline/test_manifest.py \
-    tests/pipeline/test_run_guards.py \
-    "tests/pipeline/test_run_local.py::test_every_row_is_written_or_errored" \
-    tests/pipeline/test_ray_job.py \
+    tests/pipeline/manifest/test_manifest.py \
+    tests/pipeline/cli/test_run_guards.py \
+    "tests/e2e/test_run_local.py::test_every_row_is_written_or_errored" \
+    tests/e2e/test_ray_job.py \
     -m "not ceph and not gpu"

@@ -67,7 +67,7 @@ def sections(model: type[BaseModel], prefix: str = "") -> list[tuple[str, str, t
 
 def reference() -> str:
     """The generated markdown: a table per section (key, type, default, description)."""
-    from pipeline.batch.config import RunConfig
+    from pipeline.config import RunConfig
 
     parts = []
     for dotted, description, model in sections(RunConfig):

@@ -15,7 +15,7 @@ the mode Ray uses on macOS and Windows. It is read once, when ray is imported, a
 while ray.init picks the address, so start_local_ray() turns it off just around ray.init and leaves
 the process (and the environment the daemons inherit) as it was: a later `ray start --address`
 or ray.init(address=...) is unaffected. The dashboard stays off; turned on, it binds 127.0.0.1.
-Measured on Ray 2.60 with tests/pipeline/test_localray.py: no listening socket of the run's Ray
+Measured on Ray 2.60 with tests/pipeline/batch/test_localray.py: no listening socket of the run's Ray
 processes is on 0.0.0.0, :: or the machine's address; the exceptions Ray has no setting for would
 be listed in LOOPBACK_EXCEPTIONS (none today).
 """
@@ -30,7 +30,7 @@ from contextlib import contextmanager
 
 LOOPBACK = "127.0.0.1"
 # Listening sockets of a local run that Ray offers no way to bind to loopback (see the module
-# docstring); tests/pipeline/test_localray.py asserts every other one is on loopback.
+# docstring); tests/pipeline/batch/test_localray.py asserts every other one is on loopback.
 LOOPBACK_EXCEPTIONS: tuple[str, ...] = ()
 
 

@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.batch.config import ComputeConfig, RunConfig
+from pipeline.config import ComputeConfig, RunConfig
 
 # CPUs a manifest read task (and the id filter fused with it) reserves: it is short and I/O bound,
 # and a whole CPU would deadlock small nodes whose CPUs the actors already hold.
@@ -92,8 +92,8 @@ def prepare_stage(ds, config: RunConfig, plan: StagePlan, revisions: dict[str, i
     """revisions: id -> revision of the rows a resumed run redoes (runner's resume plan)."""
     from ray.data import ActorPoolStrategy
 
-    from pipeline.batch.config import content_hash
-    from pipeline.batch.prepare import PrepareStage
+    from pipeline.config import content_hash
+    from pipeline.batch.stages.prepare import PrepareStage
     from pipeline.text.lexicon import load_lexicon
 
     c = config.compute
@@ -113,7 +113,7 @@ def engine_stage(ds, config: RunConfig, plan: StagePlan, engine_factory=None, le
     """ledger: CrashLedger.open's arguments (the runner's output), so poison rows become errors (crashes.py)."""
     from ray.data import ActorPoolStrategy
 
-    from pipeline.batch.synthesize import EngineStage
+    from pipeline.batch.stages.engine import EngineStage
 
     c = config.compute
     return ds.map_batches(
@@ -131,7 +131,7 @@ def finish_stage(ds, config: RunConfig, plan: StagePlan, commit: dict | None = N
     """Finish actors; `commit` (write_block's keyword arguments) makes them commit too (the runner's)."""
     from ray.data import ActorPoolStrategy
 
-    from pipeline.batch.finish import FinishStage
+    from pipeline.batch.stages.finish import FinishStage
 
     c = config.compute
     return ds.map_batches(

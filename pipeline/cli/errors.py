@@ -51,9 +51,9 @@ def user_message(exc: BaseException) -> str | None:
     (outputfaults.OutputFault, also when a Ray worker hit it) and storage failures (credentials,
     endpoint, bucket) qualify; any other ValueError deep inside is treated as a bug.
     """
-    from pipeline.batch.checks import CheckError, storage_problem
-    from pipeline.batch.config import ConfigError
-    from pipeline.outputfaults import find_output_fault
+    from pipeline.checks import CheckError, storage_problem
+    from pipeline.config import ConfigError
+    from pipeline.output.faults import find_output_fault
 
     if isinstance(exc, (CheckError, ConfigError)):
         return str(exc)

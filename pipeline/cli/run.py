@@ -19,8 +19,8 @@ def _load_and_check(config: Path, overrides: list[str], rows_fatal: bool = False
     warnings, since those rows become error rows and the others go on. A run with an empty
     manifest ends here, saying so.
     """
-    from pipeline.batch.checks import check_run
-    from pipeline.batch.config import ConfigError, load_config
+    from pipeline.checks import check_run
+    from pipeline.config import ConfigError, load_config
 
     try:
         cfg = load_config(config, overrides or [])
@@ -80,8 +80,8 @@ def run_command(config: Path, overrides: list[str], dry_run: bool, verbose: bool
         typer.echo(f"warning: {warning}", err=True)
     if dry_run:
         return _dry_run(cfg)
-    from pipeline.batch.lease import LeaseLost
-    from pipeline.batch.runner import run
+    from pipeline.output.lease import LeaseLost
+    from pipeline.batch.run import run
 
     _log_to_stderr()
     try:
@@ -122,7 +122,7 @@ def _log_to_stderr() -> None:
 
 def _resume_options(retry_errors: bool, redo: str | None) -> dict:
     """runner.run's resume keywords, only those the user set (so a runner without them still runs)."""
-    from pipeline.batch.resume import parse_redo
+    from pipeline.output.read import parse_redo
 
     options: dict = {}
     if retry_errors:
@@ -139,9 +139,9 @@ def _resume_options(retry_errors: bool, redo: str | None) -> dict:
 def _dry_run(cfg) -> None:
     import yaml
 
-    from pipeline.batch.config import public_dict
-    from pipeline.batch.runner import prepare
-    from pipeline.batch.summary import plan, plan_table
+    from pipeline.config import public_dict
+    from pipeline.batch.run import prepare
+    from pipeline.batch.outcome import plan, plan_table
 
     try:
         typer.echo(yaml.safe_dump(public_dict(cfg), sort_keys=False).rstrip())
@@ -153,7 +153,7 @@ def _dry_run(cfg) -> None:
 
 def _report(cfg, summary: dict) -> None:
     """The summary table, where the output went, and the first error reasons."""
-    from pipeline.batch.summary import table
+    from pipeline.batch.outcome import table
     from pipeline.storage import redact_url
 
     typer.echo(table(summary))
@@ -164,7 +164,7 @@ def _report(cfg, summary: dict) -> None:
         for sample in _error_reasons(cfg, summary):
             typer.echo(f"  {redact_url(sample)}")
     if not summary["accounted"]:
-        from pipeline.batch.accounting import ACCOUNTING_EXIT
+        from pipeline.output.summary import ACCOUNTING_EXIT
 
         typer.echo(f"error: {summary.get('verdict') or 'some input rows are not accounted for'}", err=True)
         raise typer.Exit(summary.get("exit_code") or ACCOUNTING_EXIT)
@@ -175,8 +175,8 @@ def _error_reasons(cfg, summary: dict) -> list[str]:
     leave them out (summary.json's samples come from the rows the actors saw)."""
     samples = list((summary.get("this_run") or {}).get("error_samples") or [])[:ERROR_SAMPLES_SHOWN]
     if summary.get("manifest_errors") and not any("[manifest]" in s for s in samples):
-        from pipeline.batch.manifest import inspect_manifest, read_ids
-        from pipeline.batch.rowchecks import id_problem_lines
+        from pipeline.manifest.read import inspect_manifest, read_ids
+        from pipeline.manifest.checks import id_problem_lines
 
         i = cfg.input
         try:

@@ -42,7 +42,7 @@ def _texts(texts: list[str], text_file: Path | None) -> list[str]:
 
 def _out_paths(out: Path, n: int) -> list[Path]:
     """One text: `out` is the file. Several: `out` is a folder of 000.wav, 001.wav, ...; checked writable now."""
-    from pipeline.batch.checks import check_local_output
+    from pipeline.checks import check_local_output
 
     if n == 1 and out.suffix.lower() == ".wav":
         folder, paths = out.parent, [out]
@@ -65,8 +65,8 @@ def _out_paths(out: Path, n: int) -> list[Path]:
 def _check_arguments(texts, out, weights, voice, device, precision, save_codes, stream, no_split, text_format="plain",
                      lexicon=None):  # fmt: skip
     """Everything that can be wrong with the arguments, found before the model loads (seconds of work)."""
-    from pipeline.batch.checks import check_device, check_voice, check_weights
-    from pipeline.longform import plan_text, text_token_counter
+    from pipeline.checks import check_device, check_voice, check_weights
+    from pipeline.speak import plan_text, text_token_counter
 
     if stream and (len(texts) != 1 or save_codes is not None):
         _fail("--stream speaks exactly one text and cannot --save-codes")
@@ -101,7 +101,7 @@ def _check_arguments(texts, out, weights, voice, device, precision, save_codes, 
             _fail(f"--voice: {err}")
     check_voice(voice, info.root, "--voice")
     if save_codes is not None:
-        from pipeline.batch.checks import check_local_output
+        from pipeline.checks import check_local_output
 
         check_local_output(str(save_codes.parent), "--save-codes")
     return info
@@ -224,7 +224,7 @@ def _local_weights(weights: str) -> Path:
 
 
 def _plan(engine, texts: list[str], sampling: dict):
-    from pipeline.longform import plan_many
+    from pipeline.speak import plan_many
 
     return plan_many(engine, texts, **sampling)
 
@@ -250,7 +250,7 @@ def _plan_unsplit(engine, texts: list[str], sampling: dict):
 
 
 def _speak(engine, planned, batch_size: int, no_split: bool):
-    from pipeline.longform import SpokenText, speak_planned
+    from pipeline.speak import SpokenText, speak_planned
 
     bars = StageBars(sum(len(requests) for _, requests in planned))
     try:
@@ -330,7 +330,7 @@ def _say_stream(engine, text: str, out: Path, batch_size: int, sampling: dict, d
     import soundfile as sf
 
     from bark_model.constants import SAMPLE_RATE
-    from pipeline.longform import stream_speech
+    from pipeline.speak import stream_speech
 
     to_stdout = str(out) == "-"
     where = "stdout (raw PCM s16le, 24 kHz mono)" if to_stdout else str(out)

@@ -38,7 +38,7 @@ def _from_audio(
     device: Annotated[str, typer.Option("--device", help="auto | cpu | cuda | cuda:N | mps")] = "auto",
 ) -> None:
     """Write a voice prompt usable as `barkpipe say --voice OUT.npz` and in a manifest's voice column."""
-    from pipeline.batch.checks import CheckError, check_device, check_local_output
+    from pipeline.checks import CheckError, check_device, check_local_output
 
     if out.suffix != ".npz":
         fail(f"--out {out}: a voice prompt is an .npz file; give a path ending in .npz")

@@ -131,7 +131,7 @@ def columns(metadata_schema) -> Columns:
     """The export's columns for a run whose metadata parts unify to `metadata_schema`."""
     import pyarrow as pa
 
-    from pipeline.batch.schema import owned_names
+    from pipeline.output.schema import owned_names
 
     fixed = _fixed()
     taken = owned_names() | {n for n, _, _ in fixed}

@@ -152,7 +152,7 @@ def meets_limits(row: dict, limits: tuple[QualityLimit, ...]) -> bool:
 
 
 def metadata_parts(store: Store) -> list[str]:
-    from pipeline.batch.resume import METADATA
+    from pipeline.output.read import METADATA
 
     return store.glob(f"{METADATA}/part-*.parquet")
 
@@ -171,7 +171,7 @@ def iter_rows(
     """
     import pyarrow.parquet as pq
 
-    from pipeline.batch.resume import REVISION, read_committed_latest
+    from pipeline.output.read import REVISION, read_committed_latest
     from pipeline.storage import retry
 
     counts = counts if counts is not None else Counts()

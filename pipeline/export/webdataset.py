@@ -26,7 +26,7 @@ def sample_key(row_id: str) -> str:
     plus 12 hex of the id's sha256: kept names never end so (safe_name slugs such an id), so the
     two kinds cannot meet. The id itself is in the sample's json.
     """
-    from pipeline.batch.manifest import safe_name
+    from pipeline.manifest.read import safe_name
 
     name = safe_name(row_id)
     if "." not in name:

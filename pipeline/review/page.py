@@ -57,7 +57,7 @@ class Run:
     @property
     def pauses(self) -> tuple[float, float]:
         """(sentence, paragraph) pause of the last run's config, else the defaults: for estimated spans."""
-        from pipeline.batch.config import SegmentConfig
+        from pipeline.config import SegmentConfig
 
         segment = ((self.summary or {}).get("config") or {}).get("segment") or {}
         fields = SegmentConfig.model_fields
@@ -78,7 +78,7 @@ def load_run(store: Store) -> Run:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from pipeline.batch.resume import newest_records
+    from pipeline.output.read import newest_records
     from pipeline.storage import retry
 
     try:

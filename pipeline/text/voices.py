@@ -50,7 +50,7 @@ class VoicedChunk:
 
 def check_speakers(speakers: dict[str, str], resolve: Callable[[str], object] | None = None) -> None:
     """ValueError naming the first bad `generation.speakers` entry; `resolve` checks a voice spec
-    (e.g. pipeline.batch.voices.resolve_voice_spec with voice_dirs) and raises on a bad one."""
+    (e.g. pipeline.manifest.voices.resolve_voice_spec with voice_dirs) and raises on a bad one."""
     seen: dict[str, str] = {}
     for name, voice in speakers.items():
         key = name.strip().casefold() if isinstance(name, str) else None

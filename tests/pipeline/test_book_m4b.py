@@ -10,7 +10,7 @@ import soundfile as sf
 pytest.importorskip("av", reason="PyAV is not installed (pip install 'barkpipe[audiobook]')")
 pytest.importorskip("mutagen", reason="mutagen is not installed (pip install 'barkpipe[audiobook]')")
 
-from pipeline.batch.schema import TRANSIENT_COLUMNS, WRITER_COLUMNS, row_fields  # noqa: E402
+from pipeline.output.schema import TRANSIENT_COLUMNS, WRITER_COLUMNS, row_fields  # noqa: E402
 from pipeline.book import package, read_m4b_chapters  # noqa: E402
 
 SR = 24000

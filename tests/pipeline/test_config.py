@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from pipeline.batch.config import ConfigError, RunConfig, config_hash, load_config, public_dict, validate_config
+from pipeline.config import ConfigError, RunConfig, config_hash, load_config, public_dict, validate_config
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 MINIMAL = {"input": {"path": "m.parquet"}, "output": {"path": "out"}, "model": {"weights": "w"}}
@@ -253,7 +253,7 @@ def test_bad_values_elsewhere_are_redacted_by_shape():
 
 
 def test_public_dict_redacts_the_issues_cases():
-    from pipeline.batch.config import config_secrets
+    from pipeline.config import config_secrets
 
     cfg = validate_config(
         {
@@ -305,7 +305,7 @@ def test_new_robustness_keys_have_defaults():
 
 
 def test_secrets_inside_lists_never_reach_summary_json(tmp_path):
-    from pipeline.batch.accounting import write_running_summary
+    from pipeline.output.summary import write_running_summary
     from pipeline.storage import Store
 
     cfg = validate_config(

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from pipeline.batch.config import load_config
+from pipeline.config import load_config
 
 JOBS = Path(__file__).resolve().parents[2] / "jobs"
 # A value that only references the environment, e.g. "${BARKPIPE_S3_SECRET_ACCESS_KEY}".
@@ -76,7 +76,7 @@ def test_submit_script_is_executable():
     assert os.access(JOBS / "submit.sh", os.X_OK)
 
 
-# -- a `ray job submit` driver refuses paths into Ray's temporary upload (pipeline/batch/jobenv.py) --
+# -- a `ray job submit` driver refuses paths into Ray's temporary upload (pipeline/jobenv.py) --
 
 # What Ray's job supervisor sets for an entrypoint submitted with --working-dir (seen on Ray 2.60).
 UPLOAD_JOB_ENV = {"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps(
@@ -84,7 +84,7 @@ UPLOAD_JOB_ENV = {"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps(
 
 
 def _cfg(**paths):
-    from pipeline.batch.config import validate_config
+    from pipeline.config import validate_config
 
     data = {"input": {"path": paths.get("input", "s3://b/in/")}, "output": {"path": paths.get("output", "s3://b/out")},
             "model": {"weights": paths.get("weights", "hf://suno/bark")},
@@ -93,7 +93,7 @@ def _cfg(**paths):
 
 
 def test_in_ray_job_only_with_rays_job_variable():
-    from pipeline.batch.jobenv import in_ray_job, uploaded_working_dir
+    from pipeline.jobenv import in_ray_job, uploaded_working_dir
 
     assert not in_ray_job({}) and in_ray_job(UPLOAD_JOB_ENV) and uploaded_working_dir(UPLOAD_JOB_ENV)
     no_upload = {"RAY_JOB_CONFIG_JSON_ENV_VAR": json.dumps({"runtime_env": {}, "metadata": {}})}
@@ -101,7 +101,7 @@ def test_in_ray_job_only_with_rays_job_variable():
 
 
 def test_job_paths_refuse_each_path_into_the_upload_in_one_line(tmp_path):
-    from pipeline.batch.jobenv import job_path_problems
+    from pipeline.jobenv import job_path_problems
 
     cfg = _cfg(
         output="out/smoke",
@@ -120,7 +120,7 @@ def test_job_paths_refuse_each_path_into_the_upload_in_one_line(tmp_path):
 
 
 def test_job_paths_accept_urls_and_absolute_shared_paths(tmp_path):
-    from pipeline.batch.jobenv import job_path_problems
+    from pipeline.jobenv import job_path_problems
 
     cfg = _cfg(output="/shared/runs/a", input="s3://b/in/", weights="/models/bark", voice_dirs=["/shared/v"])
     assert job_path_problems(cfg, UPLOAD_JOB_ENV, cwd=tmp_path) == []
@@ -154,7 +154,7 @@ def test_validate_under_a_job_names_the_key_and_the_fix_without_a_traceback(tmp_
 
 
 def test_under_a_job_missing_weights_are_never_to_be_downloaded_into_the_upload(monkeypatch, tmp_path):
-    from pipeline.batch.checks import CheckError, check_weights
+    from pipeline.checks import CheckError, check_weights
 
     missing = tmp_path / "bark"
     with pytest.raises(CheckError) as outside:

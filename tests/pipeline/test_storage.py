@@ -5,7 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.batch.sink import part_name, read_committed, write_block, write_manifest_errors
+from pipeline.output.commit import part_name, read_committed, write_block, write_manifest_errors
 from pipeline.storage import (
     MARKER,
     StorageUnavailable,
@@ -69,7 +69,7 @@ def test_redact_url_hides_userinfo():
 
 
 def _block(rows):
-    from pipeline.batch.schema import row_fields
+    from pipeline.output.schema import row_fields
 
     schema = pa.schema(row_fields())
     full = [{name: r.get(name) for name in schema.names} for r in rows]
@@ -252,7 +252,7 @@ def test_a_rename_that_fails_leaves_no_temp_file(tmp_path, monkeypatch):
     import errno
     import os
 
-    from pipeline.outputfaults import OutputFault
+    from pipeline.output.faults import OutputFault
 
     def refused(src, dst):
         raise PermissionError(errno.EACCES, "Permission denied", dst)

@@ -9,10 +9,10 @@ import numpy as np
 import pyarrow as pa
 import soundfile as sf
 
-from pipeline.batch.config import validate_config
-from pipeline.batch.finish import finish_rows
-from pipeline.batch.prepare import PrepareStage
-from pipeline.batch.synthesize import EngineStage
+from pipeline.config import validate_config
+from pipeline.batch.stages.finish import finish_rows
+from pipeline.batch.stages.prepare import PrepareStage
+from pipeline.batch.stages.engine import EngineStage
 from pipeline.text.segment import estimate_seconds
 
 SR = 24_000

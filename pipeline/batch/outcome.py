@@ -1,0 +1,158 @@
+"""What a run tells its user: the dry-run plan, the accounting check, summary.json and the final table."""
+
+from __future__ import annotations
+
+import json
+import math
+
+from pipeline.config import content_hash, public_dict
+
+
+def plan(prep) -> dict:
+    """Rows, chunks, batches and actors a run would use, without loading a model.
+
+    Chunks are split as the prepare stage splits them, with the same tokenizer (no engine needed);
+    each chunk's audio estimate is capped at its row's max_duration (column, else generation.max_duration),
+    as generation stops there.
+    """
+    import pyarrow.dataset as pads
+
+    from pipeline.manifest.read import clean
+    from pipeline.batch.stages.prepare import token_counter
+    from pipeline.manifest.rows import chunk_seconds_cap
+    from pipeline.speak import TextError, split_text
+
+    cfg, info = prep.config, prep.manifest
+    optional = [c for c in ("language", "max_duration") if c in info.optional]
+    columns = [info.id_column, info.text_column, *optional]
+    dataset = pads.dataset(info.files, filesystem=info.fs, format="parquet", schema=info.schema)
+    table = dataset.to_table(columns=columns)  # with info.schema: integer ids come as text, as the run reads them
+    skip, window, size = prep.skip, prep.window(), cfg.compute.batch_size
+    size = 8 if size == "auto" else size  # the plan assumes the CPU default; a GPU fits more
+    per_row, seconds = [], 0.0
+    count_tokens = token_counter(cfg.model.weights)
+    for row in table.to_pylist():
+        text = row[info.text_column]
+        if row[info.id_column] in skip or not isinstance(text, str) or not text.strip():
+            continue
+        language = clean(row.get("language")) or cfg.segment.language
+        try:
+            chunks = split_text(text, cfg.segment, language=language, count_tokens=count_tokens)
+        except TextError:
+            chunks = []  # the run will report this row as a segment error
+        per_row.append(len(chunks))
+        cap = chunk_seconds_cap(row.get("max_duration"), cfg.generation.max_duration)
+        seconds += sum(min(c.est_seconds, cap) for c in chunks)
+    windows = [per_row[i : i + window] for i in range(0, len(per_row), window)]
+    return {
+        "input_rows": info.num_rows,
+        "manifest_errors": len(prep.manifest_errors),
+        "already_done": len(prep.resume.skip),
+        "redo": len(prep.resume.redo),
+        "rows_to_run": prep.todo,
+        "chunks": sum(per_row),
+        "estimated_audio_s": round(seconds, 1),
+        "windows": len(windows),
+        "window_rows": window,
+        "micro_batches": sum(math.ceil(sum(w) / size) for w in windows),
+        "batch_size": size,
+        "actors": cfg.compute.actors,  # N, or (min, max) for an autoscaling pool
+        "continuity": cfg.generation.continuity,
+        "config_hash": prep.config_hash,
+    }
+
+
+def finish_summary(prep, totals, wall_s: float, committed, run_id: str | None = None,
+                   orphans: dict | None = None) -> dict:  # fmt: skip
+    """Check that every input row is accounted for exactly once, write summary.json (state "final"), return it.
+
+    committed: resume.read_committed_latest's view after the run. `exit_code` and `verdict` are
+    accounting.verdict's: non-zero when rows are missing or recorded twice. orphans: what each
+    clean-up removed ({"start": Sweep.record(), "end": ...}, see batch/orphans.py).
+    """
+    from pipeline.output.summary import FINAL, verdict
+
+    valid = {i for i in prep.ids if isinstance(i, str) and i not in prep.excluded}
+    ok = valid & set(committed.ok)
+    row_errors = {i for i, _ in committed.errors if i in valid} - ok
+    missing = sorted(valid - ok - row_errors)
+    audio_total = sum(committed.ok[i] or 0.0 for i in ok)
+    actors = prep.config.compute.max_actors
+    code, line = verdict(valid, committed, len(prep.manifest_errors))
+    summary = {
+        "state": FINAL,
+        "run_id": run_id,
+        "input_rows": len(prep.ids),
+        "ok": len(ok),
+        "errors": len(row_errors) + len(prep.manifest_errors),
+        "manifest_errors": len(prep.manifest_errors),
+        "accounted": code == 0,
+        "exit_code": code,
+        "verdict": line,
+        "missing_ids": missing[:20],
+        "duplicate_metadata_rows": committed.duplicate_ok,
+        "orphans_removed": orphans or {},
+        "resume": {
+            "kept": prep.resume.done,
+            "kept_errors": prep.resume.kept_errors,
+            "redone_changed": len(prep.resume.redo_changed),
+            "retried_errors": len(prep.resume.retry),
+            "redone_chosen": len(prep.resume.redo_chosen),
+        },
+        "this_run": {
+            "rows": totals.ok + totals.errors,
+            "ok": totals.ok,
+            "flagged": totals.flagged,
+            "errors": totals.errors,
+            "skipped_already_done": len(prep.resume.skip & valid),
+            "audio_s": round(totals.audio_s, 3),
+            "wall_s": round(wall_s, 3),
+            "rows_per_s": round((totals.ok + totals.errors) / wall_s, 4) if wall_s else 0.0,
+            "audio_s_per_s": round(totals.audio_s / wall_s, 4) if wall_s else 0.0,
+            "engine_s": round(totals.engine_s, 3),
+            # Engine time is summed over actors working in parallel; divide to compare with wall time.
+            "overhead_s": round(wall_s - totals.engine_s / actors, 3),
+            "error_samples": totals.error_samples,
+        },
+        "audio_hours": round(audio_total / 3600, 6),
+        "config_hash": prep.config_hash,
+        "content_hash": content_hash(prep.config),
+        "config": public_dict(prep.config),
+    }
+    prep.store.write("summary.json", json.dumps(summary, indent=2).encode())
+    return summary
+
+
+def previous_content_hash(store) -> str | None:
+    """content_hash of the run that last wrote summary.json under the output root, if any."""
+    try:
+        return json.loads(store.read("summary.json")).get("content_hash")
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+def table(summary: dict) -> str:
+    """The final summary as an aligned two-column text table."""
+    run = summary["this_run"]
+    lines = [
+        ("input rows", summary["input_rows"]),
+        ("ok (all runs)", summary["ok"]),
+        ("errors (all runs)", f"{summary['errors']} ({summary['manifest_errors']} from the manifest)"),
+        ("accounted", "yes" if summary["accounted"] else f"NO: {summary.get('verdict') or summary['missing_ids']}"),
+        ("this run: rows", f"{run['rows']} ({run['ok']} ok, {run['flagged']} flagged, {run['errors']} errors)"),
+        ("this run: skipped", run["skipped_already_done"]),
+        ("this run: audio", f"{run['audio_s']:.1f} s"),
+        ("this run: wall", f"{run['wall_s']:.1f} s"),
+        ("throughput", f"{run['rows_per_s']:.3f} rows/s, {run['audio_s_per_s']:.3f} audio-s/s"),
+        ("engine / overhead", f"{run['engine_s']:.1f} s / {run['overhead_s']:.1f} s"),
+        ("audio total", f"{summary['audio_hours']:.4f} h"),
+        ("config hash", summary["config_hash"]),
+    ]
+    width = max(len(k) for k, _ in lines)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in lines)
+
+
+def plan_table(p: dict) -> str:
+    """The dry-run plan as an aligned two-column text table."""
+    width = max(len(k) for k in p)
+    return "\n".join(f"{k.ljust(width)}  {v}" for k, v in p.items())

@@ -1,0 +1,1 @@
+"""The stages one row goes through: prepare (CPU), engine (GPU), finish (CPU) and commit."""

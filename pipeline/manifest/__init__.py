@@ -1,0 +1,1 @@
+"""The input contract: manifest columns, reading, row values and their checks."""
