@@ -14,7 +14,7 @@ from pipeline.audio.speech import to_asr_rate
 from pipeline.extras import missing
 
 ORACLE_REASON = "resemblyzer (test-only parity oracle) is not installed: make setup-test installs it with --no-deps"
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "convert_voice_encoder.py"
+SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "convert_voice_encoder.py"
 
 
 @pytest.fixture(scope="module")

@@ -12,7 +12,7 @@ import pytest
 
 from pipeline.batch.localray import LOOPBACK_EXCEPTIONS, local_ray_env, local_ray_init_kwargs
 
-ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TCP_LISTEN = "0A"  # the state column of /proc/net/tcp for LISTEN
 
 # Runs in a subprocess: it starts (and shuts down) its own cluster, never touching the test session's Ray.

@@ -51,7 +51,7 @@ def test_row_hash_is_the_same_in_another_process_with_another_hash_seed():
             f"print(row_hash(RowValues(**{ROW.__dict__!r}), 'sha256:settings'))")
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
-                         cwd=Path(__file__).resolve().parents[2])
+                         cwd=Path(__file__).resolve().parents[3])
     assert out.stdout.strip() == here and here.startswith("sha256:") and len(here) == 71
 
 

@@ -91,7 +91,7 @@ def test_the_default_on_stall_ends_the_process_with_the_stall_code():
             "    time.sleep(30)\n"
             "print('not reached')\n")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
-                         cwd=Path(__file__).resolve().parents[2])
+                         cwd=Path(__file__).resolve().parents[3])
     assert out.returncode == STALL_EXIT_CODE
     assert "not reached" not in out.stdout and "engine.generate on 4 row(s)" in out.stderr
 

@@ -11,7 +11,7 @@ from typer.testing import CliRunner
 from pipeline.cli import app
 
 runner = CliRunner()
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 BOOK = """The Title Page
 
 CHAPTER I. Arrival

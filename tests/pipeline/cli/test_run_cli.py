@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from pipeline.cli.run import register
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LONG = " ".join(["This sentence is here to make the row long enough for several chunks."] * 6)
 
 

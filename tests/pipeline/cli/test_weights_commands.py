@@ -70,7 +70,7 @@ def test_the_smoke_config_run_from_configs_gets_make_random(monkeypatch):
 
     import yaml
 
-    root = Path(__file__).resolve().parents[2]
+    root = Path(__file__).resolve().parents[3]
     monkeypatch.chdir(root / "configs")
     weights = yaml.safe_load((root / "configs" / "smoke.yaml").read_text())["model"]["weights"]
     assert "make-random --size tiny" in weights_hint(weights) and "download" not in weights_hint(weights)

@@ -9,7 +9,7 @@ from pipeline.text.segment import Chunk, estimate_seconds, estimate_tokens, spli
 from pipeline.text.normalize import normalize_text, protected_spans
 
 # The real mBERT vocabulary ships with bark_model (the same file as shared/data's copy).
-VOCAB = Path(__file__).resolve().parents[2] / "bark_model" / "assets" / "bert-base-multilingual-cased-vocab.txt"
+VOCAB = Path(__file__).resolve().parents[3] / "bark_model" / "assets" / "bert-base-multilingual-cased-vocab.txt"
 
 LONG_EN = ("[sighs] This is a sentence that keeps going, with clause after clause, because the "
            "narrator, who is TIRED, will not stop; she says 3 things: first, second and third, "
