@@ -13,15 +13,17 @@ import torch
 from bark_model.config import FineGPTConfig, GPTConfig
 from bark_model.fine_gpt import FineGPT
 from bark_model.gpt import GPT
+from bark_model.names import (
+    CODEC_FILE,
+    HF_CONFIG_FILE,
+    HF_CONFIG_KEYS,
+    HF_TOKENIZER_FILES,
+    HF_WEIGHT_FILES,
+    SUNO_FILES,
+    VOCAB_FILE,
+)
 
-SUNO_FILES = {
-    "large": {"text": "text_2.pt", "coarse": "coarse_2.pt", "fine": "fine_2.pt"},
-    "small": {"text": "text.pt", "coarse": "coarse.pt", "fine": "fine.pt"},
-}
-CODEC_FILE = "encodec_24khz-d7cc33bc.th"
-HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
 HF_PREFIXES = {"text": "semantic.", "coarse": "coarse_acoustics.", "fine": "fine_acoustics.", "codec": "codec_model."}
-HF_CONFIG_KEYS = {"text": "semantic_config", "coarse": "coarse_acoustics_config", "fine": "fine_acoustics_config"}
 FIX = (
     "download them with `barkpipe weights download --model large DIR`, "
     "or make test weights with `barkpipe weights make-random`"
@@ -62,13 +64,13 @@ def detect_layout(root: str | Path) -> WeightsLayout:
     if not root.is_dir():
         raise FileNotFoundError(f"weights directory not found: {root}; {FIX}")
     hf_weights = [root / f for f in HF_WEIGHT_FILES if (root / f).is_file()]
-    if (root / "config.json").is_file() and hf_weights:
-        files = {"model": hf_weights[0], "config": root / "config.json", "tokenizer": _hf_tokenizer(root)}
+    if (root / HF_CONFIG_FILE).is_file() and hf_weights:
+        files = {"model": hf_weights[0], "config": root / HF_CONFIG_FILE, "tokenizer": _hf_tokenizer(root)}
         return WeightsLayout(root, "hf", "custom", files)
     for size, names in SUNO_FILES.items():
         if all((root / n).is_file() for n in names.values()):
             files = {role: root / name for role, name in names.items()}
-            for role, name in (("codec", CODEC_FILE), ("tokenizer", "vocab.txt")):
+            for role, name in (("codec", CODEC_FILE), ("tokenizer", VOCAB_FILE)):
                 if not (root / name).is_file():
                     raise FileNotFoundError(f"{root} has the Suno {size} models but no {name}; {FIX}")
                 files[role] = root / name
@@ -82,7 +84,7 @@ def detect_layout(root: str | Path) -> WeightsLayout:
 
 
 def _hf_tokenizer(root: Path) -> Path:
-    for name in ("tokenizer.json", "vocab.txt"):
+    for name in HF_TOKENIZER_FILES:
         if (root / name).is_file():
             return root / name
     raise FileNotFoundError(f"{root} has a Hugging Face Bark model but no tokenizer.json or vocab.txt; {FIX}")

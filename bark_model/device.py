@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import torch
 
+from bark_model.names import DEVICES, PRECISIONS
+
+# The activation dtype of each precision (bark_model.names.PRECISIONS; a test keeps the two in step).
 # int8 = int8 weights with bf16 activations (the fused CPU kernel and GPU matmuls want a 16-bit input).
-PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.bfloat16}
+DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16, "int8": torch.bfloat16}
 
 
 def resolve_device(name: str = "auto") -> torch.device:
     if name == "auto":
         if torch.cuda.is_available():
             return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+        if torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
     try:
         device = torch.device(name)
     except RuntimeError as err:
-        raise ValueError(f"device must be auto, cpu, cuda, cuda:N or mps, got {name!r}") from err
+        raise ValueError(f"device must be {DEVICES}, got {name!r}") from err
     if device.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} asked for, but torch sees no CUDA device here; use device 'cpu' or 'auto'")
     if device.type == "mps" and not torch.backends.mps.is_available():
@@ -28,6 +31,6 @@ def resolve_device(name: str = "auto") -> torch.device:
 
 def resolve_dtype(precision: str) -> torch.dtype:
     """Activation dtype of a precision name."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
-    return PRECISIONS[precision]
+    if precision not in DTYPES:
+        raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    return DTYPES[precision]

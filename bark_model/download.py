@@ -4,17 +4,25 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bark_model.names import (
+    CODEC_FILE,
+    HF_CONFIG_FILE,
+    HF_SIDE_FILES,
+    HF_VOICE_INDEX,
+    HF_WEIGHT_FILES,
+    SUNO_FILES,
+    VOCAB_FILE,
+    VOICE_FOLDERS,
+)
+
 HF_REPOS = {"large": "suno/bark", "small": "suno/bark-small"}
 SUNO_REPO = "suno/bark"  # holds the raw .pt files of both sizes
 VOCAB_REPO = "google-bert/bert-base-multilingual-cased"
 ENCODEC_URL = "https://dl.fbaipublicfiles.com/encodec/v0/encodec_24khz-d7cc33bc.th"
 ENCODEC_SHA256_PREFIX = "d7cc33bc"
-HF_LAYOUT_FILES = [
-    "config.json", "generation_config.json", "pytorch_model.bin", "model.safetensors", "tokenizer.json",
-    "tokenizer_config.json", "special_tokens_map.json", "vocab.txt", "speaker_embeddings_path.json",
-    "speaker_embeddings/*", "speaker_embeddings/**/*",
-]  # fmt: skip
-VOICE_FILES = ["speaker_embeddings_path.json", "speaker_embeddings/*", "speaker_embeddings/**/*"]
+# huggingface_hub allow_patterns: the presets' .npy files sit in speaker_embeddings/ and its subfolders.
+VOICE_FILES = [HF_VOICE_INDEX, f"{VOICE_FOLDERS[1]}/*", f"{VOICE_FOLDERS[1]}/**/*"]
+HF_LAYOUT_FILES = [HF_CONFIG_FILE, *HF_WEIGHT_FILES, *HF_SIDE_FILES, *VOICE_FILES[1:]]
 
 
 class DownloadError(RuntimeError):
@@ -41,13 +49,11 @@ def download_weights(out_dir: str | Path, model: str = "large", layout: str = "h
             snapshot_download(HF_REPOS[model], local_dir=out, allow_patterns=HF_LAYOUT_FILES)
             _check_complete(out)
             return out
-        from bark_model.checkpoints import CODEC_FILE, SUNO_FILES
-
         source = hub(SUNO_REPO)
         for name in SUNO_FILES[model].values():
             hf_hub_download(SUNO_REPO, name, local_dir=out)
         source = hub(VOCAB_REPO)
-        hf_hub_download(VOCAB_REPO, "vocab.txt", local_dir=out)
+        hf_hub_download(VOCAB_REPO, VOCAB_FILE, local_dir=out)
         source = hub(HF_REPOS[model])
         snapshot_download(HF_REPOS[model], local_dir=out, allow_patterns=VOICE_FILES)
         if not (out / CODEC_FILE).is_file():

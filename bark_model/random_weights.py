@@ -13,16 +13,26 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from bark_model.checkpoints import CODEC_FILE, HF_PREFIXES, SUNO_FILES
+from bark_model.checkpoints import HF_PREFIXES
 from bark_model.codec import random_codec_state_dict
 from bark_model.config import FineGPTConfig, GPTConfig
 from bark_model.constants import CODEBOOK_SIZE, SEMANTIC_TO_COARSE_RATIO, SEMANTIC_VOCAB_SIZE
 from bark_model.fine_gpt import FineGPT
 from bark_model.gpt import GPT
+from bark_model.names import (
+    BUNDLED_VOCAB,
+    CODEC_FILE,
+    HF_CONFIG_FILE,
+    HF_VOICE_INDEX,
+    HF_WEIGHT_FILES,
+    RANDOM_MARKER,
+    SUNO_FILES,
+    VOCAB_FILE,
+    VOICE_FOLDERS,
+)
 
 SIZES = {"tiny": (2, 2, 64), "small": (12, 12, 768), "large": (24, 16, 1024)}  # layers, heads, width
 VOCABS = {"text": (129_600, 10_048), "coarse": (12_096, 12_096), "fine": (1056, 1056)}
-VOCAB_ASSET = "bert-base-multilingual-cased-vocab.txt"
 RANDOM_VOICES = ("v2/en_speaker_0", "v2/en_speaker_1", "announcer")
 
 
@@ -78,15 +88,15 @@ def make_random_weights(out_dir: str | Path, size: str = "tiny", layout: str = "
     models = {role: random_model(role, cfg, seed + i) for i, (role, cfg) in enumerate(configs.items())}
     codec_naming = "encodec" if layout == "suno" else "hf"
     codec = random_codec_state_dict(seed + 7, codec_naming)
-    vocab = resources.files("bark_model.assets").joinpath(VOCAB_ASSET)
+    vocab = resources.files("bark_model.assets").joinpath(BUNDLED_VOCAB)
     with resources.as_file(vocab) as vocab_path:
-        shutil.copyfile(vocab_path, out / "vocab.txt")
+        shutil.copyfile(vocab_path, out / VOCAB_FILE)
     voices = {name: random_voice(seed + 100 + i, 250 + 40 * i) for i, name in enumerate(RANDOM_VOICES)}
     if layout == "suno":
         _write_suno(out, size, models, codec, voices)
     else:
         _write_hf(out, configs, models, codec, voices)
-    (out / "RANDOM_WEIGHTS.txt").write_text(
+    (out / RANDOM_MARKER).write_text(
         f"Random {size} Bark weights ({layout} layout, seed {seed}) made by `barkpipe weights make-random`.\n"
         "They have the real shapes and formats, but what they say is noise.\n"
     )
@@ -113,7 +123,7 @@ def _write_suno(out: Path, size: str, models: dict, codec: dict, voices: dict) -
         )
     torch.save(codec, out / CODEC_FILE)
     for name, arrays in voices.items():
-        path = out / "voices" / f"{name}.npz"
+        path = out / VOICE_FOLDERS[0] / f"{name}.npz"  # Suno's voices/
         path.parent.mkdir(parents=True, exist_ok=True)
         np.savez(path, **arrays)
 
@@ -186,7 +196,7 @@ def _write_hf(out: Path, configs: dict, models: dict, codec: dict, voices: dict)
             for i in range(model.config.n_layer):
                 tensors[f"{HF_PREFIXES[role]}layers.{i}.attn.bias"] = mask.clone()
     tensors.update({HF_PREFIXES["codec"] + k: v.contiguous() for k, v in codec.items()})
-    save_file(tensors, str(out / "model.safetensors"), metadata={"format": "pt"})
+    save_file(tensors, str(out / HF_WEIGHT_FILES[0]), metadata={"format": "pt"})
     config = {
         "architectures": ["BarkModel"],
         "model_type": "bark",
@@ -195,7 +205,7 @@ def _write_hf(out: Path, configs: dict, models: dict, codec: dict, voices: dict)
         "fine_acoustics_config": _hf_sub_config(configs["fine"], "fine_acoustics"),
         "codec_config": HF_CODEC_CONFIG,
     }
-    (out / "config.json").write_text(json.dumps(config, indent=2))
+    (out / HF_CONFIG_FILE).write_text(json.dumps(config, indent=2))
     (out / "generation_config.json").write_text(json.dumps(HF_GENERATION_CONFIG, indent=2))
     (out / "tokenizer_config.json").write_text(json.dumps(
         {"tokenizer_class": "BertTokenizer", "do_lower_case": False, "strip_accents": None,
@@ -204,12 +214,12 @@ def _write_hf(out: Path, configs: dict, models: dict, codec: dict, voices: dict)
     for name, arrays in voices.items():
         entry = {}
         for key, array in arrays.items():
-            rel = Path("speaker_embeddings") / f"{name}_{key}.npy"
+            rel = Path(VOICE_FOLDERS[1]) / f"{name}_{key}.npy"  # speaker_embeddings/
             (out / rel).parent.mkdir(parents=True, exist_ok=True)
             np.save(out / rel, array)
             entry[key] = str(rel)
         index[name] = entry
-    (out / "speaker_embeddings_path.json").write_text(json.dumps(index, indent=2))
+    (out / HF_VOICE_INDEX).write_text(json.dumps(index, indent=2))
 
 
 # -- voice cloning: HuBERT (transformers HubertModel layout) and the community quantizer ------------------

@@ -70,6 +70,22 @@ class GenerationRequest:
             raise ValueError(f"min_eos_p must be in (0, 1] or None, got {self.min_eos_p!r}")
 
     @classmethod
+    def greedy(
+        cls,
+        text: str,
+        voice: object = None,
+        *,
+        seed: int = 0,
+        max_duration_s: float | None = None,
+        min_eos_p: float | None = DEFAULT_MIN_EOS_P,
+    ) -> GenerationRequest:
+        """Deterministic decoding: argmax at all three stages, so the same text and voice give the same
+        codes in any batch, on any run (reference comparisons, regression tests, reproducible takes)."""
+        argmax = Sampling(temperature=0.0)
+        return cls(text=text, voice=voice, seed=seed, semantic=argmax, coarse=argmax, fine=argmax,
+                   min_eos_p=min_eos_p, max_duration_s=max_duration_s)  # fmt: skip
+
+    @classmethod
     def simple(
         cls,
         text: str,

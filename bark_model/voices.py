@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 
 from bark_model.constants import CODEBOOK_SIZE, N_COARSE_CODEBOOKS, N_FINE_CODEBOOKS, SEMANTIC_VOCAB_SIZE
+from bark_model.names import HF_VOICE_INDEX, PROMPT_KEYS, VOICE_FOLDERS
 
-PROMPT_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
 _PRESET_NAME = re.compile(r"^[A-Za-z0-9_\-]+(/[A-Za-z0-9_\-]+)*$")
 # Real prompts hold a few thousand int64 codes (~100 KiB); a file declaring more is refused unread.
 MAX_VOICE_ARRAY_BYTES = 16 * 2**20  # all arrays of one file together, as their headers declare them
@@ -83,7 +83,7 @@ class VoiceLibrary:
         self._hf_index = self._read_hf_index()
 
     def _read_hf_index(self) -> dict:
-        index_file = self.root / "speaker_embeddings_path.json"
+        index_file = self.root / HF_VOICE_INDEX
         if not index_file.is_file():
             return {}
         index = json.loads(index_file.read_text())
@@ -91,7 +91,7 @@ class VoiceLibrary:
 
     def names(self) -> list[str]:
         names = set(self._hf_index)
-        for folder in ("voices", "speaker_embeddings"):
+        for folder in VOICE_FOLDERS:
             base = self.root / folder
             if base.is_dir():
                 names.update(str(p.relative_to(base).with_suffix("")) for p in base.rglob("*.npz"))
@@ -108,7 +108,7 @@ class VoiceLibrary:
             return VoicePrompt.from_npz(voice)
         if not _PRESET_NAME.match(voice) or ".." in voice:
             raise ValueError(f"voice {voice!r} is not a valid preset name (like 'v2/en_speaker_6') or .npz path")
-        for folder in ("voices", "speaker_embeddings"):
+        for folder in VOICE_FOLDERS:
             candidate = self.root / folder / f"{voice}.npz"
             if candidate.is_file():
                 prompt = VoicePrompt.from_npz(candidate)

@@ -13,10 +13,16 @@ import re
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
+from math import gcd
 
 import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
 
-from pipeline.storage import Store
+from pipeline.extras import require
+from pipeline.output.layout import METADATA
+from pipeline.output.read import newest_rows
+from pipeline.storage import Store, open_fs, retry
 
 AAC_BITRATE = 64_000  # mono speech: 64 kb/s AAC-LC is transparent enough and ~29 MB per hour
 FRAME_SAMPLES = 4096  # samples handed to the encoder per frame (it regroups them into 1024s)
@@ -46,25 +52,13 @@ class BookInfo:
 
 def read_chapters(store: Store) -> BookInfo:
     """The run's finished rows as chapters, in manifest order (see ORDER_COLUMNS; else natural id order)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from pipeline.output.read import newest_records
-    from pipeline.storage import retry
-
-    parts = store.glob("metadata/part-*.parquet")
-    if not parts:
+    rows = list(newest_rows(store, METADATA))  # a redone chapter once, in its newest revision
+    if not rows:
         raise FileNotFoundError(
-            f"no finished rows under {store.root}/metadata/; run `barkpipe run` first "
+            f"no finished rows under {store.root}/{METADATA}/; run `barkpipe run` first "
             "(or point OUTPUT at a run's output.path)"
         )
-    tables = [retry(pq.read_table, p, filesystem=store.fs) for p in parts]
-    rows = pa.concat_tables(tables, promote_options="permissive").to_pylist()
-    errors = [
-        r for p in store.glob("errors/*.parquet") for r in retry(pq.read_table, p, filesystem=store.fs).to_pylist()
-    ]
-    rows, _ = newest_records(rows, errors)  # a redone chapter once, in its newest revision
-    columns = rows[0].keys() if rows else ()
+    columns = {name for row in rows for name in row}  # runs of different manifests carry different columns
     order = next((c for c in ORDER_COLUMNS if c in columns), None)
 
     def key(row):
@@ -164,8 +158,6 @@ def _encode(
 
 
 def _decode(store: Store, chapter: Chapter) -> tuple[np.ndarray, int]:
-    import soundfile as sf
-
     try:
         data = store.read(chapter.audio_path)
     except FileNotFoundError:
@@ -177,10 +169,6 @@ def _decode(store: Store, chapter: Chapter) -> tuple[np.ndarray, int]:
 
 
 def _resample(audio: np.ndarray, sr: int, target: int) -> np.ndarray:
-    from math import gcd
-
-    from scipy.signal import resample_poly
-
     g = gcd(sr, target)
     return resample_poly(audio, target // g, sr // g).astype(np.float32)
 
@@ -216,15 +204,11 @@ def _tag(path: str, title: str, author: str | None, cover: tuple[bytes, str] | N
 
 def package(output: str, out: str, storage_options: dict | None = None, **tags) -> dict:
     """`barkpipe book`: OUTPUT (local or URL) -> `out` (local path or URL; URLs get a local temp file first)."""
-    from pipeline.extras import require
-
     require("barkpipe book")  # before any reading: without PyAV the user learns the install command, not a traceback
     store = Store.open(output, storage_options)
     if "://" not in out:
         os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
         return write_m4b(store, out, **tags)
-    from pipeline.storage import open_fs, retry
-
     fs, remote = open_fs(out, storage_options)
     with tempfile.TemporaryDirectory() as tmp:
         local = os.path.join(tmp, "book.m4b")

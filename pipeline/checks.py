@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 import struct
 import zipfile
 from collections.abc import Callable
@@ -14,37 +13,39 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from pipeline.jobenv import job_path_problems, job_weights_fix
-from pipeline.probes import (  # noqa: F401  (re-exported: one import for callers)
-    STORAGE_TIMEOUT_S,
-    CheckError,
-    check_local_output,
-    check_storage,
-    storage_problem,
+from bark_model.names import (
+    CODEC_FILE,
+    DEVICE_PATTERN,
+    DEVICES,
+    HF_CONFIG_FILE,
+    HF_CONFIG_KEYS,
+    HF_TOKENIZER_FILES,
+    HF_WEIGHT_FILES,
+    PROMPT_KEYS,
+    RANDOM_MARKER,
+    SUNO_FILES,
+    VOCAB_FILE,
 )
+from bark_model.voices import VoiceLibrary, load_npz
+from pipeline.extras import missing, speech_feature
+from pipeline.jobenv import job_path_problems, job_weights_fix
+from pipeline.probes import STORAGE_TIMEOUT_S, CheckError, check_local_output, check_storage
+from pipeline.text.chunks import text_token_counter
+from pipeline.text.lexicon import check_lexicon
+from pipeline.weights import WeightsError, is_remote, parse_source
 from pipeline.weights.select import weights_hint
 
 SAFETENSORS_MAX_HEADER = 100 * 2**20  # the format's own limit on the JSON header
 ZIP_MAGIC = b"PK\x03\x04"  # a zip's first local file header: what torch.save writes since torch 1.6
 PICKLE_PROTO = b"\x80"  # first byte of a protocol-2+ pickle: a legacy (pre-zip) torch file
-_DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-DEVICES = "auto, cpu, cuda, cuda:N or mps"
-# The files each layout needs; kept in step with bark_model.checkpoints (a test compares them).
-SUNO_LAYOUTS = {
-    "large": ("text_2.pt", "coarse_2.pt", "fine_2.pt"),
-    "small": ("text.pt", "coarse.pt", "fine.pt"),
-}
-CODEC_FILE = "encodec_24khz-d7cc33bc.th"
-HF_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
-HF_CONFIG_KEYS = ("semantic_config", "coarse_acoustics_config", "fine_acoustics_config")
-RANDOM_MARKER = "RANDOM_WEIGHTS.txt"  # written by `barkpipe weights make-random`
-VOICE_KEYS = ("semantic_prompt", "coarse_prompt", "fine_prompt")
+LAYOUT_FIX = (f"expected {', '.join(SUNO_FILES['large'].values())}, {CODEC_FILE} and {VOCAB_FILE}, "
+              f"or {HF_CONFIG_FILE} with {HF_WEIGHT_FILES[0]}")  # fmt: skip
 
 
 @dataclass
 class WeightsInfo:
     root: Path
-    layout: str  # "suno" | "hf" | "url"
+    layout: str  # "suno" | "hf"
     size: str
     files: list[Path] = field(default_factory=list)
 
@@ -53,15 +54,11 @@ class WeightsInfo:
         return (self.root / RANDOM_MARKER).is_file()
 
     def describe(self) -> str:
-        kind = "random test weights, " if self.layout != "url" and self.random else ""
+        kind = "random test weights, " if self.random else ""
         return f"{self.layout} layout, {self.size}, {kind}{len(self.files)} file(s) with readable headers"
 
 
 # -- weights -------------------------------------------------------------------------------------
-
-
-def is_url(path: str) -> bool:
-    return "://" in str(path) and not str(path).startswith("file://")
 
 
 def _weights_fix(path: str | Path) -> str:
@@ -75,7 +72,7 @@ def check_weights(path: str | Path, key: str = "model.weights") -> WeightsInfo:
     if not root.is_dir():
         raise CheckError(f"{key} {str(path)!r} is not a directory; {_weights_fix(path)}")
     names = {p.name for p in root.iterdir()}
-    if "config.json" in names or names & set(HF_WEIGHT_FILES):
+    if HF_CONFIG_FILE in names or names & set(HF_WEIGHT_FILES):
         info = _hf_files(root, names, key)
     else:
         info = _suno_files(root, names, key)
@@ -87,8 +84,6 @@ def check_weights(path: str | Path, key: str = "model.weights") -> WeightsInfo:
 
 def _check_tokenizer(root: Path, key: str) -> None:
     """The vocabulary loads and encodes (an empty or corrupt one would end the run inside its first actor)."""
-    from pipeline.speak import text_token_counter
-
     try:
         text_token_counter(root)
     except ValueError as exc:
@@ -101,34 +96,35 @@ def _missing(root: Path, key: str, missing: list[str], layout: str) -> CheckErro
 
 
 def _suno_files(root: Path, names: set, key: str) -> WeightsInfo:
-    for size, models in SUNO_LAYOUTS.items():
+    """The Suno size whose models are here (any of the small ones counts); the large one when unsure."""
+    for size, roles in SUNO_FILES.items():
+        models = tuple(roles.values())
         if models[0] in names or (size == "small" and names & set(models)):
-            missing = [n for n in (*models, CODEC_FILE, "vocab.txt") if n not in names]
+            missing = [n for n in (*models, CODEC_FILE, VOCAB_FILE) if n not in names]
             if missing:
                 raise _missing(root, key, missing, f"Suno {size}")
             return WeightsInfo(root, "suno", size, [root / n for n in (*models, CODEC_FILE)])
-    if names & set(SUNO_LAYOUTS["large"]):
-        missing = [n for n in (*SUNO_LAYOUTS["large"], CODEC_FILE, "vocab.txt") if n not in names]
+    large = tuple(SUNO_FILES["large"].values())
+    if names & set(large):
+        missing = [n for n in (*large, CODEC_FILE, VOCAB_FILE) if n not in names]
         raise _missing(root, key, missing, "Suno large")
-    raise CheckError(
-        f"{key} {str(root)!r} holds no Bark weights (expected text_2.pt, coarse_2.pt, fine_2.pt, {CODEC_FILE} "
-        f"and vocab.txt, or config.json with model.safetensors); {_weights_fix(root)}"
-    )
+    raise CheckError(f"{key} {str(root)!r} holds no Bark weights ({LAYOUT_FIX}); {_weights_fix(root)}")
 
 
 def _hf_files(root: Path, names: set, key: str) -> WeightsInfo:
     weights = [n for n in HF_WEIGHT_FILES if n in names]
-    missing = [] if "config.json" in names else ["config.json"]
-    missing += [] if weights else ["model.safetensors (or pytorch_model.bin)"]
-    missing += [] if names & {"tokenizer.json", "vocab.txt"} else ["tokenizer.json (or vocab.txt)"]
+    missing = [] if HF_CONFIG_FILE in names else [HF_CONFIG_FILE]
+    missing += [] if weights else [f"{HF_WEIGHT_FILES[0]} (or {HF_WEIGHT_FILES[1]})"]
+    missing += [] if names & set(HF_TOKENIZER_FILES) else [" (or ".join(HF_TOKENIZER_FILES) + ")"]
     if missing:
         raise _missing(root, key, missing, "Hugging Face")
-    config = root / "config.json"
+    config = root / HF_CONFIG_FILE
     try:
         data = json.loads(config.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise CheckError(f"{key}: {config} is not readable JSON ({exc}); download it again") from None
-    absent = [k for k in HF_CONFIG_KEYS if k not in data] if isinstance(data, dict) else list(HF_CONFIG_KEYS)
+    sections = HF_CONFIG_KEYS.values()
+    absent = [k for k in sections if k not in data] if isinstance(data, dict) else list(sections)
     if absent:
         raise CheckError(f"{key}: {config} has no {', '.join(absent)}; is it a Bark config.json?")
     return WeightsInfo(root, "hf", "from config.json", [root / weights[0]])
@@ -188,8 +184,6 @@ def _torch_problem(path: Path) -> str | None:
 
 def check_remote_weights(url: str, options: dict[str, Any], timeout_s: float = STORAGE_TIMEOUT_S) -> str:
     """A weights URL is well formed and (fsspec) its store answers; the files are checked after each node's download."""
-    from pipeline.weights import WeightsError, parse_source
-
     try:
         source = parse_source(url)
     except WeightsError as exc:
@@ -214,55 +208,25 @@ def check_voice(voice: str | None, weights: str | Path, key: str = "generation.v
     if spec.endswith(".npz"):
         _check_npz(Path(spec), key)
         return
-    root = Path(weights)
-    if is_url(str(weights)):
+    if is_remote(weights):
         return  # presets arrive with the weights; the engine checks them after the download
-    for folder in ("voices", "speaker_embeddings"):
-        if (root / folder / f"{spec}.npz").is_file():
-            _check_npz(root / folder / f"{spec}.npz", key)
-            return
-    index = _hf_voice_index(root)
-    if spec in index:
-        return
-    known = sorted(index) + sorted(
-        str(p.relative_to(root / d).with_suffix("")) for d in ("voices", "speaker_embeddings")
-        if (root / d).is_dir() for p in (root / d).rglob("*.npz")
-    )  # fmt: skip
-    hint = (
-        f"presets here: {', '.join(known[:8])}{' ...' if len(known) > 8 else ''}"
-        if known
-        else (f"{root} has no presets; give an .npz path or null")
-    )
-    raise CheckError(f"{key}: unknown voice {spec!r} ({hint})")
-
-
-def _hf_voice_index(root: Path) -> dict:
-    index = root / "speaker_embeddings_path.json"
-    try:
-        data = json.loads(index.read_text()) if index.is_file() else {}
-    except (OSError, ValueError):
-        return {}
-    return {k: v for k, v in data.items() if isinstance(v, dict)}
+    try:  # the engine's own lookup, so validate accepts exactly the presets a run can load
+        VoiceLibrary(Path(weights)).load(spec)
+    except (ValueError, OSError) as exc:
+        raise CheckError(f"{key}: {exc}") from None
 
 
 def _check_npz(path: Path, key: str) -> None:
-    import numpy as np
-
-    from bark_model.voices import check_voice_file
-
     if not path.is_file():
         raise CheckError(f"{key}: voice file {str(path)!r} does not exist")
     try:
-        check_voice_file(path)  # its headers first: np.load allocates whatever shape a header declares
-    except ValueError as exc:
+        # Bounded: its headers are checked before anything is read (np.load allocates what a header declares).
+        arrays = load_npz(path, keys=PROMPT_KEYS)
+    except (ValueError, OSError) as exc:
         raise CheckError(f"{key}: {exc}") from None
-    try:
-        with np.load(path, allow_pickle=False) as data:
-            missing = [k for k in VOICE_KEYS if k not in data.files]
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile) as exc:
-        raise CheckError(f"{key}: {path} is not a readable .npz voice prompt ({exc})") from None
+    missing = [k for k in PROMPT_KEYS if k not in arrays]
     if missing:
-        raise CheckError(f"{key}: {path} lacks {', '.join(missing)}; a voice prompt needs {', '.join(VOICE_KEYS)}")
+        raise CheckError(f"{key}: {path} lacks {', '.join(missing)}; a voice prompt needs {', '.join(PROMPT_KEYS)}")
 
 
 # -- device --------------------------------------------------------------------------------------
@@ -271,11 +235,11 @@ def _check_npz(path: Path, key: str) -> None:
 def check_device(device: str, key: str = "model.device", fix: str | None = None) -> str:
     """The device exists here (torch is imported only for cuda/mps); returns it."""
     fix = fix or f"set {key}: cpu (or auto)"
-    if not _DEVICE.match(str(device)):
+    if not DEVICE_PATTERN.fullmatch(str(device)):
         raise CheckError(f"{key} must be {DEVICES}, got {device!r}")
     if device in ("auto", "cpu"):
         return device
-    import torch
+    import torch  # ~1.5 s: paid only when a GPU device is asked for, not by every `validate`
 
     if device.startswith("cuda"):
         count = torch.cuda.device_count() if torch.cuda.is_available() else 0
@@ -284,7 +248,7 @@ def check_device(device: str, key: str = "model.device", fix: str | None = None)
         index = int(device.partition(":")[2] or 0)
         if index >= count:
             raise CheckError(f"{key} is {device!r} but this machine has {count} CUDA device(s) (0..{count - 1})")
-    elif not (getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()):
+    elif not torch.backends.mps.is_available():
         raise CheckError(f"{key} is 'mps' but MPS is not available on this machine; {fix}")
     return device
 
@@ -305,7 +269,6 @@ class Report:
     problems: list[str] = field(default_factory=list)
     row_problems: list[str] = field(default_factory=list)
     manifest: Any = None  # pipeline.manifest.read.ManifestInfo, when the manifest could be read
-    weights: WeightsInfo | None = None
 
     @property
     def empty(self) -> bool:
@@ -350,9 +313,10 @@ def check_run(cfg, *, storage_timeout_s: float = STORAGE_TIMEOUT_S, check_local_
         reached = {key: report.record(key, future.result) for key, future in probes.items()}
     weights_ok = weights_ok and reached.get("model.weights", True)
     if reached.get("input.path", True):
+        # Here, not at the top: pyarrow (~0.3 s) would load for `barkpipe say`, which imports this module.
         from pipeline.manifest.checks import check_manifest
 
-        check_manifest(cfg, report, rows, weights_ok)
+        check_manifest(cfg, report, rows, weights_ok, check_voice)
     return report
 
 
@@ -363,12 +327,12 @@ def _storage_probes(cfg, timeout_s: float) -> dict[str, Callable[[], str]]:
     """The storage checks by key; each returns its detail or raises CheckError within timeout_s."""
     m, i, o = cfg.model, cfg.input, cfg.output
     probes: dict[str, Callable[[], str]] = {}
-    if is_url(m.weights):
+    if is_remote(m.weights):
         probes["model.weights"] = lambda: check_remote_weights(m.weights, m.storage_options, timeout_s)
-    if is_url(i.path):
+    if is_remote(i.path):
         probes["input.path"] = lambda: check_storage(i.path, i.storage_options, "input.path", write=False,
                                                      timeout_s=timeout_s)  # fmt: skip
-    if is_url(o.path):
+    if is_remote(o.path):
         probes["output.path"] = lambda: check_storage(o.path, o.storage_options, "output.path", write=True,
                                                       timeout_s=timeout_s)  # fmt: skip
     else:
@@ -378,12 +342,10 @@ def _storage_probes(cfg, timeout_s: float) -> dict[str, Callable[[], str]]:
 
 def _check_local(cfg, report: Report, check_local_device: bool | None) -> bool:
     """Weights, device, voices, extras and job paths; True when local weights (if any) are readable."""
-    from pipeline.extras import missing, speech_feature
-
     m, g, q = cfg.model, cfg.generation, cfg.quality
     weights_ok = True
-    if not is_url(m.weights):
-        weights_ok = report.record("model.weights", lambda: _local_weights(m.weights, report))
+    if not is_remote(m.weights):
+        weights_ok = report.record("model.weights", lambda: _local_weights(m.weights))
     if check_local_device is None:
         check_local_device = not os.environ.get("RAY_ADDRESS")
     if check_local_device:
@@ -404,8 +366,6 @@ def _check_local(cfg, report: Report, check_local_device: bool | None) -> bool:
     features = ([speech_feature(q.speech.backend)] if q.speech else []) + (["quality.speaker"] if q.speaker else [])
     report.problems += [p for p in (missing(f) for f in features) if p]
     if g.lexicon:
-        from pipeline.text.lexicon import check_lexicon
-
         lexicon_problems = check_lexicon(g.lexicon)  # one line per bad line of the file
         report.problems += lexicon_problems
         if not lexicon_problems:
@@ -413,12 +373,11 @@ def _check_local(cfg, report: Report, check_local_device: bool | None) -> bool:
     return weights_ok
 
 
-def _local_weights(path: str, report: Report) -> str:
+def _local_weights(path: str) -> str:
     try:
-        report.weights = check_weights(path)
+        return check_weights(path).describe()
     except CheckError as exc:
         raise CheckError(f"{exc}{_relative_hint(path)}") from None
-    return report.weights.describe()
 
 
 def _voice_detail(voice: str | None, weights: str, key: str = "generation.voice") -> str:

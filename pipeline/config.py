@@ -1,20 +1,24 @@
-"""Run configuration: pydantic models, YAML loading, --set overrides, redaction and hashing."""
+"""Run configuration: the pydantic sections (every default once), validation, redaction and hashing."""
 
 from __future__ import annotations
 
 import hashlib
 import json
-import re
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from pipeline.redact import REDACTED, is_secret_key, redact, redact_text, secret_values  # noqa: F401  (re-exported)
+from bark_model.names import DEVICE_PATTERN, DEVICES
+from pipeline.audio.quality import GateLimits
+from pipeline.audio.speech import check_language
+from pipeline.configerrors import ConfigError, describe_errors
+from pipeline.configfile import apply_override, read_config_file
+from pipeline.redact import redact, secret_values, url_passwords
+from pipeline.text.segment import DEFAULT_MAX_TEXT_CHARS, MAX_CHUNK_SECONDS, MAX_CHUNK_TOKENS, TARGET_CHUNK_SECONDS
+from pipeline.text.voices import check_speakers
 
-# A config is a few KiB; a bigger file is a mistake (or an attack), refused before parsing.
-MAX_CONFIG_BYTES = 1 << 20
+DEFAULT_TEMPERATURE = 0.7  # Bark's own default for both sampling temperatures (`say` uses it too)
 EMPTY_PATH = "is empty (an unset shell variable in --set?); give a local path or a URL"
 
 
@@ -111,8 +115,8 @@ class ModelConfig(Section):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if not re.fullmatch(r"auto|cpu|mps|cuda(:\d+)?", value):
-            raise ValueError("must be auto, cpu, cuda, cuda:N or mps")
+        if not DEVICE_PATTERN.fullmatch(value):
+            raise ValueError(f"must be {DEVICES}")
         return value
 
 
@@ -121,8 +125,8 @@ class GenerationConfig(Section):
         None, description="Default voice (preset name or .npz path) for rows without one; null = none."
     )
     seed: int | None = Field(None, ge=0, description="Default row seed; null derives a stable seed from each row's id.")
-    text_temp: float = Field(0.7, ge=0, description="Semantic-stage temperature (0 = greedy).")
-    waveform_temp: float = Field(0.7, ge=0, description="Coarse-stage temperature (0 = greedy).")
+    text_temp: float = Field(DEFAULT_TEMPERATURE, ge=0, description="Semantic-stage temperature (0 = greedy).")
+    waveform_temp: float = Field(DEFAULT_TEMPERATURE, ge=0, description="Coarse-stage temperature (0 = greedy).")
     max_duration: float | None = Field(
         None, gt=0, description="Longest audio per chunk in seconds; null = engine limit."
     )
@@ -152,22 +156,22 @@ class GenerationConfig(Section):
     @field_validator("speakers")
     @classmethod
     def _speaker_names(cls, speakers: dict[str, str]) -> dict[str, str]:
-        from pipeline.text.voices import check_speakers  # light module; voices are checked by `validate`
-
         check_speakers(speakers)
         return speakers
 
 
 class SegmentConfig(Section):
     language: str = Field("en", description="Default language for sentence splitting (rows may override).")
-    max_tokens: int = Field(256, ge=8, le=256, description="Most text tokens per chunk (Bark sees 256).")
+    max_tokens: int = Field(
+        MAX_CHUNK_TOKENS, ge=8, le=MAX_CHUNK_TOKENS, description="Most text tokens per chunk (Bark sees 256)."
+    )
     max_text_chars: int = Field(
-        100_000,
+        DEFAULT_MAX_TEXT_CHARS,
         ge=1,
         description="Longest text of one row in characters; a longer row is an error row (split it in the manifest).",
     )
-    target_seconds: float = Field(12.0, gt=0, description="Preferred spoken length of a chunk.")
-    max_seconds: float = Field(14.0, gt=0, description="Hard cap on a chunk's estimated spoken length.")
+    target_seconds: float = Field(TARGET_CHUNK_SECONDS, gt=0, description="Preferred spoken length of a chunk.")
+    max_seconds: float = Field(MAX_CHUNK_SECONDS, gt=0, description="Hard cap on a chunk's estimated spoken length.")
     sentence_pause_s: float = Field(0.25, ge=0, description="Silence inserted between chunks.")
     paragraph_pause_s: float = Field(0.7, ge=0, description="Silence inserted after a chunk that ends a paragraph.")
     crossfade_ms: float = Field(10.0, ge=0, description="Crossfade at each join, in milliseconds.")
@@ -199,8 +203,6 @@ class SpeechConfig(Section):
 
     @model_validator(mode="after")
     def _backend_can_do_language(self):
-        from pipeline.audio.speech import check_language  # light module (numpy only at import)
-
         check_language(self.backend, self.model, self.language)
         return self
 
@@ -237,8 +239,6 @@ class QualityConfig(Section):
     def _known_limits(cls, limits: dict[str, float]) -> dict[str, float]:
         if not limits:
             return limits
-        from pipeline.audio.quality import GateLimits  # light module; names the allowed keys
-
         allowed = sorted(GateLimits.__dataclass_fields__)
         unknown = sorted(set(limits) - set(allowed))
         if unknown:
@@ -339,31 +339,9 @@ class RunConfig(Section):
     compute: ComputeConfig = Field(default_factory=ComputeConfig, description="Ray resources and batching.")
 
 
-class ConfigError(ValueError):
-    """A config file or override the user must fix; `problems` holds one line per mistake."""
-
-    def __init__(self, message: str, problems: list[str] | None = None):
-        super().__init__(message)
-        self.problems = problems or [message]
-
-
-class UnsafeYaml(ConfigError):
-    """YAML that the guard refuses (aliases): never taken as a plain string instead."""
-
-
 def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -> RunConfig:
     """Read YAML, apply `key=value` overrides, validate; raise ConfigError naming every bad key."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"config file {str(path)!r} does not exist")
-    size = path.stat().st_size
-    if size > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"{path}: {size} bytes is too big for a config (limit {MAX_CONFIG_BYTES}); is it the right file?"
-        )
-    data = load_yaml(path.read_bytes(), str(path)) or {}
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: the top level must be a mapping of sections, got {type(data).__name__}")
+    data = read_config_file(path)
     for item in overrides:
         apply_override(data, item)
     return validate_config(data)
@@ -371,71 +349,11 @@ def load_config(path: str | Path, overrides: list[str] | tuple[str, ...] = ()) -
 
 def validate_config(data: dict) -> RunConfig:
     """RunConfig from plain data; ConfigError with one line per bad key (all of them, not the first)."""
-    from pipeline.configerrors import describe_errors
-
     try:
         return RunConfig.model_validate(data)
     except ValidationError as exc:
         problems = describe_errors(exc.errors(), RunConfig)
         raise ConfigError("; ".join(problems), problems) from None
-
-
-def apply_override(data: dict, item: str) -> None:
-    """Set a dotted key from `key=value`; the value is parsed as YAML (3 -> int, null -> None) through
-    the same guard as config files; text that is not YAML at all is kept as a string."""
-    key, sep, raw = item.partition("=")
-    if not sep or not key.strip():
-        # Worded without a "key=" pair: redaction hides whatever follows a secret-looking name and "=".
-        raise ConfigError(f"--set {item!r}: expected a dotted config name, '=' and a value, e.g. output.format=wav")
-    if len(raw) > MAX_CONFIG_BYTES:
-        raise ConfigError(f"--set {key.strip()}: the value is {len(raw)} bytes (limit {MAX_CONFIG_BYTES})")
-    parts = key.strip().split(".")
-    node = data
-    for part in parts[:-1]:
-        child = node.setdefault(part, {})
-        if not isinstance(child, dict):
-            raise ConfigError(f"--set {key.strip()!r}: {part!r} is a value, not a section")
-        node = child
-    try:
-        node[parts[-1]] = load_yaml(raw, f"--set {key.strip()}") if raw.strip() else ""
-    except UnsafeYaml:
-        raise
-    except ConfigError:
-        node[parts[-1]] = raw
-
-
-def load_yaml(text: str | bytes, where: str) -> Any:
-    """Parse YAML with the safe loader, refusing aliases (a 600-byte alias bomb expands to gigabytes)."""
-    try:
-        return yaml.load(text, Loader=_NoAliasLoader)
-    except _AliasRefused as exc:
-        mark = exc.problem_mark
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise UnsafeYaml(f"{where}: not valid YAML{at} ({exc.problem}; quote the value if it is text)") from None
-    except yaml.MarkedYAMLError as exc:
-        # str(exc) quotes the offending line, which may hold a secret: position and problem only.
-        mark = exc.problem_mark
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(f"{where}: not valid YAML{at} ({exc.problem or exc.context})") from None
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{where}: not valid YAML ({type(exc).__name__})") from None
-
-
-class _AliasRefused(yaml.MarkedYAMLError):
-    """An `*alias` reference: refused wherever YAML comes from (files or --set)."""
-
-
-class _NoAliasLoader(yaml.SafeLoader):
-    """SafeLoader that refuses `*alias` references (anchors alone are harmless)."""
-
-    def compose_node(self, parent, index):
-        if self.check_event(yaml.AliasEvent):
-            mark = self.peek_event().start_mark
-            raise _AliasRefused(
-                problem="YAML aliases (*name) are not allowed in barkpipe configs; write the value out",
-                problem_mark=mark,
-            )
-        return super().compose_node(parent, index)
 
 
 def public_dict(config: RunConfig) -> dict:
@@ -445,8 +363,6 @@ def public_dict(config: RunConfig) -> dict:
 
 def config_secrets(config: RunConfig) -> set[str]:
     """Secret values in the config (under secret-looking keys, URL passwords): scrub them from free text."""
-    from pipeline.redact import url_passwords
-
     data = config.model_dump(mode="json")
     return secret_values(data) | url_passwords(data)
 

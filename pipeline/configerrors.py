@@ -1,4 +1,4 @@
-"""Pydantic validation errors as barkpipe's own lines: the config key, what was given, what is allowed."""
+"""Config mistakes as one line each: ConfigError, and pydantic's errors as key, what was given, what is allowed."""
 
 from __future__ import annotations
 
@@ -14,6 +14,14 @@ SHOWN_VALUE_CHARS = 60  # a bad value is quoted up to this length
 # pydantic puts this before a validator's own message; barkpipe's messages stand alone.
 _VALUE_ERROR_PREFIXES = ("Value error, ", "Assertion failed, ")
 _SECTION_TYPES = ("model_type", "dict_type", "model_attributes_type")
+
+
+class ConfigError(ValueError):
+    """A config file or override the user must fix; `problems` holds one line per mistake."""
+
+    def __init__(self, message: str, problems: list[str] | None = None):
+        super().__init__(message)
+        self.problems = problems or [message]
 
 
 def describe_errors(errors: list, root: type[BaseModel]) -> list[str]:

@@ -9,6 +9,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pipeline.output.layout import PROBE_PREFIX
+from pipeline.storage import open_fs, redact_url
+
 STORAGE_TIMEOUT_S = 10.0  # longest wait for an object store to answer one probe
 PROBE_CONNECT_TIMEOUT_S = 5  # botocore connect/read timeout inside that wait (its default is 60 s)
 
@@ -25,8 +28,6 @@ def storage_endpoint(options: dict) -> str:
 
 def storage_problem(exc: BaseException, key: str, url: str, options: dict | None = None) -> str | None:
     """One line for a storage failure a user can fix (credentials, endpoint, bucket); None for others."""
-    from pipeline.storage import redact_url
-
     options = options or {}
     section = key.rpartition(".")[0] or key
     where = f"{key} {redact_url(url)!r}"
@@ -72,7 +73,7 @@ def bounded(fn: Callable[[], Any], timeout_s: float, on_timeout: Callable[[], Ex
 
 def _probe_options(url: str, options: dict) -> dict:
     """The user's options plus short botocore timeouts and one attempt, so a dead endpoint fails fast."""
-    import fsspec
+    import fsspec  # ~0.1 s: paid when a remote location is probed, as pipeline.storage.open_fs does
 
     if fsspec.utils.get_protocol(url) not in ("s3", "s3a"):
         return dict(options)
@@ -88,7 +89,6 @@ def _probe_options(url: str, options: dict) -> dict:
 
 def check_storage(url: str, options: dict, key: str, *, write: bool, timeout_s: float = STORAGE_TIMEOUT_S) -> str:
     """Reach a remote location within timeout_s (and, with write, create and delete a probe object)."""
-    from pipeline.storage import open_fs
 
     def probe() -> str:
         fs, path = open_fs(url, _probe_options(url, options))
@@ -99,7 +99,7 @@ def check_storage(url: str, options: dict, key: str, *, write: bool, timeout_s: 
         except FileNotFoundError as exc:
             raise FileNotFoundError(f"NoSuchBucket: bucket does not exist: {bucket}") from exc
         if write:
-            name = f"{path.rstrip('/')}/.barkpipe-probe-{uuid.uuid4().hex[:12]}"
+            name = f"{path.rstrip('/')}/{PROBE_PREFIX}{uuid.uuid4().hex[:12]}"
             fs.pipe_file(name, b"barkpipe write probe")
             fs.rm(name)
             return "reachable and writable"
@@ -130,7 +130,7 @@ def check_local_output(path: str, key: str = "output.path") -> str:
         base = base.parent
     if not base.is_dir():
         raise CheckError(f"{key} {path!r}: {base} is a file, not a folder; choose another {key}")
-    probe = base / f".barkpipe-probe-{uuid.uuid4().hex[:12]}"
+    probe = base / f"{PROBE_PREFIX}{uuid.uuid4().hex[:12]}"
     try:
         probe.write_bytes(b"barkpipe write probe")
         probe.unlink()

@@ -1,27 +1,22 @@
-"""The one text path: normalise -> chunk -> generate -> trim, join, loudness; `say`, `run` and `--dry-run` share it.
+"""`barkpipe say`'s driver: plan each text's chunks (pipeline.text.chunks), speak them with bark_model in
+shared batches, and join each text's audio (pipeline.audio.assemble) as a run's finish stage joins a row.
 
-`segment` below is any object with SegmentConfig's fields (the config section itself, or the
-synthesize stage's flat StageSettings, which uses the same names), so the same settings give
-the same audio from `barkpipe say` and from a `barkpipe run` row.
+`segment` below is any object with SegmentConfig's fields; None uses SegmentConfig's defaults, as a
+run without a `segment:` section does, so `say` and a `run` row give the same audio.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-# No torch at import: --dry-run plans with split_text and text_token_counter without loading it.
-
-
-class TextError(ValueError):
-    """A text that cannot be spoken; `stage` names the step for a run's errors/ ("validate" or "segment")."""
-
-    def __init__(self, message: str, stage: str):
-        super().__init__(message)
-        self.stage = stage
+from bark_model import GenerationRequest
+from bark_model.streaming import stream_chunks
+from pipeline.audio.assemble import join_audio, join_chunks, trim_silence
+from pipeline.config import DEFAULT_TEMPERATURE
+from pipeline.text.chunks import chunk_seed, default_segment, plan_text
 
 
 @dataclass
@@ -36,165 +31,19 @@ class SpokenText:
         return len(self.audio) / self.sample_rate
 
 
-def default_segment():
-    """SegmentConfig's defaults: what a run without a `segment:` section uses."""
-    from pipeline.config import SegmentConfig
-
-    return SegmentConfig()
-
-
-def split_text(text: str, segment=None, *, language: str | None = None,
-               count_tokens: Callable[[str], int] | None = None, lexicon=None) -> list:  # fmt: skip
-    """Normalise, respell (lexicon) and chunk a text; TextError (with the failing stage) when nothing can be spoken.
-
-    count_tokens: the engine's tokenizer count (exact); None uses the segmenter's estimate.
-    lexicon: a pipeline.text.lexicon.Lexicon applied after normalisation; None: none.
-    """
-    from pipeline.text.normalize import normalize_text
-    from pipeline.text.segment import split_into_chunks
-
-    segment = segment or default_segment()
-    language = language or segment.language
-    try:
-        normal = normalize_text(text, language)
-    except ValueError as exc:
-        raise TextError(f"text cannot be prepared for language {language!r}: {exc}", "validate") from None
-    if lexicon is not None:
-        normal = lexicon.apply(normal, language)
-    try:
-        chunks = split_into_chunks(normal, language=language, count_tokens=count_tokens, max_tokens=segment.max_tokens,
-                                   target_seconds=segment.target_seconds, max_seconds=segment.max_seconds)  # fmt: skip
-    except ValueError as exc:
-        raise TextError(f"text cannot be split into chunks: {exc}", "segment") from None
-    if not chunks:
-        raise TextError("text is empty (after normalisation there is nothing to say)", "segment")
-    return chunks
-
-
-def plan_text(text: str, segment=None, *, language: str | None = None, text_format: str = "plain",
-              voice: str | None = None, speakers: dict[str, str] | None = None,
-              resolve: Callable[[str], str] | None = None, lexicon=None,
-              count_tokens: Callable[[str], int] | None = None) -> tuple[list, list[str]]:  # fmt: skip
-    """(chunks, notes) of one text as `run` plans a row and `say` a text; TextError names the failing stage.
-
-    text_format "ssml" reads the text as SSML (pipeline/text/ssml.py); a plain text with `[voice: X]`
-    tags or `speakers` lines is cut into voice segments (pipeline/text/voices.py); else split_text.
-    Chunks carry `voice` and `pause_after_s` where the text sets them. notes: SSML tags not honoured.
-    """
-    from pipeline.text.ssml import SsmlError, parse_ssml
-    from pipeline.text.voices import VOICE_TAG, chunk_segments, split_ssml_voiced, split_voiced
-
-    if text_format not in ("plain", "ssml"):
-        raise TextError(f"text_format must be plain or ssml, got {text_format!r}", "validate")
-    segment = segment or default_segment()
-    language = language or segment.language
-    notes: list[str] = []
-    if text_format == "plain" and not (VOICE_TAG.search(text) or (speakers and ":" in text)):
-        return split_text(text, segment, language=language, count_tokens=count_tokens, lexicon=lexicon), notes
-    try:
-        if text_format == "ssml":
-            parsed = parse_ssml(text, language)
-            notes = parsed.notes
-            segments = split_ssml_voiced(parsed.segments, voice, speakers, resolve)
-        else:
-            segments = split_voiced(text, voice, speakers, resolve)
-    except SsmlError as exc:
-        raise TextError(str(exc), "validate") from None
-    except ValueError as exc:  # an unknown speaker or voice, or a voice outside generation.voice_dirs
-        raise TextError(str(exc), "voice") from None
-    try:
-        chunks = chunk_segments(segments, language=language, lexicon=lexicon, count_tokens=count_tokens,
-                                max_tokens=segment.max_tokens, target_seconds=segment.target_seconds,
-                                max_seconds=segment.max_seconds)  # fmt: skip
-    except ValueError as exc:
-        raise TextError(f"text cannot be split into chunks: {exc}", "segment") from None
-    if not chunks:
-        raise TextError("text is empty (after normalisation there is nothing to say)", "segment")
-    return chunks, notes
-
-
-def join_audio(pieces: list[np.ndarray], sample_rate: int, breaks: list[bool], segment=None,
-               lap: Callable[[str], None] | None = None,
-               pauses: list[float | None] | None = None) -> np.ndarray:  # fmt: skip
-    """Chunk audio -> one track: trim each chunk, join with pauses and crossfades, then set the loudness.
-
-    breaks[i]: chunk i ends a paragraph (the longer pause follows). pauses[i]: exact seconds of
-    silence after chunk i (an SSML <break>), None for the usual pause. lap(step) is called after
-    "trim", "join" and "loudness", for callers that time the steps.
-    """
-    from pipeline.audio.assemble import join_chunks, normalize_loudness, trim_silence
-
-    segment = segment or default_segment()
-    lap = lap or (lambda step: None)
-    if segment.trim_silence:
-        pieces = [trim_silence(p, sample_rate) for p in pieces]
-    lap("trim")
-    audio = join_chunks(pieces, sample_rate, pause_s=segment.sentence_pause_s,
-                        paragraph_pause_s=segment.paragraph_pause_s, paragraph_breaks=list(breaks),
-                        crossfade_ms=segment.crossfade_ms, pauses_after=pauses)  # fmt: skip
-    lap("join")
-    if len(audio) == 0:
-        raise ValueError("every chunk came out silent; try another seed or voice")
-    if segment.loudness_lufs is not None:
-        audio, _ = normalize_loudness(audio, sample_rate, segment.loudness_lufs)
-        lap("loudness")
-    return audio.astype(np.float32)
-
-
-def text_token_counter(weights_dir: str | Path) -> Callable[[str], int] | None:
-    """The engine's exact token count from a weights folder's vocabulary, without loading torch (for --dry-run).
-
-    Built as bark_model.tokenizer.BarkTokenizer builds it (a test compares the two); None when
-    the folder has no tokenizer file (the segmenter's estimate is used then).
-    """
-    root = Path(weights_dir)
-    for name in ("tokenizer.json", "vocab.txt"):
-        if (root / name).is_file():
-            return _counter(root / name)
-    return None
-
-
-def _counter(path: Path) -> Callable[[str], int]:
-    """Token counts with the vocabulary at `path`; ValueError naming the file when it is empty or unusable."""
-    import re
-
-    from tokenizers import Tokenizer
-    from tokenizers.implementations import BertWordPieceTokenizer
-
-    tok: Tokenizer | BertWordPieceTokenizer  # both encode(text, add_special_tokens=...)
-    space = re.compile(r"\s+")
-    try:
-        if path.stat().st_size == 0:
-            raise ValueError("the file is empty")
-        if path.suffix == ".json":
-            tok = Tokenizer.from_file(str(path))
-        else:
-            tok = BertWordPieceTokenizer(str(path), clean_text=True, handle_chinese_chars=True, strip_accents=False,
-                                         lowercase=False)  # fmt: skip
-        tok.encode("Hello, world.", add_special_tokens=False)  # as BarkTokenizer.from_file probes it
-    except Exception as exc:  # the Rust `tokenizers` library raises bare Exception for every parse error
-        first = (str(exc).splitlines() or [type(exc).__name__])[0][:200]
-        raise ValueError(f"tokenizer file {path} cannot be used ({first}); it is damaged: download the weights "
-                         "again") from None  # fmt: skip
-    return lambda text: len(tok.encode(space.sub(" ", text).strip(), add_special_tokens=False).ids)
-
-
-def chunk_requests(engine, text: str, *, voice=None, seed: int = 0, text_temp: float = 0.7, waveform_temp: float = 0.7,
-                   max_duration: float | None = None, language: str | None = None, segment=None,
-                   text_format: str = "plain", lexicon=None):  # fmt: skip
+def chunk_requests(engine, text: str, *, voice=None, seed: int = 0, text_temp: float = DEFAULT_TEMPERATURE,
+                   waveform_temp: float = DEFAULT_TEMPERATURE, max_duration: float | None = None,
+                   language: str | None = None, segment=None, text_format: str = "plain", lexicon=None):  # fmt: skip
     """(chunks, requests) for a text; chunk k's seed is derived from `seed` as in `barkpipe run`.
 
     A chunk an SSML <voice> or a `[voice: X]` tag gives another voice is asked in that voice spec."""
-    from bark_model import GenerationRequest
-    from pipeline.batch.stages.prepare import chunk_seed  # the run's seeds, so a one-chunk row matches `say --seed`
-
     chunks, _ = plan_text(text, segment, language=language, text_format=text_format, voice=voice,
                           lexicon=lexicon, count_tokens=engine.count_text_tokens)  # fmt: skip
     requests = [
         GenerationRequest.simple(
             c.text,
             voice=getattr(c, "voice", voice),
-            seed=chunk_seed(seed, c.index),
+            seed=chunk_seed(seed, c.index),  # the run's seeds, so a one-chunk row matches `say --seed`
             text_temp=text_temp,
             waveform_temp=waveform_temp,
             max_duration_s=max_duration,
@@ -212,6 +61,7 @@ def plan_many(engine, texts: list[str], **kwargs) -> list[tuple[list, list]]:
 def speak_planned(engine, planned: list[tuple[list, list]], *, batch_size: int = 8, segment=None,
                   progress=None) -> list[SpokenText]:  # fmt: skip
     """Every chunk of every text goes through the engine in shared batches; then each text is joined."""
+    segment = segment or default_segment()
     flat = [request for _, requests in planned for request in requests]
     results = engine.generate(flat, batch_size=batch_size, progress=progress)
     spoken, start = [], 0
@@ -245,9 +95,6 @@ def stream_speech(engine, text: str, *, batch_size: int = 1, segment=None, **kwa
     the same pauses, but the last crossfade's worth of samples is held back until the next chunk
     arrives, because joining fades them out. (Exact up to samples clipped at full scale in a fade.)
     """
-    from bark_model.streaming import stream_chunks
-    from pipeline.audio.assemble import join_chunks, trim_silence
-
     segment = segment or default_segment()
     chunks, requests = chunk_requests(engine, text, segment=segment, **kwargs)
     fade_ms = segment.crossfade_ms

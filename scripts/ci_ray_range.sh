@@ -20,7 +20,7 @@ rm -rf "$venv"
 cd "$repo"
 # PATH: `ray start` and the job entrypoint (`barkpipe`) must be this venv's.
 PATH="$venv/bin:$PATH" exec "$venv/bin/pytest" -p no:cacheprovider -q -rfE \
-    tests/pipeline/batch/test_localray.py \
+    tests/pipeline/batch/test_session.py \
     tests/pipeline/test_jobs.py \
     tests/pipeline/manifest/test_manifest.py \
     tests/pipeline/cli/test_run_guards.py \

@@ -72,13 +72,14 @@ def reference() -> str:
     parts = []
     for dotted, description, model in sections(RunConfig):
         rows = [
-            f"| `{dotted}.{name}` | {cell(type_name(f.annotation))} | {cell(default_text(f))} | {cell(f.description or '')} |"
+            f"| `{dotted}.{name}` | {cell(type_name(f.annotation))} | {cell(default_text(f))} "
+            f"| {cell(f.description or '')} |"
             for name, f in model.model_fields.items()
             if not (isinstance(f.annotation, type) and issubclass(f.annotation, BaseModel))
         ]
         if rows:
-            parts.append(f"### `{dotted}`\n\n{description}\n\n| key | type | default | description |\n|---|---|---|---|\n"
-                         + "\n".join(rows))  # fmt: skip
+            header = "| key | type | default | description |\n|---|---|---|---|\n"
+            parts.append(f"### `{dotted}`\n\n{description}\n\n{header}" + "\n".join(rows))
     return "\n\n".join(parts)
 
 

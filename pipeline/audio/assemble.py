@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 import scipy.signal
 
@@ -123,6 +125,33 @@ def join_chunks(
         end = start + len(chunk)
     assert end == total, f"join layout wrote {end} of {total} samples"
     return _guard_inplace(out)
+
+
+def join_audio(pieces: list[np.ndarray], sample_rate: int, breaks: list[bool], segment,
+               lap: Callable[[str], None] | None = None,
+               pauses: list[float | None] | None = None) -> np.ndarray:  # fmt: skip
+    """Chunk audio -> one track, as `say` and a run's finish stage both make it: trim each chunk, join
+    with pauses and crossfades, then set the loudness.
+
+    segment: SegmentConfig's assembly fields (trim_silence, sentence_pause_s, paragraph_pause_s,
+    crossfade_ms, loudness_lufs), passed in. breaks[i]: chunk i ends a paragraph (the longer pause
+    follows). pauses[i]: exact seconds of silence after chunk i (an SSML <break>), None for the usual
+    pause. lap(step) is called after "trim", "join" and "loudness", for callers that time the steps.
+    """
+    lap = lap or (lambda step: None)
+    if segment.trim_silence:
+        pieces = [trim_silence(p, sample_rate) for p in pieces]
+    lap("trim")
+    audio = join_chunks(pieces, sample_rate, pause_s=segment.sentence_pause_s,
+                        paragraph_pause_s=segment.paragraph_pause_s, paragraph_breaks=list(breaks),
+                        crossfade_ms=segment.crossfade_ms, pauses_after=pauses)  # fmt: skip
+    lap("join")
+    if len(audio) == 0:
+        raise ValueError("every chunk came out silent; try another seed or voice")
+    if segment.loudness_lufs is not None:
+        audio, _ = normalize_loudness(audio, sample_rate, segment.loudness_lufs)
+        lap("loudness")
+    return audio.astype(np.float32)
 
 
 def _layout(lengths: list[int], pauses: list[int], fade: int) -> tuple[list[int], list[int], int]:

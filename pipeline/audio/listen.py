@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
-from pipeline.audio.speaker import SpeakerEncoder, cosine, speaker_gate
-from pipeline.audio.speech import Transcriber, speech_gate, speech_measures
+from pipeline.audio.speaker import SpeakerEncoder, cosine, make_encoder, speaker_gate
+from pipeline.audio.speech import Transcriber, make_transcriber, speech_gate, speech_measures
 
 
 @dataclass
@@ -45,20 +45,12 @@ class ListenChecks:
             return None
         checks = cls()
         if speech is not None:
-            from pipeline.audio.speech import make_transcriber
-
             checks.transcriber = make_transcriber(speech.backend, speech.model, speech.language, speech.device)
             checks.max_wer, checks.max_cer, checks.language = speech.max_wer, speech.max_cer, speech.language
         if speaker is not None:
-            from pipeline.audio.speaker import make_encoder
-
             checks.encoder = make_encoder(speaker.backend, device)
             checks.min_similarity = speaker.min_similarity
         return checks
-
-    def set_reference(self, key: Hashable, audio: np.ndarray, sr: int) -> None:
-        """Use this audio (a voice prompt decoded to audio) as the voice `key` must keep."""
-        self.use_reference(key, self.voice_of(audio, sr))
 
     def voice_of(self, audio: np.ndarray, sr: int) -> np.ndarray | None:
         """The speaker embedding of `audio` (None without a speaker check); lets a caller embed a

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
 
 import numpy as np
 
@@ -21,7 +20,7 @@ MEASURE_KEYS = ("duration_s", "expected_s", "duration_ratio", "longest_silence_s
 
 @dataclass(frozen=True)
 class GateLimits:
-    """Bounds a chunk must meet; max_wer applies only when measures carry a "wer"."""
+    """Bounds a chunk must meet (the listening checks' limits live in pipeline.audio.listen)."""
 
     min_duration_ratio: float = 0.4
     max_duration_ratio: float = 2.5
@@ -29,7 +28,6 @@ class GateLimits:
     max_clipped_fraction: float = 0.01
     min_rms_db: float = -50.0
     max_rms_db: float = -3.0
-    max_wer: float | None = None
 
     def __post_init__(self) -> None:
         if not 0 <= self.min_duration_ratio < self.max_duration_ratio:
@@ -43,19 +41,6 @@ class GateLimits:
             raise ValueError(f"max_clipped_fraction must be within [0, 1], got {self.max_clipped_fraction!r}")
         if not self.min_rms_db < self.max_rms_db <= 0:
             raise ValueError(f"need min_rms_db < max_rms_db <= 0 dBFS, got {self.min_rms_db!r} and {self.max_rms_db!r}")
-        if self.max_wer is not None and self.max_wer < 0:
-            raise ValueError(f"max_wer must be >= 0 or None, got {self.max_wer!r}")
-
-
-@runtime_checkable
-class WordErrorCheck(Protocol):
-    """Where an ASR model plugs in: transcribe `audio` and return its word error rate against `text`.
-
-    None ships with barkpipe. A stage that has one adds
-    `measures["wer"] = check(audio, sr, chunk.text)` and sets GateLimits.max_wer.
-    """
-
-    def __call__(self, audio: np.ndarray, sr: int, text: str) -> float: ...
 
 
 def measure_chunk(audio: np.ndarray, sr: int, text_est_seconds: float) -> dict[str, float]:
@@ -97,8 +82,6 @@ def check_gates(measures: dict[str, float], limits: GateLimits | None = None) ->
         ("rms_low", measures["rms_db"] >= limits.min_rms_db),
         ("rms_high", measures["rms_db"] <= limits.max_rms_db),
     ]
-    if limits.max_wer is not None and "wer" in measures:
-        checks.append(("wer", measures["wer"] <= limits.max_wer))
     # `not passed` rather than `failed` comparisons, so NaN (all comparisons False) fails.
     return [name for name, passed in checks if not passed]
 

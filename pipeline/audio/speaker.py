@@ -6,6 +6,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from pipeline.audio.speech import to_asr_rate
+from pipeline.extras import require
+
 BACKENDS = ("resemblyzer",)
 # Shorter audio carries too little voice for an embedding (Resemblyzer's partial window is 1.6 s;
 # it pads shorter input, and below ~0.3 s the padding is what gets embedded).
@@ -29,11 +32,6 @@ def cosine(a: np.ndarray, b: np.ndarray) -> float:
     return float(a @ b / norm) if norm > 0 else float("nan")
 
 
-def speaker_similarity(reference_audio: np.ndarray, audio: np.ndarray, sr: int, encoder: SpeakerEncoder) -> float:
-    """Cosine similarity (-1..1, same voice near 1) of the voices in two clips at the same rate `sr`."""
-    return cosine(encoder.embed(reference_audio, sr), encoder.embed(audio, sr))
-
-
 def speaker_gate(similarity: float, min_similarity: float) -> list[str]:
     """[GATE_NAME] when the chunk's voice is too far from the reference (NaN fails too), else []."""
     return [] if similarity >= min_similarity else [GATE_NAME]
@@ -54,16 +52,14 @@ class ResemblyzerEncoder:
     """
 
     def __init__(self, device: str = "cpu"):
-        from pipeline.extras import require
-
         require("quality.speaker")  # webrtcvad: one line naming the install command, before any loading
+        # The encoder is a torch network (~1.5 s to import torch): loaded only when the speaker check is on.
         from pipeline.audio.voice_encoder import VoiceEncoder
 
         self.encoder = VoiceEncoder(device)
 
     def embed(self, audio: np.ndarray, sr: int) -> np.ndarray:
-        from pipeline.audio.speech import to_asr_rate  # 16 kHz, Resemblyzer's rate too
-        from pipeline.audio.voice_encoder import EMBEDDING, SAMPLE_RATE, preprocess_wav
+        from pipeline.audio.voice_encoder import EMBEDDING, SAMPLE_RATE, preprocess_wav  # torch: as in __init__
 
         audio = np.asarray(audio, dtype=np.float32)
         if audio.ndim != 1:
@@ -71,7 +67,7 @@ class ResemblyzerEncoder:
         audio = np.clip(np.nan_to_num(audio, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
         if len(audio) < MIN_SECONDS * sr or not np.any(audio):
             return np.zeros(EMBEDDING, np.float32)
-        wav = preprocess_wav(to_asr_rate(audio, sr))
+        wav = preprocess_wav(to_asr_rate(audio, sr))  # 16 kHz, Resemblyzer's rate too
         if len(wav) < MIN_SECONDS * SAMPLE_RATE:  # the VAD found (almost) no voice
             return np.zeros(EMBEDDING, np.float32)
         return self.encoder.embed_utterance(wav)

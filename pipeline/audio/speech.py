@@ -10,6 +10,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
+from pipeline.extras import require, speech_feature
+from pipeline.text.normalize import normalize_text
+
 BACKENDS = ("pocketsphinx", "faster-whisper")
 # Both recognisers take 16 kHz mono; chunks arrive at Bark's 24 kHz and are resampled.
 ASR_SAMPLE_RATE = 16_000
@@ -47,7 +50,7 @@ def speech_measures(audio: np.ndarray, sr: int, text: str, transcriber: Transcri
 
 def score_transcript(text: str, transcript: str, language: str = "en") -> dict[str, float]:
     """Word and character error rates of `transcript` against `text` (0 = identical; may exceed 1)."""
-    import jiwer
+    import jiwer  # in both speech extras: whichever transcriber heard the chunk, make_transcriber checked it
 
     reference = normalize_for_scoring(text, language)
     hypothesis = normalize_for_scoring(transcript, language)
@@ -61,8 +64,6 @@ def score_transcript(text: str, transcript: str, language: str = "en") -> dict[s
 def normalize_for_scoring(text: str, language: str = "en") -> str:
     """Lower-case words only: numbers and abbreviations spelled out (pipeline.text.normalize),
     cues dropped, punctuation and symbols turned into spaces."""
-    from pipeline.text.normalize import normalize_text
-
     text = normalize_text(_NOT_SPOKEN.sub(" ", text), language)
     text = _NOT_SPOKEN.sub(" ", text)
     kept = [" " if unicodedata.category(c)[0] in "PSZC" else c for c in text.casefold()]
@@ -100,8 +101,6 @@ def check_language(backend: str, model: str | None, language: str) -> None:
 
 def make_transcriber(backend: str, model: str | None = None, language: str = "en", device: str = "auto") -> Transcriber:
     """Load the named backend once; call this in an actor's __init__, not per chunk."""
-    from pipeline.extras import require, speech_feature
-
     check_language(backend, model, language)
     require(speech_feature(backend))
     if backend == "pocketsphinx":
@@ -119,7 +118,7 @@ def to_asr_rate(audio: np.ndarray, sr: int) -> np.ndarray:
         raise ValueError(f"sr must be a positive int sample rate, got {sr!r}")
     audio = np.clip(np.nan_to_num(audio, nan=0.0, posinf=1.0, neginf=-1.0), -1.0, 1.0)
     if sr != ASR_SAMPLE_RATE and len(audio):
-        from scipy.signal import resample_poly
+        from scipy.signal import resample_poly  # ~0.8 s to import: paid by the listening checks, not by importers
 
         g = gcd(int(sr), ASR_SAMPLE_RATE)
         audio = resample_poly(audio, ASR_SAMPLE_RATE // g, int(sr) // g).astype(np.float32)
@@ -179,10 +178,9 @@ class FasterWhisperTranscriber:
     def load(cls, model: str, language: str, device: str = "auto", compute_type: str = "default"):
         """A local folder (converted CTranslate2 model) is read as it is, never fetched; any other
         value is a Hub id or size name that faster-whisper fetches into the Hugging Face cache."""
-        try:
-            from faster_whisper import WhisperModel
-        except ImportError:
-            raise ValueError("quality.speech.backend faster-whisper needs `pip install faster-whisper`") from None
+        require(speech_feature("faster-whisper"))
+        from faster_whisper import WhisperModel
+
         kind, _, index = device.partition(":")
         local = os.path.isdir(model)
         whisper = WhisperModel(

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from safetensors.torch import load_file
+from scipy.ndimage import binary_dilation
 from torch import nn
 
 SAMPLE_RATE = 16_000  # the encoder's only input rate
@@ -71,8 +73,6 @@ def moving_average(flags: np.ndarray, width: int) -> np.ndarray:
 
 def trim_long_silences(wav: np.ndarray) -> np.ndarray:
     """`wav` [N] at 16 kHz cut to whole VAD windows, without its silences longer than VAD_MAX_SILENCE windows."""
-    from scipy.ndimage import binary_dilation
-
     flags = voice_flags(wav)
     voiced = np.round(moving_average(flags, VAD_AVERAGE_WIDTH)).astype(bool)
     voiced = binary_dilation(voiced, np.ones(VAD_MAX_SILENCE + 1))
@@ -150,8 +150,6 @@ class VoiceEncoderNet(nn.Module):
 
 def load_voice_encoder_net(path: Path = WEIGHTS, device: str | torch.device = "cpu") -> VoiceEncoderNet:
     """The network with the weights in the safetensors file `path`, strictly: every key, every shape, fp32."""
-    from safetensors.torch import load_file
-
     if not path.is_file():
         raise FileNotFoundError(f"voice encoder weights {path} are missing; reinstall barkpipe")
     state = load_file(str(path), device="cpu")

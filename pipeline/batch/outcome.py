@@ -1,11 +1,14 @@
-"""What a run tells its user: the dry-run plan, the accounting check, summary.json and the final table."""
+"""What a run shows its user: the dry-run plan and the tables of the plan and of the final summary."""
 
 from __future__ import annotations
 
-import json
 import math
 
-from pipeline.config import content_hash, public_dict
+import pyarrow.dataset as pads
+
+from pipeline.manifest.columns import clean
+from pipeline.manifest.rows import chunk_seconds_cap
+from pipeline.text.chunks import TextError, split_text, token_counter
 
 
 def plan(prep) -> dict:
@@ -15,13 +18,6 @@ def plan(prep) -> dict:
     each chunk's audio estimate is capped at its row's max_duration (column, else generation.max_duration),
     as generation stops there.
     """
-    import pyarrow.dataset as pads
-
-    from pipeline.manifest.read import clean
-    from pipeline.batch.stages.prepare import token_counter
-    from pipeline.manifest.rows import chunk_seconds_cap
-    from pipeline.speak import TextError, split_text
-
     cfg, info = prep.config, prep.manifest
     optional = [c for c in ("language", "max_duration") if c in info.optional]
     columns = [info.id_column, info.text_column, *optional]
@@ -60,75 +56,6 @@ def plan(prep) -> dict:
         "continuity": cfg.generation.continuity,
         "config_hash": prep.config_hash,
     }
-
-
-def finish_summary(prep, totals, wall_s: float, committed, run_id: str | None = None,
-                   orphans: dict | None = None) -> dict:  # fmt: skip
-    """Check that every input row is accounted for exactly once, write summary.json (state "final"), return it.
-
-    committed: resume.read_committed_latest's view after the run. `exit_code` and `verdict` are
-    accounting.verdict's: non-zero when rows are missing or recorded twice. orphans: what each
-    clean-up removed ({"start": Sweep.record(), "end": ...}, see batch/orphans.py).
-    """
-    from pipeline.output.summary import FINAL, verdict
-
-    valid = {i for i in prep.ids if isinstance(i, str) and i not in prep.excluded}
-    ok = valid & set(committed.ok)
-    row_errors = {i for i, _ in committed.errors if i in valid} - ok
-    missing = sorted(valid - ok - row_errors)
-    audio_total = sum(committed.ok[i] or 0.0 for i in ok)
-    actors = prep.config.compute.max_actors
-    code, line = verdict(valid, committed, len(prep.manifest_errors))
-    summary = {
-        "state": FINAL,
-        "run_id": run_id,
-        "input_rows": len(prep.ids),
-        "ok": len(ok),
-        "errors": len(row_errors) + len(prep.manifest_errors),
-        "manifest_errors": len(prep.manifest_errors),
-        "accounted": code == 0,
-        "exit_code": code,
-        "verdict": line,
-        "missing_ids": missing[:20],
-        "duplicate_metadata_rows": committed.duplicate_ok,
-        "orphans_removed": orphans or {},
-        "resume": {
-            "kept": prep.resume.done,
-            "kept_errors": prep.resume.kept_errors,
-            "redone_changed": len(prep.resume.redo_changed),
-            "retried_errors": len(prep.resume.retry),
-            "redone_chosen": len(prep.resume.redo_chosen),
-        },
-        "this_run": {
-            "rows": totals.ok + totals.errors,
-            "ok": totals.ok,
-            "flagged": totals.flagged,
-            "errors": totals.errors,
-            "skipped_already_done": len(prep.resume.skip & valid),
-            "audio_s": round(totals.audio_s, 3),
-            "wall_s": round(wall_s, 3),
-            "rows_per_s": round((totals.ok + totals.errors) / wall_s, 4) if wall_s else 0.0,
-            "audio_s_per_s": round(totals.audio_s / wall_s, 4) if wall_s else 0.0,
-            "engine_s": round(totals.engine_s, 3),
-            # Engine time is summed over actors working in parallel; divide to compare with wall time.
-            "overhead_s": round(wall_s - totals.engine_s / actors, 3),
-            "error_samples": totals.error_samples,
-        },
-        "audio_hours": round(audio_total / 3600, 6),
-        "config_hash": prep.config_hash,
-        "content_hash": content_hash(prep.config),
-        "config": public_dict(prep.config),
-    }
-    prep.store.write("summary.json", json.dumps(summary, indent=2).encode())
-    return summary
-
-
-def previous_content_hash(store) -> str | None:
-    """content_hash of the run that last wrote summary.json under the output root, if any."""
-    try:
-        return json.loads(store.read("summary.json")).get("content_hash")
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 def table(summary: dict) -> str:

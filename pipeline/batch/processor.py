@@ -11,13 +11,13 @@ plus reading, skipping done ids, committing audio/metadata/errors and the summar
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.config import ComputeConfig, RunConfig
+from pipeline.batch.guard import quiet_remote_args, retry_args
+from pipeline.batch.session import streaming_repartition
+from pipeline.config import ComputeConfig, RunConfig, content_hash
 
 # CPUs a manifest read task (and the id filter fused with it) reserves: it is short and I/O bound,
 # and a whole CPU would deadlock small nodes whose CPUs the actors already hold.
@@ -54,7 +54,7 @@ def build_processor(config: RunConfig, *, engine_factory: Callable[[], Any] | No
     """
 
     def process(ds):
-        import ray
+        import ray  # about 1 s: paid when the processor runs, not when it is built
 
         plan = StagePlan.for_cluster(config.compute, ray.cluster_resources(), window)
         with quiet_remote_args():
@@ -67,34 +67,16 @@ def build_processor(config: RunConfig, *, engine_factory: Callable[[], Any] | No
 def in_windows(ds, rows: int):
     """ds cut into blocks of `rows` rows: one block is one actor task, so this is what spreads rows over
     the engine actors and lets finished windows stream on (a small manifest is otherwise one block,
-    made entirely by one actor and committed only at its end).
-
-    Ray's public `repartition(target_num_rows_per_block=)` asks for a whole CPU per task, which never
-    comes on small nodes whose CPUs the actors hold; built here with READ_CPUS it also fuses into
-    the read task before it, so it costs no task of its own.
-    """
-    from ray.data import Dataset
-
-    try:
-        from ray.data._internal.logical.interfaces import LogicalPlan
-        from ray.data._internal.logical.operators.map_operator import StreamingRepartition
-    except ImportError:  # another Ray: the public call (a whole CPU per task)
-        return ds.repartition(target_num_rows_per_block=rows)
-    try:
-        op = StreamingRepartition(target_num_rows_per_block=rows, input_dependencies=[ds._logical_plan.dag],
-                                  ray_remote_args={"num_cpus": READ_CPUS})  # fmt: skip
-    except TypeError:  # Ray <= 2.54: `input_op` and no ray_remote_args; the public call, as above
-        return ds.repartition(target_num_rows_per_block=rows)
-    return Dataset._from_parent(ds, LogicalPlan(op, ds.context))
+    made entirely by one actor and committed only at its end). Each cut asks for READ_CPUS only."""
+    return streaming_repartition(ds, rows, READ_CPUS)
 
 
 def prepare_stage(ds, config: RunConfig, plan: StagePlan, revisions: dict[str, int] | None = None):
     """revisions: id -> revision of the rows a resumed run redoes (runner's resume plan)."""
-    from ray.data import ActorPoolStrategy
+    from ray.data import ActorPoolStrategy  # Ray and the stages load torch/pyarrow: only a run pays for them
 
-    from pipeline.config import content_hash
-    from pipeline.batch.stages.prepare import PrepareStage
-    from pipeline.text.lexicon import load_lexicon
+    from pipeline.batch.stages.prepare import PrepareStage  # as above
+    from pipeline.text.lexicon import load_lexicon  # as above
 
     c = config.compute
     return ds.map_batches(
@@ -105,33 +87,34 @@ def prepare_stage(ds, config: RunConfig, plan: StagePlan, revisions: dict[str, i
                                              "lexicon": load_lexicon(g.lexicon) if (g := config.generation).lexicon
                                              else None},
         batch_size=plan.window, batch_format="pyarrow", compute=ActorPoolStrategy(size=plan.prepare_actors),
-        num_cpus=c.prepare_cpus, **_retries(c),
+        num_cpus=c.prepare_cpus, **retry_args(c),
     )  # fmt: skip
 
 
-def engine_stage(ds, config: RunConfig, plan: StagePlan, engine_factory=None, ledger: dict | None = None):
-    """ledger: CrashLedger.open's arguments (the runner's output), so poison rows become errors (crashes.py)."""
-    from ray.data import ActorPoolStrategy
+def engine_stage(ds, config: RunConfig, plan: StagePlan, engine_factory=None, monitor=None):
+    """monitor: the run's RunMonitor handle (run.py), so poison rows become errors and frozen actors are
+    noticed (monitor.py); None: neither."""
+    from ray.data import ActorPoolStrategy  # as in prepare_stage
 
-    from pipeline.batch.stages.engine import EngineStage
+    from pipeline.batch.stages.engine import EngineStage  # as above
 
     c = config.compute
     return ds.map_batches(
         EngineStage,
         fn_constructor_kwargs={"model": config.model, "generation": config.generation, "quality": config.quality,
-                               "compute": c, "engine_factory": engine_factory, "ledger": ledger},
+                               "compute": c, "engine_factory": engine_factory, "monitor": monitor},
         batch_size=plan.window, batch_format="pyarrow",
         compute=ActorPoolStrategy(min_size=c.min_actors, max_size=c.max_actors),
         num_cpus=c.cpus_per_actor, num_gpus=c.gpus_per_actor or None, accelerator_type=c.accelerator_type,
-        **_retries(c),
+        **retry_args(c),
     )  # fmt: skip
 
 
 def finish_stage(ds, config: RunConfig, plan: StagePlan, commit: dict | None = None):
     """Finish actors; `commit` (write_block's keyword arguments) makes them commit too (the runner's)."""
-    from ray.data import ActorPoolStrategy
+    from ray.data import ActorPoolStrategy  # as in prepare_stage
 
-    from pipeline.batch.stages.finish import FinishStage
+    from pipeline.batch.stages.finish import FinishStage  # as above
 
     c = config.compute
     return ds.map_batches(
@@ -142,19 +125,5 @@ def finish_stage(ds, config: RunConfig, plan: StagePlan, commit: dict | None = N
         # Starts with one actor and grows to finish_actors with the queue: the run waits only for the
         # actors it must have (compute.start_timeout_s), never for ones a busy cluster cannot place.
         compute=ActorPoolStrategy(min_size=1, max_size=plan.finish_actors, initial_size=1),
-        num_cpus=c.finish_cpus, **_retries(c),
+        num_cpus=c.finish_cpus, **retry_args(c),
     )  # fmt: skip
-
-
-def _retries(c: ComputeConfig) -> dict:
-    # Ray's actor defaults (-1: restart and retry forever) turn one crashing row into a run that never ends.
-    return {"max_restarts": c.max_restarts, "max_task_retries": c.max_task_retries}
-
-
-@contextmanager
-def quiet_remote_args():
-    """Ray 2.60 flags max_restarts/max_task_retries/max_retries as deprecated "ray_remote_args" with no
-    named replacement yet; they are still what bounds retries, so the warning is noise."""
-    with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=".*ray_remote_args.*deprecated")
-        yield

@@ -11,25 +11,29 @@ from dataclasses import dataclass, field
 from functools import cached_property, partial
 from pathlib import Path
 
-from pipeline.config import RunConfig, config_hash, config_secrets
-from pipeline.batch.crashes import CrashLedger, FrozenActorBreaker
-from pipeline.manifest.read import ID, TEXT, ManifestInfo, id_problems, inspect_manifest, read_ids
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.dataset as pads
+
+from pipeline.batch.guard import FrozenActorBreaker, ProgressLogger, data_context_settings, quiet_remote_args
+from pipeline.batch.monitor import run_monitor
+from pipeline.batch.plan import Redo, ResumePlan, hash_manifest, next_revisions, plan_resume
 from pipeline.batch.session import ensure_ray, kill_actor, quiet_ray_console
-from pipeline.output.read import (
-    Latest,
-    Redo,
-    ResumePlan,
-    hash_manifest,
-    next_revisions,
-    plan_resume,
-    read_committed_latest,
-)
+from pipeline.config import RunConfig, config_hash, config_secrets, content_hash, public_dict
+from pipeline.errors import failure
+from pipeline.manifest.columns import ID, TEXT, id_problems
+from pipeline.manifest.read import ManifestInfo, inspect_manifest, read_ids
 from pipeline.output.commit import write_manifest_errors
-from pipeline.output.faults import find_output_fault
+from pipeline.output.layout import RESULT_DIRS
+from pipeline.output.lease import acquire_lease, clear_for_overwrite, mark_output
+from pipeline.output.orphans import remove_orphans
+from pipeline.output.read import Latest, read_committed_latest
+from pipeline.output.summary import finish_summary, mark_failed, new_run_id, write_running_summary
 from pipeline.storage import Store
+from pipeline.storagefaults import find_output_fault
+from pipeline.weights import is_remote, parse_source
 
 log = logging.getLogger(__name__)
-OUTPUT_DIRS = ("audio", "metadata", "errors")
 # Small runs are cut into at least this many windows per engine actor, so finishing one window
 # overlaps generating the next (one window per actor would finish everything after the last chunk).
 MIN_WINDOWS_PER_ACTOR = 4
@@ -101,8 +105,6 @@ class Progress:
 
 def check_weights(cfg: RunConfig) -> None:
     """A local model.weights must be a folder here; a URL is fetched (and checked) on each node."""
-    from pipeline.weights import is_remote, parse_source
-
     parse_source(cfg.model.weights)  # WeightsError (a ValueError) for a malformed hf:// id, before any node tries
     if not is_remote(cfg.model.weights) and not Path(cfg.model.weights).is_dir():
         raise FileNotFoundError(
@@ -155,12 +157,8 @@ def run(cfg: RunConfig, *, progress: bool = True, verbose: bool = False, engine_
 
     A run that fails after its running marker makes summary.json final (state "failed", the exit
     code and line the user sees); a write that failed on a full, read-only or denied output, in
-    the driver or in a Ray worker, is raised as the outputfaults.OutputFault naming it.
+    the driver or in a Ray worker, is raised as the storagefaults.OutputFault naming it.
     """
-    from pipeline.output.summary import mark_failed, new_run_id, write_running_summary
-    from pipeline.config import content_hash, public_dict
-    from pipeline.output.lease import acquire_lease
-
     started = time.perf_counter()
     check_weights(cfg)
     store = open_output(cfg)
@@ -168,9 +166,8 @@ def run(cfg: RunConfig, *, progress: bool = True, verbose: bool = False, engine_
     o = cfg.output
     with acquire_lease(store, run_id, ttl_s=o.lease_ttl_s, wait_s=o.lease_wait_s).start_renewing() as lease:
         if o.overwrite:
-            store.clear_for_overwrite()
-        store.mark_output()
-        CrashLedger(store).clear_all()  # in-flight notes of a run that died: this run starts afresh
+            clear_for_overwrite(store)
+        mark_output(store)
         # Before anything else is written: a crash from here on never leaves an old "accounted: true".
         write_running_summary(store, run_id, public_dict(cfg), content_hash=content_hash(cfg))
         try:
@@ -178,7 +175,7 @@ def run(cfg: RunConfig, *, progress: bool = True, verbose: bool = False, engine_
         except BaseException as exc:
             fault = find_output_fault(exc)
             if not lease.lost:  # else another run writes this output now: its summary is not ours to touch
-                mark_failed(store, run_id, fault or exc)
+                mark_failed(store, run_id, *failure(fault or exc))
             if fault is None or fault is exc:
                 raise
             raise fault from exc  # the fault a Ray worker hit, out of the Ray error that carried it as text
@@ -187,15 +184,12 @@ def run(cfg: RunConfig, *, progress: bool = True, verbose: bool = False, engine_
 def _run_held(cfg: RunConfig, store: Store, run_id: str, lease, started: float, progress: bool, verbose: bool,
               engine_factory, retry_errors: bool, redo: Redo) -> dict:  # fmt: skip
     """run() once the lease is held and summary.json says "running"; returns the final summary."""
-    from pipeline.output.orphans import remove_orphans
-    from pipeline.batch.outcome import finish_summary
-
     prep = prepare(cfg, retry_errors=retry_errors, redo=redo, store=store)
     if prep.committed.done_ids:
         log.info("%s", prep.resume.describe())
     # No writer of this output runs yet: what an earlier attempt left uncommitted goes now.
     orphans = {"start": remove_orphans(store, prep.ids, when="at the start").record()}
-    for name in OUTPUT_DIRS:
+    for name in RESULT_DIRS:
         store.makedirs(name)
     write_manifest_errors(store, prep.manifest_errors)
     totals = Progress()
@@ -203,7 +197,6 @@ def _run_held(cfg: RunConfig, store: Store, run_id: str, lease, started: float, 
     totals.error_samples += [f"{e['id']}: [manifest] {e['error']}" for e in prep.manifest_errors[:5]]
     if prep.todo:
         execute_resuming(prep, totals, progress, verbose, engine_factory, lease, retry_errors, redo)
-        CrashLedger(store).clear_all()  # the actors are done: no note of this run means anything now
         lease.check()
         # Every commit is in: files of attempts that lost a worker mid-write go too.
         orphans["end"] = remove_orphans(store, prep.ids, when="at the end").record()
@@ -245,7 +238,7 @@ def redo_left(redo: Redo, prep: Prepared, now: Latest) -> Redo:
 
 def lost_a_worker(exc: BaseException) -> bool:
     """An actor or node gone mid-run (not an actor that failed to start: that would fail again)."""
-    import ray.exceptions as rex
+    import ray.exceptions as rex  # about 1 s; loaded by then: only a failed execution asks
 
     for err in (exc, exc.__cause__, exc.__context__):
         if isinstance(err, rex.RayActorError) and not getattr(err, "actor_init_failed", False):
@@ -257,36 +250,14 @@ def lost_a_worker(exc: BaseException) -> bool:
 
 def execute(prep: Prepared, totals: Progress, progress: bool, verbose: bool = False, engine_factory=None,
             lease=None, wait_for_actors: bool = True) -> None:  # fmt: skip
-    from tqdm import tqdm
-
-    from pipeline.batch.watchdog import ProgressLogger
-
     started_ray = ensure_ray(verbose, dashboard=prep.config.compute.dashboard)
     if not verbose:
         quiet_ray_console()
     try:
         check_resources(prep.config, strict=started_ray)
-        ds = build_dataset(prep, verbose, engine_factory, wait_for_actors)
-        bar = tqdm(total=prep.todo, unit="row", desc="synthesize", disable=not progress, dynamic_ncols=True)
-        start = time.perf_counter()
-        c = prep.config.compute
-        breaker = FrozenActorBreaker(CrashLedger(prep.store), c.frozen_after_s, kill=kill_actor)
-        with (
-            bar,
-            ProgressLogger(c.progress_log_s, total=prep.todo) as heartbeat,
-            breaker if c.frozen_after_s else nullcontext(),
-        ):
-            for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
-                bar.update(totals.add(batch))
-                heartbeat.update(totals.ok + totals.errors, totals.audio_s)
-                if lease is not None:
-                    lease.check()  # another run took the output over: stop before writing more
-                elapsed = max(time.perf_counter() - start, 1e-9)
-                bar.set_postfix_str(
-                    f"audio {totals.audio_s:.1f}s ({totals.audio_s / elapsed:.2f} s/s) errors {totals.errors}"
-                )
-        if c.frozen_after_s:
-            breaker.retire()  # before the run clears its notes: an actor Ray has not ended yet beats no more
+        with run_monitor() as monitor:  # the execution's crash notes and heartbeats, ended with it
+            _stream(prep, totals, progress, build_dataset(prep, verbose, engine_factory, wait_for_actors, monitor),
+                    monitor, lease)  # fmt: skip
     except BaseException as exc:
         gc.collect()  # a failed execution's actors hold their CPUs/GPUs until collected
         if type(exc).__name__ == "GetTimeoutError" and "starting actors" in str(exc):
@@ -300,9 +271,36 @@ def execute(prep: Prepared, totals: Progress, progress: bool, verbose: bool = Fa
         raise
     finally:
         if started_ray:
-            import ray
+            import ray  # loaded by ensure_ray already; named here only to end the session it started
 
             ray.shutdown()
+
+
+def _stream(prep: Prepared, totals: Progress, progress: bool, ds, monitor, lease) -> None:
+    """Iterate the dataset's per-row summaries into totals, with the progress bar, the "still running"
+    line and the frozen-actor breaker beside it."""
+    from tqdm import tqdm  # the bar only a run shows; kept off `barkpipe --help`'s path
+
+    bar = tqdm(total=prep.todo, unit="row", desc="synthesize", disable=not progress, dynamic_ncols=True)
+    start = time.perf_counter()
+    c = prep.config.compute
+    breaker = FrozenActorBreaker(monitor, c.frozen_after_s, kill=kill_actor)
+    with (
+        bar,
+        ProgressLogger(c.progress_log_s, total=prep.todo) as heartbeat,
+        breaker if c.frozen_after_s else nullcontext(),
+    ):
+        for batch in ds.iter_batches(batch_size=None, batch_format="pyarrow"):
+            bar.update(totals.add(batch))
+            heartbeat.update(totals.ok + totals.errors, totals.audio_s)
+            if lease is not None:
+                lease.check()  # another run took the output over: stop before writing more
+            elapsed = max(time.perf_counter() - start, 1e-9)
+            bar.set_postfix_str(
+                f"audio {totals.audio_s:.1f}s ({totals.audio_s / elapsed:.2f} s/s) errors {totals.errors}"
+            )
+    if c.frozen_after_s:
+        breaker.retire()  # before the monitor ends: an actor Ray has not ended yet is ended now
 
 
 def check_resources(cfg: RunConfig, strict: bool) -> None:
@@ -310,9 +308,9 @@ def check_resources(cfg: RunConfig, strict: bool) -> None:
 
     strict (a cluster this run started) raises; a connected cluster may autoscale, so it only warns.
     """
-    import ray
+    import ray  # about 1 s: loaded by ensure_ray already, kept off the import of this module
 
-    from pipeline.batch.processor import READ_CPUS, StagePlan
+    from pipeline.batch.processor import READ_CPUS, StagePlan  # its stages load torch: as above
 
     c = cfg.compute
     have = ray.cluster_resources()
@@ -353,19 +351,21 @@ def check_resources(cfg: RunConfig, strict: bool) -> None:
         log.warning(problem)
 
 
-def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None, wait_for_actors: bool = True):
-    """read files -> drop done/bad ids -> prepare -> engine -> finish + commit (one actor call)."""
-    import ray
-    from ray.data import DataContext
+def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None, wait_for_actors: bool = True,
+                  monitor=None):  # fmt: skip
+    """read files -> drop done/bad ids -> prepare -> engine -> finish + commit (one actor call).
 
-    from pipeline.batch.processor import (
+    monitor: the execution's RunMonitor handle (crash notes and heartbeats of the engine actors)."""
+    import ray  # about 1 s: loaded by ensure_ray already, kept off the import of this module
+    from ray.data import DataContext  # as above
+
+    from pipeline.batch.processor import (  # its stages load torch/pyarrow: only a run that executes pays
         READ_CPUS,
         StagePlan,
         engine_stage,
         finish_stage,
         in_windows,
         prepare_stage,
-        quiet_remote_args,
     )
 
     info, cfg = prep.manifest, prep.config
@@ -374,6 +374,7 @@ def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None, wa
     # Every engine actor of the minimum starts before the first window is handed out, so a run's
     # windows spread over all of them (an actor still loading would otherwise find none left).
     ctx.wait_for_min_actors_s = (math.ceil(cfg.compute.start_timeout_s) or -1) if wait_for_actors else -1
+    data_context_settings(ctx, cfg.compute)  # what Ray Data retries and times out itself (guard.py)
     # Not read_parquet: in Ray 2.60 it plans a ListFiles task that asks for a whole CPU, which never
     # comes on nodes whose CPUs the actors hold (two 1-CPU nodes sat at 0 rows). The driver has
     # listed the files already; each read task takes one file, READ_CPUS, and drops done/bad ids.
@@ -385,9 +386,7 @@ def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None, wa
     plan = StagePlan.for_cluster(cfg.compute, ray.cluster_resources(), prep.window())
     with quiet_remote_args():
         ds = prepare_stage(in_windows(ds, plan.window), cfg, plan, prep.revisions)
-        o = cfg.output
-        ledger = {"url": o.path, "storage_options": o.storage_options, "retry_s": o.retry_s}
-        ds = engine_stage(ds, cfg, plan, engine_factory, ledger)
+        ds = engine_stage(ds, cfg, plan, engine_factory, monitor)
         commit = {
             "output_url": cfg.output.path,
             "storage_options": cfg.output.storage_options,
@@ -400,9 +399,6 @@ def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None, wa
 
 def read_rows(batch, *, fs, schema, renames: dict, skip: list, block_rows: int = 1024):
     """Ray Data map_batches function: the manifest rows of one file (batch: one `path`), in blocks."""
-    import pyarrow as pa
-    import pyarrow.dataset as pads
-
     for path in batch["path"].to_pylist():
         dataset = pads.dataset(path, filesystem=fs, format="parquet", schema=schema)  # the unified schema
         for record_batch in dataset.to_batches(batch_size=block_rows):
@@ -414,9 +410,6 @@ def read_rows(batch, *, fs, schema, renames: dict, skip: list, block_rows: int =
 
 def drop_ids(batch, skip: list):
     """Rows whose id is null, bad, duplicated or already committed never reach the actors."""
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
     ids = batch[ID].cast(pa.string())  # large_string manifests compare against a string set
     keep = pc.invert(pc.is_in(ids, value_set=pa.array(skip, pa.string())))
     keep = pc.and_(pc.fill_null(keep, False), pc.is_valid(ids))

@@ -2,7 +2,7 @@
 
 import typer
 
-from pipeline.cli import book, export, manifest, report, run, say, voice
+from pipeline.cli import book, export, manifest, report, run, say, voice, weights
 
 app = typer.Typer(
     no_args_is_help=True, add_completion=False, rich_markup_mode=None, pretty_exceptions_show_locals=False
@@ -14,6 +14,7 @@ def main() -> None:
     """Batch text-to-speech with Bark."""
 
 
+app.add_typer(weights.weights_app, name="weights")
 say.register(app)
 run.register(app)
 manifest.register(app)

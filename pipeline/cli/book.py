@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.errors import USER_ERRORS, fail, guarded
+from pipeline.cli.errors import fail, guarded
+from pipeline.errors import USER_ERRORS
 
 
 def book_command(output: str, out: str, title: str | None, author: str | None, cover: str | None) -> None:

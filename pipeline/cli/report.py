@@ -6,7 +6,8 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.errors import USER_ERRORS, fail, guarded
+from pipeline.cli.errors import fail, guarded
+from pipeline.errors import USER_ERRORS
 
 
 def report_command(output: str, out: str | None, max_embed_mb: float) -> None:

@@ -7,7 +7,8 @@ from typing import Annotated
 
 import typer
 
-from pipeline.cli.errors import INTERRUPTED_EXIT, INTERRUPTED_LINE, USER_ERROR_EXIT, USER_ERRORS, fail, guarded
+from pipeline.cli.errors import fail, guarded
+from pipeline.errors import INTERRUPTED_EXIT, INTERRUPTED_LINE, USER_ERROR_EXIT, USER_ERRORS
 
 ERROR_SAMPLES_SHOWN = 3  # failed rows named at the end of a run; errors/ holds them all
 
@@ -20,7 +21,8 @@ def _load_and_check(config: Path, overrides: list[str], rows_fatal: bool = False
     manifest ends here, saying so.
     """
     from pipeline.checks import check_run
-    from pipeline.config import ConfigError, load_config
+    from pipeline.config import load_config
+    from pipeline.configerrors import ConfigError
 
     try:
         cfg = load_config(config, overrides or [])
@@ -80,8 +82,8 @@ def run_command(config: Path, overrides: list[str], dry_run: bool, verbose: bool
         typer.echo(f"warning: {warning}", err=True)
     if dry_run:
         return _dry_run(cfg)
-    from pipeline.output.lease import LeaseLost
     from pipeline.batch.run import run
+    from pipeline.output.lease import LeaseLost
 
     _log_to_stderr()
     try:
@@ -121,8 +123,8 @@ def _log_to_stderr() -> None:
 
 
 def _resume_options(retry_errors: bool, redo: str | None) -> dict:
-    """runner.run's resume keywords, only those the user set (so a runner without them still runs)."""
-    from pipeline.output.read import parse_redo
+    """batch.run.run's resume keywords, only those the user set (so a runner without them still runs)."""
+    from pipeline.batch.plan import parse_redo
 
     options: dict = {}
     if retry_errors:
@@ -139,9 +141,9 @@ def _resume_options(retry_errors: bool, redo: str | None) -> dict:
 def _dry_run(cfg) -> None:
     import yaml
 
-    from pipeline.config import public_dict
-    from pipeline.batch.run import prepare
     from pipeline.batch.outcome import plan, plan_table
+    from pipeline.batch.run import prepare
+    from pipeline.config import public_dict
 
     try:
         typer.echo(yaml.safe_dump(public_dict(cfg), sort_keys=False).rstrip())
@@ -154,13 +156,14 @@ def _dry_run(cfg) -> None:
 def _report(cfg, summary: dict) -> None:
     """The summary table, where the output went, and the first error reasons."""
     from pipeline.batch.outcome import table
+    from pipeline.output.layout import AUDIO, ERRORS, METADATA, SUMMARY
     from pipeline.storage import redact_url
 
     typer.echo(table(summary))
     out = redact_url(cfg.output.path.rstrip("/"))
-    typer.echo(f"output: {out}/ (audio/, metadata/, summary.json)")
+    typer.echo(f"output: {out}/ ({AUDIO}/, {METADATA}/, {SUMMARY})")
     if summary.get("errors"):
-        typer.echo(f"{summary['errors']} row(s) failed; every reason is in {out}/errors/. First ones:")
+        typer.echo(f"{summary['errors']} row(s) failed; every reason is in {out}/{ERRORS}/. First ones:")
         for sample in _error_reasons(cfg, summary):
             typer.echo(f"  {redact_url(sample)}")
     if not summary["accounted"]:
@@ -175,8 +178,8 @@ def _error_reasons(cfg, summary: dict) -> list[str]:
     leave them out (summary.json's samples come from the rows the actors saw)."""
     samples = list((summary.get("this_run") or {}).get("error_samples") or [])[:ERROR_SAMPLES_SHOWN]
     if summary.get("manifest_errors") and not any("[manifest]" in s for s in samples):
-        from pipeline.manifest.read import inspect_manifest, read_ids
         from pipeline.manifest.checks import id_problem_lines
+        from pipeline.manifest.read import inspect_manifest, read_ids
 
         i = cfg.input
         try:

@@ -1,25 +1,25 @@
-"""`barkpipe say` and `barkpipe weights`: one or a few utterances, and getting weights."""
+"""`barkpipe say`: one or a few texts to WAV files (or a stream), checked before the model loads."""
 
 from __future__ import annotations
 
 import os
 import pickle
 import time
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from pipeline.cli.errors import INTERRUPTED_EXIT, guarded
+from bark_model.names import PRECISIONS
 from pipeline.cli.errors import fail as _fail
+from pipeline.cli.errors import guarded
+from pipeline.cli.sayprogress import Progress, StageBars, seconds_since_launch
+from pipeline.errors import INTERRUPTED_EXIT, USER_ERRORS
 
 DEFAULT_BATCH_SIZE = 8  # chunks per engine call when not streaming
 PCM_SCALE = 32767  # float [-1, 1] -> signed 16-bit
 # Random test weights never sample EOS, so without a limit every chunk runs to Bark's 15 s cap.
 RANDOM_WEIGHTS_MAX_DURATION_S = 2.0
-PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-STAGES = ("semantic", "coarse", "fine", "decode")  # the engine's progress(stage, done, total) names
 SHOWN_TEXT_TOKENS = 256  # what Bark reads of one utterance (bark_model.constants.MAX_TEXT_TOKENS)
 
 # What `--out` may end in to name one audio file; several texts need a folder instead.
@@ -66,7 +66,7 @@ def _check_arguments(texts, out, weights, voice, device, precision, save_codes, 
                      lexicon=None):  # fmt: skip
     """Everything that can be wrong with the arguments, found before the model loads (seconds of work)."""
     from pipeline.checks import check_device, check_voice, check_weights
-    from pipeline.speak import plan_text, text_token_counter
+    from pipeline.text.chunks import plan_text, text_token_counter
 
     if stream and (len(texts) != 1 or save_codes is not None):
         _fail("--stream speaks exactly one text and cannot --save-codes")
@@ -123,26 +123,9 @@ def say_command(texts, text_file, weights, out, voice, seed, temperature, text_t
         raise typer.Exit(INTERRUPTED_EXIT) from None
 
 
-@dataclass
-class Progress:
-    """What `say` has written so far, for the line Ctrl-C prints; `launched` is the process start (perf_counter)."""
-
-    launched: float
-    planned: int = 0  # files to write (0 until the arguments are checked)
-    written: list[Path] = field(default_factory=list)
-    streamed: tuple[str, float, int] | None = None  # (where, seconds, chunks) once --stream has written audio
-
-    def describe(self) -> str:
-        if self.streamed is not None:
-            where, seconds, chunks = self.streamed
-            return f"{seconds:.2f} s of audio ({chunks} chunk(s)) written to {where}"
-        return f"{len(self.written)} of {self.planned} file(s) written"
-
-
 def _say(texts, text_file, weights, out, voice, seed, temperature, text_temp, waveform_temp, max_duration,
          batch_size, save_codes, device, precision, stream, no_split, compile, done: Progress, ssml=False,
          lexicon_path=None) -> None:  # fmt: skip
-    from pipeline.cli.errors import USER_ERRORS
     from pipeline.text.lexicon import load_lexicon
 
     texts = _texts(texts, text_file)
@@ -202,20 +185,6 @@ def _write_all(spoken, paths: list[Path], save_codes: Path | None, written: list
         typer.echo(f"wrote {path} ({one.duration_s:.2f} s, {len(one.results)} chunk(s))")
 
 
-def seconds_since_launch() -> float | None:
-    """How long this process has run (interpreter start-up and imports included); None where /proc is absent.
-
-    /proc/self/stat's field 22 is the start time in clock ticks since boot, the clock CLOCK_BOOTTIME reads.
-    """
-    try:
-        with open("/proc/self/stat") as f:
-            fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": the comm may hold spaces
-        ticks = int(fields[22 - 3])  # fields[0] is field 3 (state)
-        return max(0.0, time.clock_gettime(time.CLOCK_BOOTTIME) - ticks / os.sysconf("SC_CLK_TCK"))
-    except (OSError, ValueError, IndexError, AttributeError):
-        return None
-
-
 def _local_weights(weights: str) -> Path:
     """A local weights folder: the path itself, or a URL fetched into the node cache (once)."""
     from pipeline.weights import fetch_weights, is_remote
@@ -263,44 +232,6 @@ def _speak(engine, planned, batch_size: int, no_split: bool):
         ]
     finally:
         bars.close()
-
-
-class StageBars:
-    """One progress line per engine stage (semantic, coarse, fine, decode), each counting chunks.
-
-    The next stage's bar opens at 0 as soon as the previous one finishes, so a slow stage shows
-    where the time goes instead of a bar that sat at 100 % after the first stage.
-    """
-
-    def __init__(self, total: int):
-        self.total = total
-        self.bars: dict = {}
-        self._open(STAGES[0])
-
-    def _open(self, stage: str) -> None:
-        from tqdm import tqdm
-
-        self.bars[stage] = tqdm(total=self.total, unit="chunk", desc=f"{stage:<8}", dynamic_ncols=True)
-
-    def __call__(self, stage: str, done: int, total: int) -> None:
-        if stage not in STAGES:
-            return  # "rows": the whole call is done
-        bar = self.bars.get(stage)
-        if bar is None:
-            self._open(stage)
-            bar = self.bars[stage]
-        bar.total = total
-        bar.n = done
-        bar.refresh()
-        if done >= total:
-            bar.close()
-            following = STAGES.index(stage) + 1
-            if following < len(STAGES) and STAGES[following] not in self.bars:
-                self._open(STAGES[following])
-
-    def close(self) -> None:
-        for bar in self.bars.values():
-            bar.close()
 
 
 def _load_engine(weights: Path, voice, device: str, precision: str, compile: bool | None = None):
@@ -367,10 +298,7 @@ def _say_stream(engine, text: str, out: Path, batch_size: int, sampling: dict, d
 
 
 def register(app: typer.Typer) -> None:
-    """Add `say` and the `weights` group to the barkpipe CLI."""
-    from pipeline.weights.commands import weights_app
-
-    app.add_typer(weights_app, name="weights")
+    """Add `say` to the barkpipe CLI."""
 
     @app.command("say")
     @guarded

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+import yaml
+
 SECONDS_PER_HOUR = 3600.0
-SUMMARY = "summary.json"
 
 
 @dataclass
@@ -56,8 +57,6 @@ def card_text(
     left_out: dict[str, int],
 ) -> str:
     """README.md's text. splits: name -> {"rows", "files", "bytes"}; features_yaml: None for webdataset."""
-    import yaml
-
     header: dict = {}
     if features_yaml is not None:
         header["dataset_info"] = {

@@ -8,6 +8,11 @@ import math
 import posixpath
 from dataclasses import dataclass
 
+import pyarrow as pa
+
+from pipeline.export.rows import is_flagged
+from pipeline.output.schema import AUDIO, owned_names
+
 # Bark's EnCodec rate (bark_model.constants.SAMPLE_RATE, not imported here: bark_model pulls in torch).
 # The declared rate `datasets` decodes to; files at another rate are resampled by its decoder.
 SAMPLE_RATE = 24_000
@@ -21,7 +26,9 @@ CHUNK_MEASURES = (
     "longest_silence_s",
     "clipped_fraction",
 )
-AUDIO, CHUNKS = "audio", "chunks"
+# The exported audio keeps the run's audio column name: a carried manifest column of that name is
+# already renamed (schema.carried_name), so it cannot clash.
+CHUNKS = "chunks"
 # Row-level metadata columns every export carries as they are (audio and chunks are rebuilt).
 SCALARS = (
     "id",
@@ -73,8 +80,6 @@ def audio_feature() -> dict:
 
 def _fixed():
     """(name, Arrow type, feature) of the columns every export has, in order."""
-    import pyarrow as pa
-
     chunk = [
         ("index", pa.int32()),
         ("text", pa.string()),
@@ -103,8 +108,6 @@ def _fixed():
 
 def feature_of(arrow_type) -> dict | None:
     """The `datasets` feature JSON of an Arrow type, or None where this export writes it as JSON text."""
-    import pyarrow as pa
-
     if pa.types.is_timestamp(arrow_type):
         return value(f"timestamp[{arrow_type.unit}" + (f", tz={arrow_type.tz}]" if arrow_type.tz else "]"))
     if pa.types.is_list(arrow_type):
@@ -129,10 +132,6 @@ class Columns:
 
 def columns(metadata_schema) -> Columns:
     """The export's columns for a run whose metadata parts unify to `metadata_schema`."""
-    import pyarrow as pa
-
-    from pipeline.output.schema import owned_names
-
     fixed = _fixed()
     taken = owned_names() | {n for n, _, _ in fixed}
     fields, features, carried, as_json = [], {}, [], set()
@@ -174,8 +173,6 @@ def _yaml_type(feature: dict) -> dict:
 def record(row: dict, cols: Columns, audio: bytes, parquet: bool = True) -> dict:
     """One exported row from its newest metadata record and its audio file's bytes; `parquet`: carried
     columns of a type `datasets` cannot hold become JSON text (for a json file they stay as they are)."""
-    from pipeline.export.rows import is_flagged
-
     chunks = []
     for c in row.get(CHUNKS) or []:
         measures = dict(c.get("measures") or {})  # Arrow maps arrive as [(key, value), ...]

@@ -5,6 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.parquet as pq
+
 from pipeline.export.features import Columns
 from pipeline.export.shards import ShardSize, Target
 
@@ -73,8 +76,6 @@ class HfWriter:
         return written
 
     def _start(self, split: str) -> _Open:
-        import pyarrow.parquet as pq
-
         index = len(self._staged.get(split, []))
         path = self.target.temp_path(f"{split}-{index:05d}.parquet")
         # No statistics on the audio bytes (min/max of MBs of binary would bloat every footer).
@@ -83,8 +84,6 @@ class HfWriter:
         return shard
 
     def _flush(self, shard: _Open) -> None:
-        import pyarrow as pa
-
         if shard.pending:
             shard.writer.write_table(pa.Table.from_pylist(shard.pending, schema=self.cols.schema))  # type: ignore[attr-defined]
         shard.pending, shard.pending_bytes = [], 0

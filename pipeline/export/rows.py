@@ -8,6 +8,9 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
+from pipeline.output.layout import METADATA, part_glob
+from pipeline.output.read import newest_rows, read_committed_latest
+from pipeline.review.chunks import is_failed
 from pipeline.storage import Store
 
 DEFAULT_BATCH_ROWS = 1_000  # metadata rows held at once (no audio: the writers read audio per row)
@@ -133,8 +136,6 @@ def split_of(row_id: str, splits: tuple[tuple[str, float], ...]) -> str:
 
 def is_flagged(row: dict) -> bool:
     """Flagged as `barkpipe report` shows it: the row's flag, or a chunk that failed its gates."""
-    from pipeline.review.chunks import is_failed
-
     return bool(row.get("flagged")) or any(is_failed(c) for c in row.get("chunks") or [])
 
 
@@ -152,9 +153,8 @@ def meets_limits(row: dict, limits: tuple[QualityLimit, ...]) -> bool:
 
 
 def metadata_parts(store: Store) -> list[str]:
-    from pipeline.output.read import METADATA
-
-    return store.glob(f"{METADATA}/part-*.parquet")
+    """The committed metadata parts (their footers give the export's columns)."""
+    return store.glob(part_glob(METADATA))
 
 
 def iter_rows(
@@ -164,38 +164,22 @@ def iter_rows(
     counts: Counts | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> Iterator[tuple[str, dict]]:
-    """(split, metadata row) for each exported id, once, in its newest record; parts in name order.
-
-    Which record is newest comes from read_committed_latest (id -> revision; ok beats error), read
-    over the small columns only; the full rows are then streamed `batch_rows` at a time.
-    """
-    import pyarrow.parquet as pq
-
-    from pipeline.output.read import REVISION, read_committed_latest
-    from pipeline.storage import retry
-
+    """(split, metadata row) for each exported id, once, in its newest record (output/read.py's rule),
+    streamed `batch_rows` at a time in part order."""
     counts = counts if counts is not None else Counts()
     latest = read_committed_latest(store)
     counts.finished, counts.error_rows = len(latest.ok), len(latest.errors)
-    taken: set[str] = set()  # a duplicate at the newest revision (a bug the run reports) goes out once
-    for path in metadata_parts(store):
-        handle = retry(store.fs.open, path, "rb", budget_s=store.retry_s, what=path)
-        with handle, pq.ParquetFile(handle) as part:
-            for batch in part.iter_batches(batch_size=batch_rows):
-                counts.batches += 1
-                counts.largest_batch = max(counts.largest_batch, batch.num_rows)
-                if on_batch is not None:
-                    on_batch(batch.num_rows)
-                for row in batch.to_pylist(maps_as_pydicts="lossy"):  # measures and carried maps as dicts
-                    row_id = row.get("id")
-                    if row_id not in latest.ok or row_id in taken:
-                        continue
-                    if (row.get(REVISION) or 0) != latest.revisions[row_id]:
-                        continue  # an older record of a redone row
-                    taken.add(row_id)
-                    if not selection.include_flagged and is_flagged(row):
-                        counts.flagged_left += 1
-                    elif not meets_limits(row, selection.limits):
-                        counts.quality_left += 1
-                    else:
-                        yield split_of(row_id, selection.splits), row
+
+    def seen(rows: int) -> None:
+        counts.batches += 1
+        counts.largest_batch = max(counts.largest_batch, rows)
+        if on_batch is not None:
+            on_batch(rows)
+
+    for row in newest_rows(store, METADATA, latest=latest, batch_rows=batch_rows, on_batch=seen):
+        if not selection.include_flagged and is_flagged(row):
+            counts.flagged_left += 1
+        elif not meets_limits(row, selection.limits):
+            counts.quality_left += 1
+        else:
+            yield split_of(row["id"], selection.splits), row

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from pipeline.export.rows import DEFAULT_BATCH_ROWS, Counts, Selection
-from pipeline.export.shards import DEFAULT_SHARD_SIZE
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.export.card import Provenance, card_text
+from pipeline.export.features import columns, record, yaml_features
+from pipeline.export.hf import HfWriter
+from pipeline.export.rows import DEFAULT_BATCH_ROWS, Counts, Selection, iter_rows, metadata_parts
+from pipeline.export.shards import DEFAULT_SHARD_SIZE, Target, parse_shard_size
+from pipeline.export.webdataset import WdsWriter
+from pipeline.output.layout import METADATA
+from pipeline.output.summary import read_summary
+from pipeline.storage import Store, redact_url, retry
 
 FORMATS = ("hf", "webdataset")
 CARD = "README.md"
@@ -39,14 +48,6 @@ def export(
     """Export the run under `output` into `out`. Every run of the same arguments on the same output
     rewrites the same files byte for byte (deterministic order, names and metadata); files an earlier
     export listed in its marker and this one did not write are removed."""
-    from pipeline.export.card import Provenance, card_text
-    from pipeline.export.features import columns, record, yaml_features
-    from pipeline.export.hf import HfWriter
-    from pipeline.export.rows import iter_rows, metadata_parts
-    from pipeline.export.shards import Target, parse_shard_size
-    from pipeline.export.webdataset import WdsWriter
-    from pipeline.storage import Store, redact_url
-
     if fmt not in FORMATS:
         raise ValueError(f"--format {fmt!r}: use one of {', '.join(FORMATS)}")
     selection = selection or Selection()
@@ -55,7 +56,7 @@ def export(
     parts = metadata_parts(source)
     if not parts:
         raise FileNotFoundError(
-            f"no finished rows under {redact_url(output)}/metadata/; point OUTPUT at a run's output.path"
+            f"no finished rows under {redact_url(output)}/{METADATA}/; point OUTPUT at a run's output.path"
         )
     cols = columns(_unified_schema(source, parts))
     target = Target(out, storage_options)
@@ -92,7 +93,7 @@ def export(
             yaml_features(cols.features) if fmt == "hf" else None,
             result.splits,
             prov,
-            _summary(source),
+            read_summary(source),
             selection.describe(),
             _left_out(result.counts),
         )
@@ -106,10 +107,6 @@ def export(
 
 def _unified_schema(source, parts: list[str]):
     """One schema over every metadata part's footer (runs of different manifests carry different columns)."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from pipeline.storage import retry
 
     def footer(path: str):
         with source.fs.open(path, "rb") as f:
@@ -122,13 +119,6 @@ def _unified_schema(source, parts: list[str]):
         raise ValueError(
             f"the metadata parts disagree on a column's type ({exc}); export each run on its own"
         ) from None
-
-
-def _summary(source) -> dict | None:
-    try:
-        return json.loads(source.read("summary.json"))
-    except (FileNotFoundError, ValueError):
-        return None
 
 
 def _left_out(counts: Counts) -> dict[str, int]:
@@ -148,8 +138,6 @@ def _left_out_line(counts: Counts) -> str:
 
 def describe(result: ExportResult) -> list[str]:
     """The command's closing lines: what was left out, then what was written."""
-    from pipeline.storage import redact_url
-
     lines = []
     left = _left_out_line(result.counts)
     if left:

@@ -11,8 +11,10 @@ import tarfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pipeline.export.features import AUDIO, jsonable
+from pipeline.export.features import jsonable
 from pipeline.export.shards import ShardSize, Target
+from pipeline.manifest.columns import safe_name
+from pipeline.output.schema import AUDIO
 
 KEY_DIGEST_CHARS = 12  # as manifest.safe_name: distinct ids keep distinct keys
 _KEY_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
@@ -26,8 +28,6 @@ def sample_key(row_id: str) -> str:
     plus 12 hex of the id's sha256: kept names never end so (safe_name slugs such an id), so the
     two kinds cannot meet. The id itself is in the sample's json.
     """
-    from pipeline.manifest.read import safe_name
-
     name = safe_name(row_id)
     if "." not in name:
         return name

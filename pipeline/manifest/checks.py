@@ -4,9 +4,24 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from pipeline.manifest.columns import ID, TEXT, display_id, id_issues
+from pipeline.manifest.read import inspect_manifest, read_ids
+from pipeline.manifest.rows import parse_row_issue, table_rows
+from pipeline.manifest.voices import resolve_voice_spec
+from pipeline.storage import redact_url
+from pipeline.text.ssml import SsmlError, parse_ssml
+from pipeline.text.voices import tag_voice_specs
 
 MAX_IDS_SHOWN = 5  # ids named per problem line; errors/ (after a run) holds them all
 SCAN_BATCH_ROWS = 8192  # manifest rows read at a time (texts included)
+# check_voice(resolved spec, weights, key): raises ValueError when the weights cannot speak in that voice.
+# pipeline.checks passes its own; taken as an argument so this contract module never imports the `validate` composer.
+VoiceCheck = Callable[[str, str | Path, str], None]
 
 
 @dataclass
@@ -47,11 +62,11 @@ class Groups:
         return [g.line() for g in self.by_kind.values()]
 
 
-def check_manifest(cfg, report, rows: bool, weights_ok: bool) -> None:
-    """Schema, ids and (rows) every row's values; a manifest that cannot be read is one problem."""
-    from pipeline.manifest.read import inspect_manifest, read_ids
-    from pipeline.storage import redact_url
+def check_manifest(cfg, report, rows: bool, weights_ok: bool, check_voice: VoiceCheck) -> None:
+    """Schema, ids and (rows) every row's values; a manifest that cannot be read is one problem.
 
+    check_voice: pipeline.checks.check_voice, asked about every voice a row names when weights_ok.
+    """
     i = cfg.input
     try:
         info = inspect_manifest(i.path, i.storage_options, i.id_column, i.text_column)
@@ -68,24 +83,22 @@ def check_manifest(cfg, report, rows: bool, weights_ok: bool) -> None:
     if rows:
 
         def problem(spec: str, where: str) -> str | None:
-            return voice_problem(spec, where, cfg, weights_ok)
+            return voice_problem(spec, where, cfg, check_voice if weights_ok else None)
 
         report.row_problems += [redact_url(line) for line in row_problem_lines(info, cfg, problem)]
 
 
-def voice_problem(spec: str, where: str, cfg, weights_ok: bool = True) -> str | None:
+def voice_problem(spec: str, where: str, cfg, check_voice: VoiceCheck | None) -> str | None:
     """Why a voice a manifest row names cannot be used (as the prepare stage and the engine will find), or None.
 
     A row's voice is data: it must be a preset or an .npz inside generation.voice_dirs
-    (pipeline.manifest.voices); a preset must also be one the weights hold (checked only when they are readable).
+    (pipeline.manifest.voices); a preset must also be one the weights hold (check_voice; None when the
+    weights cannot be read).
     """
-    from pipeline.checks import check_voice
-    from pipeline.manifest.voices import resolve_voice_spec
-
     try:
         resolved = resolve_voice_spec(spec, cfg.generation.voice_dirs)
-        if weights_ok:
-            check_voice(resolved, cfg.model.weights, key=where)
+        if check_voice is not None:
+            check_voice(resolved, cfg.model.weights, where)
     except ValueError as exc:  # CheckError is a ValueError
         text = str(exc)
         return text if text.startswith(where) else f"{where}: {text}"
@@ -94,8 +107,6 @@ def voice_problem(spec: str, where: str, cfg, weights_ok: bool = True) -> str | 
 
 def id_problem_lines(ids: list) -> list[str]:
     """One line per kind of bad id (null, empty, duplicated, clashing file names...)."""
-    from pipeline.manifest.read import id_issues
-
     groups = Groups()
     for kind, shown, sentence, rows in id_issues(ids):
         groups.add(kind, sentence, "null" if shown is None else repr(shown) if not shown.strip() else shown, rows)
@@ -122,10 +133,6 @@ def row_problem_lines(info, cfg, voice_problem: Callable[[str, str], str | None]
 
 
 def _check_row(raw: dict, number: int, cfg, groups: Groups, voice: Callable[[str, str], str | None]) -> None:
-    from pipeline.manifest.read import ID
-    from pipeline.manifest.rows import display_id, parse_row_issue
-    from pipeline.text.voices import tag_voice_specs
-
     row_id = display_id(raw.get(ID))
     shown = row_id if isinstance(row_id, str) and row_id.strip() else f"row {number}"
     # The id is judged by id_problem_lines; only the row's other values count here.
@@ -135,8 +142,6 @@ def _check_row(raw: dict, number: int, cfg, groups: Groups, voice: Callable[[str
         return
     assert values is not None, "parse_row_issue gives values when it finds no issue"
     if (values.text_format or cfg.input.text_format) == "ssml":
-        from pipeline.text.ssml import SsmlError, parse_ssml
-
         try:
             parse_ssml(values.text, values.language or "en")  # bounded and safe: a hostile row costs little
         except SsmlError as exc:
@@ -155,12 +160,6 @@ def _check_row(raw: dict, number: int, cfg, groups: Groups, voice: Callable[[str
 
 def _rows(info):
     """The manifest's rows with canonical column names (id, text, optional columns), batch by batch."""
-    import pyarrow as pa
-    import pyarrow.dataset as pads
-
-    from pipeline.manifest.read import ID, TEXT
-    from pipeline.manifest.rows import table_rows
-
     columns = [info.id_column, info.text_column, *info.optional]
     names = [ID, TEXT, *info.optional]
     dataset = pads.dataset(info.files, filesystem=info.fs, format="parquet", schema=info.schema)

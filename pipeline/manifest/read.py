@@ -1,31 +1,20 @@
-"""Manifest: find the Parquet files, check the schema, find bad ids, validate rows, name audio files safely."""
+"""Reading a manifest: find its Parquet files, unify and check their schema, count rows, read the ids."""
 
 from __future__ import annotations
 
-import hashlib
-import re
-from collections import Counter, defaultdict
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-ID, TEXT = "id", "text"  # canonical names inside the pipeline, whatever the manifest calls them
-# Optional per-row overrides and the Arrow type families they accept.
-OPTIONAL_COLUMNS = {
-    "voice": "string",
-    "seed": "number",  # pandas writes an int column with gaps as float64; rows check integrality
-    "text_temp": "number",
-    "waveform_temp": "number",
-    "max_duration": "number",
-    "language": "string",
-    "text_format": "string",  # plain | ssml; overrides input.text_format
-    "lexicon": "string",  # the row's own word<TAB>respelling lines, over generation.lexicon
-}
-MAX_ID_CHARS = 512  # longer ids are almost surely a wrong column; file names would be cut anyway
-_SAFE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$")
-_UNSAFE_CHARS = re.compile(r"[^A-Za-z0-9._-]+")
-# safe_name's slug+digest names end like this; an id that already does gets a digest too (injectivity).
-_DIGEST_SUFFIX = re.compile(r"-[0-9a-f]{12}$")
+import pyarrow as pa
+import pyarrow.dataset as pads
+import pyarrow.parquet as pq
+import pyarrow.types as pat
+
+from pipeline.manifest.columns import ID, OPTIONAL_COLUMNS, TEXT
+from pipeline.manifest.rows import table_rows
+from pipeline.storage import is_transient, open_fs, redact_url, retry
+
 FOOTER_THREADS = 8  # parallel footer reads in inspect_manifest (each is one ranged GET on S3)
 
 
@@ -45,8 +34,6 @@ class ManifestInfo:
 
 def find_files(url: str, storage_options: dict | None = None):
     """(fs, sorted .parquet files) for a file, folder or glob; FileNotFoundError names the path."""
-    from pipeline.storage import open_fs, redact_url, retry
-
     fs, path = open_fs(url, storage_options)
     try:
         if any(ch in path for ch in "*?["):
@@ -91,9 +78,6 @@ def inspect_manifest(url: str, storage_options: dict | None = None, id_column: s
 
 def read_footers(fs, files: list[str]) -> list:
     """Each file's Parquet footer (schema and row count; one small ranged read each, in parallel)."""
-    import pyarrow.parquet as pq
-
-    from pipeline.storage import is_transient, redact_url, retry
 
     def footer(path: str):
         try:
@@ -112,10 +96,6 @@ def read_footers(fs, files: list[str]) -> list:
 def unify_schemas(parts: list[tuple[str, Any]], required: tuple[str, ...] = (ID, TEXT)):
     """One schema for all parts: int32+int64 -> int64, int+float -> float64, string+large_string ->
     large_string, null + anything -> that. Any other disagreement is one line naming both files."""
-    import pyarrow as pa
-
-    from pipeline.storage import redact_url
-
     seen: dict[str, tuple[Any, str]] = {}  # column -> (unified type, first file that had it)
     order: list[str] = []
     for path, schema in parts:
@@ -144,9 +124,6 @@ def unify_schemas(parts: list[tuple[str, Any]], required: tuple[str, ...] = (ID,
 
 def _unify_types(a, b):
     """The type both a and b convert to without loss of meaning, or None."""
-    import pyarrow as pa
-    import pyarrow.types as pat
-
     a = a.value_type if pat.is_dictionary(a) else a
     b = b.value_type if pat.is_dictionary(b) else b
     if a.equals(b) or pat.is_null(b):
@@ -169,8 +146,6 @@ def ids_as_text(schema, id_column: str = ID):
     pyarrow casts the column while reading with this schema, so every reader that passes
     ManifestInfo.schema (read_ids, resume, the run's read tasks) sees the same strings.
     """
-    import pyarrow as pa
-
     if id_column in schema.names and _family(schema.field(id_column).type) == "integer":
         return schema.set(schema.get_field_index(id_column), pa.field(id_column, pa.string()))
     return schema
@@ -205,8 +180,6 @@ def check_schema(schema, id_column: str = ID, text_column: str = TEXT) -> None:
 
 
 def _family(arrow_type) -> str:
-    import pyarrow.types as pat
-
     if pat.is_dictionary(arrow_type):
         return _family(arrow_type.value_type)
     if pat.is_string(arrow_type) or pat.is_large_string(arrow_type):
@@ -224,113 +197,6 @@ def _family(arrow_type) -> str:
 
 def read_ids(info: ManifestInfo) -> list:
     """Every id in manifest order (only that column is read); invalid UTF-8 comes back as Undecodable."""
-    import pyarrow.dataset as pads
-
-    from pipeline.manifest.rows import table_rows
-
     dataset = pads.dataset(info.files, filesystem=info.fs, format="parquet", schema=info.schema)
     table = dataset.to_table(columns=[info.id_column])
     return [row[info.id_column] for row in table_rows(table)]
-
-
-def id_problems(ids: list) -> tuple[set[str], list[dict]]:
-    """Manifest-level errors: (ids to exclude from the run, one error record per affected input row).
-
-    A duplicated id is ambiguous (which text is meant?), so every occurrence becomes an error row;
-    so does every id whose audio file name another id would also get (see name_collisions).
-    """
-    excluded: set[str] = set()
-    errors: list[dict] = []
-    for _, shown, problem, n in id_issues(ids):
-        if isinstance(shown, str):
-            excluded.add(shown)
-        errors.extend({"id": shown, "stage": "manifest", "error": problem} for _ in range(n))
-    return excluded, errors
-
-
-def id_issues(ids: list) -> list[tuple[str, Any, str, int]]:
-    """(kind, id as shown, sentence, rows) per distinct bad id; kind groups like problems ("have an empty id")."""
-    from pipeline.manifest.rows import display_id
-
-    counts = Counter(ids)
-    clashes = {i: others for others in name_collisions(ids).values() for i in others}
-    out = []
-    for value, n in counts.items():
-        issue = id_issue(value)
-        if issue is None and n > 1:
-            unique = "ids must be unique: rename or drop the copies"
-            issue = ("share their id with another row", f"id {value!r} appears {n} times in the manifest; {unique}")
-        if issue is None and value in clashes:
-            other = next(o for o in clashes[value] if o != value)
-            issue = ("have ids that would write the same audio file as another id",
-                     f"ids {value!r} and {other!r} would write the same audio file {safe_name(value)!r}; "
-                     "rename one of them")  # fmt: skip
-        if issue is not None:
-            out.append((issue[0], display_id(value), issue[1], n))
-    return out
-
-
-def id_problem(value: Any) -> str | None:
-    """Why one id value is unusable, as a sentence; None when it is fine."""
-    issue = id_issue(value)
-    return None if issue is None else issue[1]
-
-
-def id_issue(value: Any) -> tuple[str, str] | None:
-    """(kind, sentence) for an unusable id value; None when it is fine."""
-    if value is None:
-        return "have no id (null)", "id is missing (null); give every row a unique id"
-    if isinstance(value, bytes):  # rowparse.Undecodable
-        return (
-            "have an id that is not valid UTF-8",
-            f"id {value!r} is not valid UTF-8; re-encode the id column as UTF-8",
-        )
-    if not isinstance(value, str) or not value.strip():
-        return "have an empty id", "id is empty; give every row a unique id"
-    if len(value) > MAX_ID_CHARS:
-        sentence = f"id is {len(value)} characters long (limit {MAX_ID_CHARS}); is input.id_column the right column?"
-        return f"have an id longer than {MAX_ID_CHARS} characters", sentence
-    if any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
-        return "have an id with control characters", f"id {value!r} contains control characters; use printable ids"
-    return None
-
-
-def safe_name(row_id: str) -> str:
-    """File-name stem for an id, distinct for distinct ids: the id itself when harmless, else slug-digest.
-
-    Ids kept as they are never end in "-" + 12 hex digits, and every slug-digest name does, so
-    the two kinds cannot meet; two slugged ids share a name only if their sha256 prefixes collide
-    (name_collisions checks that at plan time). An id that looks like a slug-digest name
-    ("a_b-c14cddc033f6") is itself slugged, so it cannot take the name of the id it imitates.
-    """
-    if _SAFE_ID.match(row_id) and ".." not in row_id and not _DIGEST_SUFFIX.search(row_id):
-        return row_id
-    slug = _UNSAFE_CHARS.sub("_", row_id).strip("._-")[:64] or "id"
-    digest = hashlib.sha256(row_id.encode("utf-8", "surrogatepass")).hexdigest()[:12]
-    return f"{slug}-{digest}"
-
-
-def name_collisions(ids: list) -> dict[str, list[str]]:
-    """File name -> the distinct ids that would share it (only names with two or more)."""
-    by_name: dict[str, set[str]] = defaultdict(set)
-    for value in ids:
-        if isinstance(value, str) and id_problem(value) is None:
-            by_name[safe_name(value)].add(value)
-    return {name: sorted(group) for name, group in by_name.items() if len(group) > 1}
-
-
-def row_problem(row: dict, max_text_chars: int | None = None) -> str | None:
-    """Why a row (canonical names) cannot be synthesized, as a sentence a user can act on; None if fine."""
-    from pipeline.manifest.rows import DEFAULT_MAX_TEXT_CHARS, parse_row
-
-    # The id is judged by id_problem; here only the row's other values count.
-    return parse_row({**row, ID: "row"}, max_text_chars or DEFAULT_MAX_TEXT_CHARS)[1]
-
-
-def _is_nan(value: Any) -> bool:
-    return isinstance(value, float) and value != value
-
-
-def clean(value: Any) -> Any:
-    """None for null and NaN (pandas turns missing numbers into NaN), else the value."""
-    return None if value is None or _is_nan(value) else value

@@ -13,14 +13,20 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Any
 
+import pyarrow as pa
+import pyarrow.types as pat
+
+from pipeline.manifest.columns import id_issue
+from pipeline.text.lexicon import parse_lexicon
+from pipeline.text.segment import DEFAULT_MAX_TEXT_CHARS
+from pipeline.text.ssml import TEXT_FORMATS
+
 # Seeds feed numpy/torch generators, which take unsigned 63-bit values at most.
 MAX_SEED = 2**63 - 1
-DEFAULT_MAX_TEXT_CHARS = 100_000  # segment.max_text_chars' default
 # A language code as the segmenter and normaliser take it: "en", "pt-BR", "zh_Hant".
 _LANGUAGE = re.compile(r"^[A-Za-z]{2,3}(?:[-_][A-Za-z0-9]{2,8})*$")
 # Unicode categories that make no sound on their own: controls, format (zero-width), unassigned,
 # private use, surrogates, separators and combining marks. Letters, digits, symbols and punctuation speak.
-TEXT_FORMATS = ("plain", "ssml")  # the text_format column and input.text_format
 _SILENT_CATEGORIES = frozenset({"Cc", "Cf", "Cn", "Co", "Cs", "Zs", "Zl", "Zp", "Mn", "Mc", "Me"})
 
 
@@ -29,11 +35,6 @@ class Undecodable(bytes):
 
     def __repr__(self) -> str:
         return repr(self.decode("utf-8", "backslashreplace"))
-
-
-def display_id(value: Any) -> Any:
-    """The id as it appears in errors/ and summaries: an undecodable id is shown with \\x escapes."""
-    return value.decode("utf-8", "backslashreplace") if isinstance(value, bytes) else value
 
 
 def decode(value: Any) -> Any:
@@ -53,9 +54,6 @@ def table_rows(table) -> list[dict]:
     `Table.to_pylist()` decodes every string at once and one invalid UTF-8 value fails the batch;
     reading such columns as binary first moves the failure to the row that holds it.
     """
-    import pyarrow as pa
-    import pyarrow.types as pat
-
     columns = {}
     for name, column in zip(table.column_names, table.columns, strict=True):
         kind = column.type.value_type if pat.is_dictionary(column.type) else column.type
@@ -164,8 +162,6 @@ def chunk_seconds_cap(value: Any, default: float | None) -> float:
 
 
 def _id(value: Any) -> str:
-    from pipeline.manifest.read import id_issue
-
     issue = id_issue(value)
     if issue:
         raise _Bad(issue[1], issue[0])
@@ -257,8 +253,6 @@ def _text_format(value: Any) -> str | None:
 
 def _row_lexicon(value: Any) -> str | None:
     """The row's lexicon lines, checked here so a bad one is the row's `validate` error."""
-    from pipeline.text.lexicon import parse_lexicon
-
     value = _optional_text(value, "lexicon")
     if value is not None:
         problems = parse_lexicon(value, "lexicon column")[1]  # "lexicon column:2: no tab between ..."

@@ -49,9 +49,9 @@ def check_voice_file(path: str | Path, max_array_bytes: int | None = None) -> No
     """Refuse an .npz whose size, or any array's declared size, is beyond what a voice needs (read unallocated).
 
     The header walk is bark_model.voices.check_voice_file, which the engine's own loading also goes
-    through; imported here, not at the top, because bark_model's package imports torch and the
-    prepare stage (this module's caller) otherwise runs without it.
+    through.
     """
+    # Waits until a row names an .npz: bark_model's package imports torch (~1.5 s), which the prepare stage lacks.
     from bark_model.voices import MAX_VOICE_ARRAY_BYTES
     from bark_model.voices import check_voice_file as check
 

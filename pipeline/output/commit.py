@@ -1,33 +1,29 @@
 """Writing results: audio files first, then one create-only metadata and errors part per block.
 
 Only ids in committed parts count as done, so an audio file without metadata (a crash or a full
-disk in between) is an orphan, which the next run removes when it starts (batch/orphans.py). Part
-names are a digest of their ids, so a retried block finds its own part already there instead of
-writing it twice. A write the storage refuses (full, quota, read-only, denied) raises
-outputfaults.OutputFault, which ends the run with one line; it is never a row's error.
+disk in between) is an orphan, which the next run removes when it starts (output/orphans.py). Part
+names are a digest of their ids (layout.part_name), so a retried block finds its own part already
+there instead of writing it twice. A write the storage refuses (full, quota, read-only, denied)
+raises storage.OutputFault, which ends the run with one line; it is never a row's error.
 """
 
 from __future__ import annotations
 
-import hashlib
 import io
 import time
-from dataclasses import dataclass, field
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.output.audiofiles import commit_audio_many
+from pipeline.output.layout import ERRORS, MANIFEST_PREFIX, METADATA, part_glob, part_keys, part_name
 from pipeline.output.schema import TRANSIENT_COLUMNS, error_schema, summary_schema
+from pipeline.redact import scrub
 from pipeline.storage import DEFAULT_RETRY_S, Store
-
-AUDIO, METADATA, ERRORS = "audio", "metadata", "errors"
-
-
-def part_name(kind: str, ids: list[str]) -> str:
-    digest = hashlib.sha256("\n".join(sorted(ids)).encode()).hexdigest()[:24]
-    return f"{kind}/part-{digest}.parquet"
 
 
 def to_parquet(table) -> bytes:
-    import pyarrow.parquet as pq
-
     buf = io.BytesIO()
     pq.write_table(table, buf)
     return buf.getvalue()
@@ -37,16 +33,9 @@ def write_block(batch, *, output_url: str, storage_options: dict, config_hash: s
                 retry_s: float = DEFAULT_RETRY_S, secrets: tuple[str, ...] = ()):  # fmt: skip
     """Ray Data map_batches function: write one block of synthesized rows, return per-row summaries.
 
-    Audio goes first, create-only (batch/audiofiles.py); the metadata part then records the key
+    Audio goes first, create-only (output/audiofiles.py); the metadata part then records the key
     each file really went to. secrets: values scrubbed from error messages before they are stored.
     """
-    import pyarrow as pa
-    import pyarrow.compute as pc
-
-    from pipeline.output.audiofiles import commit_audio_many
-    from pipeline.output.read import part_keys
-    from pipeline.redact import scrub
-
     store = Store.open(output_url, storage_options, retry_s=retry_s)
     ok = batch.filter(pc.equal(batch["ok"], True))
     bad = batch.filter(pc.invert(pc.equal(batch["ok"], True)))
@@ -90,8 +79,6 @@ def _revisions(table) -> list[int]:
 def _metadata(ok, write_s: float, config_hash: str, audio_keys: list[str]):
     """Metadata rows: the stage's columns minus the audio bytes, plus audio_path (the key the
     audio went to) and the write time."""
-    import pyarrow as pa
-
     timings = [dict(pairs) | {"write": write_s} for pairs in ok["timings"].to_pylist()]  # pairs: (stage, s)
     table = ok.drop_columns(list(TRANSIENT_COLUMNS))
     table = table.set_column(
@@ -104,46 +91,12 @@ def _metadata(ok, write_s: float, config_hash: str, audio_keys: list[str]):
 
 def write_manifest_errors(store: Store, records: list[dict]) -> bool:
     """Commit the manifest-level error rows once; their name is a digest of their content."""
-    import pyarrow as pa
-
     if not records:
         return False
     table = pa.Table.from_pylist([{"revision": 0} | r for r in records], schema=error_schema())
-    key = [f"{r['id']!r}|{r['error']}" for r in records]
-    name = part_name(ERRORS, key).replace("part-", "manifest-")
+    name = part_name(ERRORS, [f"{r['id']!r}|{r['error']}" for r in records], MANIFEST_PREFIX)
     # Manifest errors describe the current manifest only; older ones would be counted twice.
-    for stale in store.glob(f"{ERRORS}/manifest-*.parquet"):
-        if not stale.endswith(name.split("/")[-1]):
+    for stale in store.glob(part_glob(ERRORS, MANIFEST_PREFIX)):
+        if not stale.endswith(name.rsplit("/", 1)[1]):
             store.remove(f"{ERRORS}/{stale.rsplit('/', 1)[1]}")
     return store.commit(name, to_parquet(table))
-
-
-@dataclass
-class Committed:
-    """What earlier (and this) run committed under the output root."""
-
-    ok: dict = field(default_factory=dict)  # id -> duration_s, from metadata parts
-    errors: list = field(default_factory=list)  # (id, stage) per row error (manifest errors are recomputed)
-    duplicate_ok: int = 0  # metadata rows whose id was already seen (should stay 0)
-
-    @property
-    def done_ids(self) -> set:
-        """Ids to skip on resume: written, or failed for a reason of their own."""
-        return set(self.ok) | {i for i, _ in self.errors if i is not None}
-
-
-def read_committed(store: Store) -> Committed:
-    import pyarrow.parquet as pq
-
-    from pipeline.storage import retry
-
-    out = Committed()
-    for path in store.glob(f"{METADATA}/part-*.parquet"):
-        table = retry(pq.read_table, path, columns=["id", "duration_s"], filesystem=store.fs)
-        for row_id, seconds in zip(table["id"].to_pylist(), table["duration_s"].to_pylist(), strict=False):
-            out.duplicate_ok += row_id in out.ok
-            out.ok[row_id] = seconds
-    for path in store.glob(f"{ERRORS}/part-*.parquet"):
-        table = retry(pq.read_table, path, columns=["id", "stage"], filesystem=store.fs)
-        out.errors.extend(zip(table["id"].to_pylist(), table["stage"].to_pylist(), strict=False))
-    return out

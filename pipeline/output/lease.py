@@ -1,4 +1,7 @@
-"""One writer per output: a lease file at the output root, created create-only and renewed while a run lives.
+"""Who may write an output: the marker that makes it barkpipe's, and the one writer's lease, renewed while a run lives.
+
+The marker `.barkpipe-output` is created by a run's first write; `output.overwrite` clears only a
+folder that carries it (anything else may not be ours).
 
 The lease is `<output>/.barkpipe-lease`, JSON naming its holder and when it expires. It is taken
 with the Store's create-only commit (S3 `If-None-Match: *`, a local hard link), renewed by a
@@ -27,10 +30,10 @@ import time
 import uuid
 from dataclasses import dataclass, field
 
-from pipeline.storage import Store
+from pipeline.output.layout import LEASE, MARKER, OWNED
+from pipeline.storage import Store, UnsafeOutput
 
 log = logging.getLogger(__name__)
-LEASE = ".barkpipe-lease"
 POLL_S = 5.0  # how often a waiting run looks at the lease again
 
 
@@ -177,3 +180,28 @@ def _holder_gone(record: dict) -> bool:
 
 def _utc(epoch: float) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+def mark_output(store: Store) -> bool:
+    """Write the barkpipe marker at the root (create-only); True when this call created it."""
+    store.makedirs()
+    body = json.dumps({"barkpipe": "output", "created": _utc(time.time())})
+    return store.commit(MARKER, body.encode())
+
+
+def clear_for_overwrite(store: Store, names: tuple[str, ...] = OWNED) -> None:
+    """Delete earlier results (output.overwrite) only from a folder that carries the barkpipe marker.
+
+    An empty or missing folder has nothing to delete and is fine; the marker and lease stay.
+    """
+    if not store.exists(MARKER):
+        present = [n for n in names if store.holds(n)]
+        if present:
+            raise UnsafeOutput(
+                f"output.overwrite: {store.url()!r} has {', '.join(present)} but no {MARKER} marker, "
+                "so it may not be a barkpipe output and nothing was deleted; point output.path at a barkpipe "
+                f"output or an empty folder (an output of an older barkpipe: create an empty {MARKER} there)"
+            )
+        return
+    for name in names:
+        store.remove(name)

@@ -8,21 +8,22 @@ A failed run removes only temp files (a writer still finishing may yet commit wh
 and deleting a temp file can at worst fail that writer's commit, never lose a committed file).
 
 Only names of this output's own scheme go: `.tmp-<hex>-*` files, and audio keys
-(audiofiles.audio_key) whose stem is the file name of an id in the manifest or in metadata.
+(layout.audio_key) whose stem is the file name of an id in the manifest or in metadata.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 from dataclasses import dataclass
 
-from pipeline.output.audiofiles import AUDIO, audio_stems
+import pyarrow as pa
+import pyarrow.dataset as pads
+
+from pipeline.manifest.columns import safe_name
+from pipeline.output.layout import AUDIO, ERRORS, METADATA, audio_stems, is_part
 from pipeline.storage import Store, is_temp_name, retry
 
 log = logging.getLogger(__name__)
-METADATA, ERRORS = "metadata", "errors"
-_PART = re.compile(rf"^{METADATA}/part-[^/]+\.parquet$")  # sink.part_name's metadata parts
 
 
 @dataclass
@@ -31,16 +32,13 @@ class Sweep:
 
     temp: int = 0  # temp files of earlier attempts (audio/, metadata/, errors/)
     audio: int = 0  # audio files no committed metadata row points at
-    skipped: str | None = None  # why unreferenced audio was left alone, if it was
 
     @property
     def total(self) -> int:
         return self.temp + self.audio
 
     def record(self) -> dict:
-        return {"temp_files": self.temp, "unreferenced_audio": self.audio} | (
-            {"audio_left_because": self.skipped} if self.skipped else {}
-        )
+        return {"temp_files": self.temp, "unreferenced_audio": self.audio}
 
 
 def remove_orphans(store: Store, ids: list, *, temp_only: bool = False, when: str = "") -> Sweep:
@@ -55,40 +53,30 @@ def remove_orphans(store: Store, ids: list, *, temp_only: bool = False, when: st
     store.remove_files(temp)
     out = Sweep(temp=len(temp))
     if not temp_only:
-        unreferenced, out.skipped = _unreferenced(store, [p for p in audio if not is_temp_name(p)], metadata, ids)
+        unreferenced = _unreferenced(store, [p for p in audio if not is_temp_name(p)], metadata, ids)
         store.remove_files(unreferenced)
         out.audio = len(unreferenced)
     if out.total:
         log.info("removed %d orphan audio file(s) %s(%d temp file(s) of earlier attempts, %d audio file(s) no "
                  "metadata row points at)", out.total, f"{when} " if when else "", out.temp, out.audio)  # fmt: skip
-    if out.skipped:
-        log.warning("orphan audio files were left in %s/: %s", AUDIO, out.skipped)
     return out
 
 
-def _unreferenced(store: Store, audio: list[str], metadata: list[str], ids: list) -> tuple[list[str], str | None]:
-    """(audio keys of our scheme that no metadata row of any revision names, why none were judged)."""
-    from pipeline.manifest.read import safe_name
-
+def _unreferenced(store: Store, audio: list[str], metadata: list[str], ids: list) -> list[str]:
+    """Audio keys of our scheme that no metadata row of any revision names."""
     if not audio:
-        return [], None
-    parts = [p for p in metadata if _PART.match(p)]
-    row_ids, paths = _read_audio_paths(store, parts)
-    if None in paths:
-        return [], "a metadata part has rows without audio_path (written by an older barkpipe)"
+        return []
+    row_ids, paths = _read_audio_paths(store, [p for p in metadata if is_part(p, METADATA)])
     known = {safe_name(i) for i in [*ids, *row_ids] if isinstance(i, str)}
     referenced = set(paths)
-    return [k for k in audio if k not in referenced and any(s in known for s in audio_stems(k))], None
+    return [k for k in audio if k not in referenced and any(s in known for s in audio_stems(k))]
 
 
 def _read_audio_paths(store: Store, parts: list[str]) -> tuple[list, list]:
     """(id, audio_path) columns of these metadata parts (paths relative to the root), read as one dataset."""
     if not parts:
         return [], []
-    import pyarrow as pa
-    import pyarrow.dataset as pads
-
-    schema = pa.schema([("id", pa.string()), ("audio_path", pa.string())])  # a part without audio_path: nulls
+    schema = pa.schema([("id", pa.string()), ("audio_path", pa.string())])
 
     def read():
         files = [store.path(p) for p in parts]

@@ -7,11 +7,16 @@ for the encoded audio, giving `row_fields`. Manifest columns ride along after th
 
 from __future__ import annotations
 
+import pyarrow as pa
+
+# The encoded audio's column between finish and commit: its bytes go to a file, never into metadata.
+AUDIO = "audio"
+# row_fields columns the finish stage computes; the rest come from the earlier stages as they are.
+FINISH_COLUMNS = ("ok", "error_stage", "error", AUDIO, "audio_name", "duration_s", "n_chunks", "timings", "chunks")
+
 
 def plan_type():
     """A row's chunks, in order, as prepare planned them; they travel together in one row."""
-    import pyarrow as pa
-
     return pa.list_(
         pa.struct(
             [
@@ -29,8 +34,6 @@ def plan_type():
 
 def chunk_type():
     """One struct per chunk: what was generated and how the quality gates judged it."""
-    import pyarrow as pa
-
     return pa.struct(
         [
             ("index", pa.int32()),
@@ -56,15 +59,11 @@ def chunk_type():
 
 
 def _timings():
-    import pyarrow as pa
-
     return pa.map_(pa.string(), pa.float64())  # step -> seconds spent on this row
 
 
 def prepared_fields():
     """Columns the prepare stage emits (error rows carry only id, text and the error)."""
-    import pyarrow as pa
-
     return [
         ("id", pa.string()),
         ("text", pa.string()),
@@ -83,9 +82,7 @@ def prepared_fields():
 
 
 def resume_fields():
-    """What resume needs in every metadata and errors row (see batch/resume.py)."""
-    import pyarrow as pa
-
+    """What resume needs in every metadata and errors row (see batch/plan.py and output/read.py)."""
     return [
         ("row_hash", pa.string()),  # sha256 of the row's text and settings: a changed row is redone
         ("revision", pa.int32()),  # 0 for a row's first write, +1 for each redo
@@ -94,8 +91,6 @@ def resume_fields():
 
 def engine_fields():
     """Columns the engine stage adds in place of `plan`."""
-    import pyarrow as pa
-
     return [
         ("pcm", pa.list_(pa.binary())),  # per chunk: little-endian int16 samples, mono
         ("sample_rate", pa.int32()),
@@ -110,14 +105,12 @@ def engine_fields():
 
 def row_fields():
     """Columns of a finished row (the processor's output; carried manifest columns come after)."""
-    import pyarrow as pa
-
     return [
         ("id", pa.string()),
         ("ok", pa.bool_()),
         ("error_stage", pa.string()),
         ("error", pa.string()),
-        ("audio", pa.binary()),
+        (AUDIO, pa.binary()),
         ("audio_name", pa.string()),  # file name under audio/; derived from id by manifest.safe_name
         ("duration_s", pa.float64()),
         ("sample_rate", pa.int32()),
@@ -141,7 +134,7 @@ def row_fields():
 
 
 # Columns that never reach metadata/*.parquet.
-TRANSIENT_COLUMNS = ("ok", "error_stage", "error", "audio")
+TRANSIENT_COLUMNS = ("ok", "error_stage", "error", AUDIO)
 # Columns the write step adds to metadata.
 WRITER_COLUMNS = ("audio_path", "config_hash")
 
@@ -158,15 +151,11 @@ def carried_name(name: str) -> str:
 
 
 def error_schema():
-    import pyarrow as pa
-
     return pa.schema([("id", pa.string()), ("stage", pa.string()), ("error", pa.string()), *resume_fields()])
 
 
 def summary_schema():
     """What the write step hands back to the driver per row: enough for progress and the summary."""
-    import pyarrow as pa
-
     return pa.schema(
         [
             ("id", pa.string()),

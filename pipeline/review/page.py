@@ -10,16 +10,22 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import os
 from dataclasses import dataclass, field
+from math import gcd
 
 import numpy as np
+import soundfile as sf
+from scipy.signal import resample_poly
 
+from pipeline.config import SegmentConfig
+from pipeline.output.layout import ERRORS, METADATA, SUMMARY
+from pipeline.output.read import manifest_error_rows, newest_rows, read_committed_latest
+from pipeline.output.summary import read_summary
 from pipeline.review.chunks import chunk_row_html, chunk_spans, failed_marks, is_failed
 from pipeline.review.dataset import dataset_html, dataset_stats
 from pipeline.review.waveform import waveform_svg
-from pipeline.storage import Store
+from pipeline.storage import Store, open_fs, retry
 
 MAX_EMBED_BYTES = 20 * 2**20  # audio budget of one page (base64 adds a third on top)
 # libsndfile's Opus "compression level" picks the bitrate: 0.95 gives ~20 kb/s for 24 kHz mono.
@@ -57,8 +63,6 @@ class Run:
     @property
     def pauses(self) -> tuple[float, float]:
         """(sentence, paragraph) pause of the last run's config, else the defaults: for estimated spans."""
-        from pipeline.config import SegmentConfig
-
         segment = ((self.summary or {}).get("config") or {}).get("segment") or {}
         fields = SegmentConfig.model_fields
         return (
@@ -75,31 +79,17 @@ def load_rows(store: Store) -> tuple[dict | None, list[RowView], list[RowView]]:
 
 def load_run(store: Store) -> Run:
     """The output under `store`: summary.json and every row's newest metadata or error record."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    from pipeline.output.read import newest_records
-    from pipeline.storage import retry
-
-    try:
-        summary = json.loads(store.read("summary.json"))
-    except FileNotFoundError:
-        summary = None
-    parts = store.glob("metadata/part-*.parquet")
-    tables = [retry(pq.read_table, p, filesystem=store.fs) for p in parts]
-    meta = pa.concat_tables(tables, promote_options="permissive").to_pylist() if tables else []
-    failed = [
-        r for p in store.glob("errors/*.parquet") for r in retry(pq.read_table, p, filesystem=store.fs).to_pylist()
-    ]
-    read = len(meta) + len(failed)
-    meta, failed = newest_records(meta, failed)  # a redone row once, as its newest revision
+    summary = read_summary(store)
+    latest = read_committed_latest(store)
+    meta = list(newest_rows(store, METADATA, latest=latest))  # a redone row once, as its newest revision
+    failed = [*newest_rows(store, ERRORS, latest=latest), *manifest_error_rows(store)]
     done = [RowView(str(r["id"]), r) for r in meta]
     errors = [RowView(str(r.get("id")), error=(r.get("stage") or "?", r.get("error") or "")) for r in failed]
     if summary is None and not done and not errors:
         raise FileNotFoundError(
-            f"{store.root} holds no run (no summary.json, metadata/ or errors/); point OUTPUT at a run's output.path"
+            f"{store.root} holds no run (no {SUMMARY}, {METADATA}/ or {ERRORS}/); point OUTPUT at a run's output.path"
         )
-    return Run(summary, done, errors, read - len(meta) - len(failed))
+    return Run(summary, done, errors, latest.superseded)
 
 
 def build_report(store: Store, *, audio_href: str = "", max_embed_bytes: int = MAX_EMBED_BYTES) -> str:
@@ -137,8 +127,6 @@ def write_report(
     base = store.root if not store.local else "file://" + os.path.abspath(store.root)
     data = build_report(store, audio_href=base.rstrip("/") + "/", max_embed_bytes=max_embed_bytes).encode()
     if "://" in out:
-        from pipeline.storage import open_fs, retry
-
         fs, path = open_fs(out, storage_options)
         retry(fs.pipe_file, path, data, what=out)
         return out
@@ -150,13 +138,7 @@ def write_report(
 
 def preview_opus(audio: np.ndarray, sr: int) -> bytes:
     """Low-bitrate Ogg Opus of mono audio [N] for the page (resampled to 24 kHz when needed)."""
-    import soundfile as sf
-
     if sr != OPUS_RATE:
-        from math import gcd
-
-        from scipy.signal import resample_poly
-
         g = gcd(int(sr), OPUS_RATE)
         audio = resample_poly(audio, OPUS_RATE // g, int(sr) // g).astype(np.float32)
     buf = io.BytesIO()
@@ -193,8 +175,6 @@ def _row_html(store: Store, row: RowView, budget: list[int], audio_href: str, pa
 def _audio_html(
     store: Store, row: RowView, budget: list[int], audio_href: str, marks: list[tuple[float, float, str]]
 ) -> tuple[str, str]:
-    import soundfile as sf
-
     path = row.meta.get("audio_path")
     if not path:
         return "<p class=muted>no audio path</p>", ""
@@ -256,7 +236,7 @@ def _summary_html(run: Run) -> str:
     )
     summary = run.summary
     if summary is None:
-        return head + "<h2>Last run</h2><p class=muted>no summary.json (the run has not finished)</p>"
+        return head + f"<h2>Last run</h2><p class=muted>no {SUMMARY} (the run has not finished)</p>"
     keys = ("input_rows", "ok", "errors", "accounted", "audio_hours", "config_hash")
     cells = "".join(f"<tr><th>{k}</th><td>{html.escape(str(summary.get(k)))}</td></tr>" for k in keys if k in summary)
     last = summary.get("this_run") or {}
@@ -265,7 +245,7 @@ def _summary_html(run: Run) -> str:
         for k, v in last.items()
         if k != "error_samples"
     )
-    return f"{head}<h2>Last run (summary.json)</h2><table class=summary>{cells}</table>"
+    return f"{head}<h2>Last run ({SUMMARY})</h2><table class=summary>{cells}</table>"
 
 
 _CSS = """

@@ -13,6 +13,12 @@ from pysbd.languages import LANGUAGE_CODES as PYSBD_LANGUAGES
 
 from pipeline.text.normalize import PROTECTED_PATTERN
 
+# Chunk limits by default (segment.max_tokens, target_seconds and max_seconds take these): Bark's semantic
+# model reads at most 256 text tokens, and speaks at most ~14 s per generation before it runs out of context.
+MAX_CHUNK_TOKENS = 256
+DEFAULT_MAX_TEXT_CHARS = 100_000  # a row's longest text by default (segment.max_text_chars); a book is split into rows
+TARGET_CHUNK_SECONDS = 12.0
+MAX_CHUNK_SECONDS = 14.0
 # Speaking-rate estimate, by script. Bark reads roughly at conversational speed:
 # ~150 words/min of English is ~12 letters/s (spaces not counted); Mandarin runs at
 # ~4-5 syllables/s with one Han character per syllable; Japanese at ~7 morae/s with
@@ -75,9 +81,9 @@ def split_into_chunks(
     *,
     language: str = "en",
     count_tokens: Callable[[str], int] | None = None,
-    max_tokens: int = 256,
-    target_seconds: float = 12.0,
-    max_seconds: float = 14.0,
+    max_tokens: int = MAX_CHUNK_TOKENS,
+    target_seconds: float = TARGET_CHUNK_SECONDS,
+    max_seconds: float = MAX_CHUNK_SECONDS,
 ) -> list[Chunk]:
     """Split normalised `text` (see normalize.normalize_text) into chunks.
 

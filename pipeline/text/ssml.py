@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pipeline.text.normalize import spell_number
 
 # Bounds checked before and while parsing: a row's SSML is data, possibly hostile.
+TEXT_FORMATS = ("plain", "ssml")  # how a text is read: input.text_format, a row's text_format, `say --ssml`
 MAX_SSML_CHARS = 100_000
 MAX_SSML_DEPTH = 32
 MAX_BREAK_S = 10.0  # a longer silence inside one text is almost surely a typo ("5000s")

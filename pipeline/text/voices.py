@@ -16,6 +16,10 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 
+from pipeline.text.normalize import normalize_text
+from pipeline.text.segment import split_into_chunks
+from pipeline.text.ssml import apply_emphasis
+
 # `[voice: v2/en_speaker_6]`, `[Voice:alice]`; the name is anything but brackets and newlines.
 VOICE_TAG = re.compile(r"\[\s*voice\s*:\s*([^\[\]\n]*?)\s*\]", re.IGNORECASE)
 # A speaker name as written at a line start: letters, digits, spaces, _ . ' - ; up to 40 characters.
@@ -239,10 +243,6 @@ def chunk_segments(segments: list[VoiceSegment], *, language: str = "en", lexico
                    **split_options) -> list[VoicedChunk]:  # fmt: skip
     """Chunks of voice segments, numbered across them: each segment is normalised in its language,
     respelled by `lexicon` (a pipeline.text.lexicon.Lexicon), emphasis put in capitals, then split."""
-    from pipeline.text.normalize import normalize_text
-    from pipeline.text.segment import split_into_chunks
-    from pipeline.text.ssml import apply_emphasis
-
     out: list[VoicedChunk] = []
     for n, seg in enumerate(segments):
         lang = seg.language or language

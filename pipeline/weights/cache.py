@@ -13,6 +13,8 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from filelock import FileLock, Timeout
+
 MARKER = ".barkpipe-weights.json"  # {"complete": bool, "files": {rel: {size, etag, sha256}}, ...}
 PARTIAL = ".partial"  # downloads land here first, then are renamed into place
 HF_STATE = ".cache"  # huggingface_hub's own bookkeeping inside a local_dir
@@ -25,8 +27,6 @@ log = logging.getLogger(__name__)
 @contextlib.contextmanager
 def node_lock(folder: Path, what: str) -> Iterator[None]:
     """Hold `<folder>.lock` (flock: released if the holder dies), so one process per node downloads."""
-    from filelock import FileLock, Timeout
-
     folder.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(folder.parent / f"{folder.name}.lock"))
     try:

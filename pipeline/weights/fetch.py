@@ -5,11 +5,14 @@ from __future__ import annotations
 import inspect
 import logging
 import os
+import shutil
 import time
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from bark_model.download import HF_LAYOUT_FILES
+from pipeline.storage import open_fs, retry
 from pipeline.weights.cache import (
     OWN_NAMES,
     clear_partial,
@@ -20,7 +23,7 @@ from pipeline.weights.cache import (
     remove_strays,
     write_marker,
 )  # fmt: skip
-from pipeline.weights.select import NoBarkWeights, bark_files
+from pipeline.weights.select import NoBarkWeights, bark_files, weights_hint
 from pipeline.weights.source import WeightsError, cache_folder, endpoint_of, parse_source
 
 # The listing is the first request: an endpoint that does not answer fails within this bound
@@ -47,11 +50,8 @@ def fetch_weights(source: str, storage_options: dict | None = None, cache_dir: s
     if src.kind == "local":
         path = Path(src.location).expanduser()
         if not path.is_dir():
-            from bark_model.checkpoints import FIX
-
-            raise WeightsError(
-                f"weights folder {src.url!r} not found; {FIX}; or give s3://bucket/prefix or hf://owner/repo"
-            )
+            raise WeightsError(f"weights folder {src.url!r} not found; {weights_hint(path)}; "
+                               "or give s3://bucket/prefix or hf://owner/repo")  # fmt: skip
         return path
     folder = cache_folder(src, options, cache_dir)
     try:
@@ -116,8 +116,6 @@ def _have(folder: Path, rel: str, recorded: dict | None, entry: dict) -> bool:
 
 def _check_space(folder: Path, src, needed: int) -> None:
     """Refuse up front rather than fill the disk and fail on the last file (needed: an upper bound)."""
-    import shutil
-
     free = shutil.disk_usage(folder).free
     if free < needed:
         raise WeightsError(
@@ -126,8 +124,6 @@ def _check_space(folder: Path, src, needed: int) -> None:
 
 
 def _open(src, options: dict[str, Any]):
-    from pipeline.storage import open_fs
-
     try:
         fs, root = open_fs(src.location, options)
     except ValueError as exc:
@@ -172,8 +168,6 @@ def _same(recorded: dict[str, dict], remote: dict[str, dict]) -> bool:
 
 
 def _get(fs, remote_path: str, local_path: str) -> None:
-    from pipeline.storage import retry
-
     retry(fs.get_file, remote_path, local_path)
 
 
@@ -206,10 +200,8 @@ def _fetch_hf(src, folder: Path) -> Path:
     cached = complete(folder)
     if cached:
         return folder  # a branch is resolved once per node; pin @commit or delete the folder to refresh
-    try:
-        from huggingface_hub import snapshot_download
-    except ImportError as err:
-        raise WeightsError(f"weights {src.url}: needs huggingface_hub ({err}); pip install huggingface_hub") from None
+    from huggingface_hub import snapshot_download  # ~0.2 s: only hf:// sources pay it
+
     try:
         if "dry_run" in inspect.signature(snapshot_download).parameters:
             listing = snapshot_download(src.location, revision=src.revision, dry_run=True)
@@ -217,9 +209,7 @@ def _fetch_hf(src, folder: Path) -> Path:
             sizes = {f.filename: f.file_size for f in listing}
             _, names = bark_files(sizes)
             snapshot_download(src.location, revision=commit, local_dir=folder, allow_patterns=names)
-        else:  # huggingface_hub without dry runs: the patterns of `barkpipe weights download`
-            from bark_model.download import HF_LAYOUT_FILES
-
+        else:  # an older huggingface_hub (pyproject allows it) has no dry runs: `weights download`'s patterns
             commit = src.revision
             snapshot_download(src.location, revision=commit, local_dir=folder, allow_patterns=HF_LAYOUT_FILES)
             found = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]

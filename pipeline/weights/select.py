@@ -6,14 +6,19 @@ import re
 from collections.abc import Iterable
 from pathlib import Path
 
-# Small files of the Hugging Face layout that the engine or its tokenizer may read.
-HF_SIDE_FILES = (
-    "generation_config.json", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
-    "vocab.txt", "speaker_embeddings_path.json",
-)  # fmt: skip
-HF_TOKENIZERS = ("tokenizer.json", "vocab.txt")  # detect_layout needs one of them
-VOICE_FOLDERS = ("voices/", "speaker_embeddings/")  # presets (bark_model.voices.VoiceLibrary), any depth
-NOTE_FILES = ("RANDOM_WEIGHTS.txt",)  # `barkpipe say` warns when it is there
+from bark_model.names import (
+    CODEC_FILE,
+    HF_CONFIG_FILE,
+    HF_SIDE_FILES,
+    HF_TOKENIZER_FILES,
+    HF_WEIGHT_FILES,
+    RANDOM_MARKER,
+    SUNO_FILES,
+    VOCAB_FILE,
+    VOICE_FOLDERS,
+)
+
+PRESET_PREFIXES = tuple(f"{folder}/" for folder in VOICE_FOLDERS)  # presets, at any depth below them
 # Folder-name words that say "test weights" (configs/smoke.yaml's weights/tiny): make-random, not a download.
 TEST_WEIGHT_WORDS = ("tiny", "random", "test", "tests", "smoke", "fake", "dummy")
 DOWNLOAD_GB = {"large": 4.5, "small": 1.7}  # the hf layout's model file (suno/bark, suno/bark-small)
@@ -31,23 +36,22 @@ def bark_files(names: Iterable[str]) -> tuple[str, list[str]]:
     Like detect_layout: the HF layout wins when config.json and a weight file are present (only the
     first of model.safetensors / pytorch_model.bin is taken), else Suno large, else Suno small.
     """
-    from bark_model.checkpoints import CODEC_FILE, HF_WEIGHT_FILES, SUNO_FILES  # here: it imports torch
-
     names = set(names)
     top = {n for n in names if "/" not in n}
-    extras = {n for n in names if n.startswith(VOICE_FOLDERS)} | (top & set(NOTE_FILES))
+    # RANDOM_MARKER travels too: `barkpipe say` warns when the weights only make noise.
+    extras = {n for n in names if n.startswith(PRESET_PREFIXES)} | (top & {RANDOM_MARKER})
     hf_weights = [f for f in HF_WEIGHT_FILES if f in top]
-    if "config.json" in top and hf_weights:
-        if not top & set(HF_TOKENIZERS):
-            raise NoBarkWeights("it has a Hugging Face Bark model but no tokenizer.json or vocab.txt")
-        chosen = {"config.json", hf_weights[0]} | (top & set(HF_SIDE_FILES))
+    if HF_CONFIG_FILE in top and hf_weights:
+        if not top & set(HF_TOKENIZER_FILES):
+            raise NoBarkWeights(f"it has a Hugging Face Bark model but no {' or '.join(HF_TOKENIZER_FILES)}")
+        chosen = {HF_CONFIG_FILE, hf_weights[0]} | (top & set(HF_SIDE_FILES))
         return "hf", sorted(chosen | extras)
     for size, files in SUNO_FILES.items():
         if all(f in top for f in files.values()):
-            missing = [f for f in (CODEC_FILE, "vocab.txt") if f not in top]
+            missing = [f for f in (CODEC_FILE, VOCAB_FILE) if f not in top]
             if missing:
                 raise NoBarkWeights(f"it has the Suno {size} models but no {' or '.join(missing)}")
-            return f"suno-{size}", sorted(set(files.values()) | {CODEC_FILE, "vocab.txt"} | extras)
+            return f"suno-{size}", sorted(set(files.values()) | {CODEC_FILE, VOCAB_FILE} | extras)
     shown = ", ".join(sorted(top)[:8]) + (" ..." if len(top) > 8 else "") if top else "no files at the top level"
     raise NoBarkWeights(
         "no Bark weights found there: expected text_2.pt/coarse_2.pt/fine_2.pt (or text.pt/coarse.pt/fine.pt) "
@@ -83,7 +87,7 @@ def weights_hint(path: str | Path) -> str:
 def _random_marker(path: Path) -> tuple[str, str] | None:
     """(size, layout) from the RANDOM_WEIGHTS.txt that make-random writes, when `path` holds one."""
     try:
-        text = (path / NOTE_FILES[0]).read_text(encoding="utf-8", errors="replace")
+        text = (path / RANDOM_MARKER).read_text(encoding="utf-8", errors="replace")
     except OSError:
         return None
     found = _MARKER_LINE.search(text)

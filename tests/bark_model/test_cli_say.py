@@ -31,8 +31,8 @@ def test_say_no_split_writes_the_utterance_and_its_codes(tiny_suno, tmp_path):
 def test_say_several_texts_write_a_folder(tiny_suno, tmp_path):
     texts = tmp_path / "lines.txt"
     texts.write_text("First line.\n\nSecond line.\n")
-    result = runner.invoke(app, ["say", "Zero.", "--text-file", str(texts), "--weights", str(tiny_suno),
-                                 "--out", str(tmp_path / "many"), "--max-duration", "0.3", "--batch-size", "2"])  # fmt: skip
+    result = runner.invoke(app, ["say", "Zero.", "--text-file", str(texts), "--weights", str(tiny_suno), "--out",
+                                 str(tmp_path / "many"), "--max-duration", "0.3", "--batch-size", "2"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (tmp_path / "many").iterdir()) == ["000.wav", "001.wav", "002.wav"]
 
@@ -73,8 +73,9 @@ def test_no_split_speaks_the_text_as_given_like_generate_audio(engine, tiny_suno
 
     text = " ".join(["word"] * 300)  # 300 tokens: Bark reads 256 of them
     codes = tmp_path / "long.npz"
-    result = runner.invoke(app, ["say", text, "--no-split", "--weights", str(tiny_suno), "--out", str(tmp_path / "l.wav"),
-                                 "--save-codes", str(codes), "--temperature", "0", "--max-duration", "0.3",
+    result = runner.invoke(app, ["say", text, "--no-split", "--weights", str(tiny_suno),
+                                 "--out", str(tmp_path / "l.wav"), "--save-codes", str(codes), "--temperature", "0",
+                                 "--max-duration", "0.3",
                                  "--device", "cpu", "--seed", "5"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert "text 1 has 300 tokens; Bark reads the first 256 and drops 44" in result.output
@@ -99,9 +100,10 @@ def test_save_codes_of_a_many_chunk_text_points_to_no_split(tiny_suno, tmp_path,
 
 
 def test_say_uses_the_run_segment_settings(engine, tmp_path):
-    """say's audio is longform.join_audio of the chunk audio with SegmentConfig's defaults (as a run row)."""
+    """say's audio is assemble.join_audio of the chunk audio with SegmentConfig's defaults (as a run row)."""
+    from pipeline.audio.assemble import join_audio
     from pipeline.config import SegmentConfig
-    from pipeline.speak import join_audio, speak
+    from pipeline.speak import speak
 
     text = "A first sentence here. And a second one.\n\nA new paragraph."
     spoken = speak(engine, text, max_duration=0.3, text_temp=0, waveform_temp=0)
@@ -114,7 +116,7 @@ def test_say_uses_the_run_segment_settings(engine, tmp_path):
 
 
 def test_the_dry_run_token_count_is_the_engines(engine, tiny_suno, tiny_hf):
-    from pipeline.speak import text_token_counter
+    from pipeline.text.chunks import text_token_counter
 
     texts = ["Hello there!", "Ünïcödé façade — naïve 東京 [laughs] ♪ la la ♪", "  spaced \n\n out  text  "]
     for weights in (tiny_suno, tiny_hf):

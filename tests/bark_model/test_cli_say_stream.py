@@ -53,8 +53,9 @@ def test_stream_speech_pieces_concatenate_to_speak(text):
 
 def test_say_stream_writes_a_growing_wav_and_reports_first_audio(tiny_suno, tmp_path):
     out = tmp_path / "streamed.wav"
-    result = runner.invoke(app, ["say", "A first paragraph.\n\nThe second.", "--stream", "--weights", str(tiny_suno), "--out", str(out),
-                                 "--max-duration", "0.2", "--temperature", "0", "--device", "cpu"])  # fmt: skip
+    result = runner.invoke(app, ["say", "A first paragraph.\n\nThe second.", "--stream", "--weights", str(tiny_suno),
+                                 "--out", str(out), "--max-duration", "0.2", "--temperature", "0",
+                                 "--device", "cpu"])  # fmt: skip
     assert result.exit_code == 0, result.output
     assert FIRST_AUDIO.search(result.stderr) and result.stderr.count(" ready ") == 2
     assert FIRST_AUDIO.search(result.stdout) and "all audio" in result.stdout  # the `wrote` line

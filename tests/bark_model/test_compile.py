@@ -9,17 +9,13 @@ import torch
 import bark_model.compile as compile_mod
 from bark_model import BarkEngine, GenerationRequest
 from bark_model.compile import resolve_compile
-from bark_model.request import Sampling
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 
 
-def greedy(text, voice=None, max_s=1.0):
-    return GenerationRequest(text=text, voice=voice, semantic=Sampling(0), coarse=Sampling(0), fine=Sampling(0), max_duration_s=max_s)
-
-
 # Two rows of different lengths, one with a voice (coarse history): rows sit at different positions.
-ROWS = [greedy("Compiled steps, same tokens.", None, 1.0), greedy("A voice row [laughs].", "v2/en_speaker_0", 0.7)]
+ROWS = [GenerationRequest.greedy("Compiled steps, same tokens.", max_duration_s=1.0),
+        GenerationRequest.greedy("A voice row [laughs].", "v2/en_speaker_0", max_duration_s=0.7)]
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,13 @@ import torch
 
 from bark_model import BarkEngine, GenerationRequest, VoicePrompt
 from bark_model.checkpoints import detect_layout
-from bark_model.request import Sampling
-
-
-def greedy(text, voice=None, max_s=1.0):
-    return GenerationRequest(text=text, voice=voice, semantic=Sampling(0), coarse=Sampling(0), fine=Sampling(0), max_duration_s=max_s)
 
 
 ROWS = [
-    greedy("Hello there.", None, 0.6),
-    greedy("A somewhat longer sentence, with a pause... and [laughs] a cue.", "v2/en_speaker_0", 1.2),
-    greedy("Kurz.", "announcer", 0.9),
+    GenerationRequest.greedy("Hello there.", max_duration_s=0.6),
+    GenerationRequest.greedy("A somewhat longer sentence, with a pause... and [laughs] a cue.", "v2/en_speaker_0",
+                             max_duration_s=1.2),
+    GenerationRequest.greedy("Kurz.", "announcer", max_duration_s=0.9),
 ]
 
 
@@ -27,6 +23,13 @@ def test_suno_and_hf_layouts_give_identical_output(engine, tiny_hf):
     for a, b in zip(engine.generate([ROWS[1], sampled]), hf_engine.generate([ROWS[1], sampled])):
         np.testing.assert_array_equal(a.fine, b.fine)
         np.testing.assert_allclose(a.audio, b.audio, atol=1e-6)
+
+
+def test_a_greedy_request_gives_the_same_codes_whatever_its_seed(engine):
+    first, second = engine.generate([GenerationRequest.greedy("Same words.", seed=s, max_duration_s=0.4) for s in (1, 9)])
+    np.testing.assert_array_equal(first.fine, second.fine)
+    sampled = engine.generate([GenerationRequest.simple("Same words.", seed=s, max_duration_s=0.4) for s in (1, 9)])
+    assert not np.array_equal(sampled[0].fine, sampled[1].fine)  # the seed is what varies sampled rows
 
 
 def test_batch_equals_rows_alone(engine):
@@ -48,7 +51,7 @@ def test_sampled_row_depends_on_its_seed_not_its_batch(engine):
 
 
 def test_output_shapes_and_duration(engine):
-    [r] = engine.generate([greedy("Shapes.", max_s=1.0)])
+    [r] = engine.generate([GenerationRequest.greedy("Shapes.", max_duration_s=1.0)])
     assert r.semantic.ndim == 1 and r.coarse.shape[0] == 2 and r.fine.shape[0] == 8
     assert r.coarse.shape[1] == r.fine.shape[1] == int(np.floor(len(r.semantic) * 75 / 49.9))
     assert len(r.audio) == 320 * r.fine.shape[1] and r.audio.dtype == np.float32
@@ -57,17 +60,18 @@ def test_output_shapes_and_duration(engine):
 
 
 def test_saved_codes_work_as_a_voice(engine, tmp_path):
-    [r] = engine.generate([greedy("Remember this voice.", max_s=2.0)])
+    [r] = engine.generate([GenerationRequest.greedy("Remember this voice.", max_duration_s=2.0)])
     r.save_codes(tmp_path / "me.npz")
     voice = engine.load_voice(str(tmp_path / "me.npz"))
     np.testing.assert_array_equal(voice.fine, r.fine)
-    [again] = engine.generate([greedy("And speak again.", voice=str(tmp_path / "me.npz"), max_s=0.5)])
+    again_request = GenerationRequest.greedy("And speak again.", str(tmp_path / "me.npz"), max_duration_s=0.5)
+    [again] = engine.generate([again_request])
     assert len(again.audio) > 0
 
 
 def test_over_long_text_reports_dropped_tokens(engine):
     text = "word " * 300
-    [r] = engine.generate([greedy(text, max_s=0.3)])
+    [r] = engine.generate([GenerationRequest.greedy(text, max_duration_s=0.3)])
     assert r.dropped_text_tokens == engine.count_text_tokens(text) - 256 > 0
 
 
@@ -94,7 +98,7 @@ def test_bad_voices_fail_naming_the_problem(engine, tmp_path):
         engine.load_voice("../../etc/passwd")
     mismatched = VoicePrompt(np.arange(100), np.zeros((2, 40), np.int64), np.zeros((8, 40), np.int64))
     with pytest.raises(ValueError, match="frames for 100 semantic"):
-        engine.generate([greedy("x", voice=mismatched)])
+        engine.generate([GenerationRequest.greedy("x", mismatched, max_duration_s=1.0)])
 
 
 def test_bad_weights_directories(tmp_path, tiny_suno):

@@ -5,16 +5,12 @@ import pytest
 import torch
 
 from bark_model import BarkEngine, GenerationRequest
-from bark_model.request import Sampling
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
 
 
-def greedy(text, voice=None):
-    return GenerationRequest(text=text, voice=voice, semantic=Sampling(0), coarse=Sampling(0), fine=Sampling(0), max_duration_s=2.0)
-
-
-ROWS = [greedy("Hello from the GPU."), greedy("A second row, with a voice.", "v2/en_speaker_0")]
+ROWS = [GenerationRequest.greedy("Hello from the GPU.", max_duration_s=2.0),
+        GenerationRequest.greedy("A second row, with a voice.", "v2/en_speaker_0", max_duration_s=2.0)]
 
 
 def test_cuda_graphs_equal_eager_and_cpu(tiny_suno):

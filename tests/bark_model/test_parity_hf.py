@@ -5,7 +5,6 @@ import pytest
 import torch
 
 from bark_model import BarkEngine, GenerationRequest
-from bark_model.request import Sampling
 
 transformers = pytest.importorskip("transformers", reason="transformers is a test-only dependency (pip install -e '.[test]')")
 
@@ -64,6 +63,6 @@ def test_semantic_greedy_sequence_matches_hf(hf_bark, ours):
     config = BarkSemanticGenerationConfig(**hf_bark.generation_config.semantic_config)
     with torch.no_grad():
         ref = hf_bark.semantic.generate(ids, attention_mask=mask, semantic_generation_config=config, do_sample=False, min_eos_p=None)
-    [result] = ours.generate([GenerationRequest(text=text, semantic=Sampling(0), coarse=Sampling(0), fine=Sampling(0), min_eos_p=None)])
+    [result] = ours.generate([GenerationRequest.greedy(text, min_eos_p=None)])
     np.testing.assert_array_equal(result.semantic, ref[0].numpy()[: len(result.semantic)])
     assert len(result.semantic) == ref.shape[1]

@@ -16,10 +16,6 @@ def official(tiny_suno):
     return load_official_models(tiny_suno)
 
 
-def greedy(text, voice=None):
-    return GenerationRequest(text=text, voice=voice, semantic=Sampling(0), coarse=Sampling(0), fine=Sampling(0))
-
-
 @pytest.mark.parametrize("voice", [None, "v2/en_speaker_1"])
 def test_tokens_match_official(official, engine, tiny_suno, voice):
     prompt = None if voice is None else str(tiny_suno / "voices" / f"{voice}.npz")
@@ -27,7 +23,7 @@ def test_tokens_match_official(official, engine, tiny_suno, voice):
     coarse_ref = official.generate_coarse(sem_ref, history_prompt=prompt, temp=0.7, top_k=1, silent=True, use_kv_caching=True)
     fine_ref = official.generate_fine(coarse_ref, history_prompt=prompt, temp=None, silent=True)
 
-    [ours] = engine.generate([greedy(TEXT, voice)])
+    [ours] = engine.generate([GenerationRequest.greedy(TEXT, voice)])
     # Random weights never sample EOS, so all 768 steps run: 39 coarse windows, 2+ fine windows.
     assert len(sem_ref) == 768
     assert coarse_ref.shape[1] > 1024

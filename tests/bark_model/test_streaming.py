@@ -5,22 +5,20 @@ import time
 import numpy as np
 import pytest
 
-from bark_model import GenerationRequest, Sampling
+from bark_model import GenerationRequest
 from bark_model.constants import SAMPLES_PER_FRAME
 from bark_model.streaming import _stream_codes, stream_chunks, stream_windows
 
-GREEDY = Sampling(0)
 TEXTS = ["The first part is short.", "Then [laughs] a second one.", "And a third to finish."]
 
 
-def greedy(text: str, seed: int, max_duration_s: float = 0.5) -> GenerationRequest:
-    # Random weights never emit EOS: max_duration_s caps each row (0.5 s = 37 frames, 2 coarse windows).
-    return GenerationRequest(text, seed=seed, semantic=GREEDY, coarse=GREEDY, fine=GREEDY, max_duration_s=max_duration_s)
+# Random weights never emit EOS: MAX_S caps each row (0.5 s = 37 frames, 2 coarse windows).
+MAX_S = 0.5
 
 
 @pytest.fixture(scope="module")
 def requests():
-    return [greedy(text, seed) for seed, text in enumerate(TEXTS)]
+    return [GenerationRequest.greedy(text, seed=seed, max_duration_s=MAX_S) for seed, text in enumerate(TEXTS)]
 
 
 @pytest.fixture(scope="module")
@@ -94,6 +92,6 @@ def test_stream_windows_coarse_is_exact_and_pieces_decode_without_seams(engine, 
 
 def test_stream_windows_checks_its_arguments(engine):
     with pytest.raises(ValueError, match="frames_per_piece"):
-        next(stream_windows(engine, greedy("Hi.", 0), frames_per_piece=0))
+        next(stream_windows(engine, GenerationRequest.greedy("Hi.", max_duration_s=MAX_S), frames_per_piece=0))
     with pytest.raises(ValueError, match="zz_speaker"):
         next(stream_windows(engine, GenerationRequest("Hi.", voice="v2/zz_speaker_1", max_duration_s=0.2)))

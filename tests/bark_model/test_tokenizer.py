@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from bark_model.constants import TEXT_ENCODING_OFFSET, TEXT_PAD_TOKEN
-from bark_model.random_weights import VOCAB_ASSET
+from bark_model.names import BUNDLED_VOCAB
 from bark_model.tokenizer import BarkTokenizer
 
 # bert-base-multilingual-cased vocab.txt (119 547 lines), as documented in shared/bark-facts.md §16.
@@ -24,7 +24,7 @@ SAMPLES = [
 
 @pytest.fixture(scope="module")
 def vocab_path():
-    with resources.as_file(resources.files("bark_model.assets").joinpath(VOCAB_ASSET)) as path:
+    with resources.as_file(resources.files("bark_model.assets").joinpath(BUNDLED_VOCAB)) as path:
         yield path
 
 

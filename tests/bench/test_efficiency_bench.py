@@ -26,7 +26,7 @@ def load_bench():
 
 
 def test_book_text_splits_into_chunks_of_5_to_14_seconds():
-    from pipeline.speak import split_text
+    from pipeline.text.chunks import split_text
     from pipeline.text.segment import estimate_seconds
 
     bench = load_bench()

@@ -15,10 +15,10 @@ import pytest
 import yaml
 
 import pipeline.storage as storage
+from pipeline.errors import failure
 from pipeline.output.orphans import remove_orphans
-from pipeline.cli.errors import failure
-from pipeline.output.faults import OutputFault, find_output_fault
 from pipeline.storage import Store
+from pipeline.storagefaults import OutputFault, find_output_fault
 
 REPO = Path(__file__).resolve().parents[2]
 BIG = b"\x01" * 200_000  # more than the small file system holds
@@ -169,17 +169,6 @@ def test_orphans_are_temp_files_and_our_audio_no_metadata_row_names(tmp_path, ca
     left = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and "metadata/part" not in str(p)}
     assert left == {rel for rel, fate in files.items() if fate == "kept"}
     assert "removed 6 orphan audio file(s) at the start (3 temp file(s)" in caplog.text
-
-
-def test_audio_is_left_alone_when_a_metadata_part_does_not_say_where_its_audio_is(tmp_path):
-    out = tmp_path / "out"
-    write_meta(out, "part-1.parquet", [{"id": "a", "duration_s": 1.0}])  # an older barkpipe's part
-    (out / "audio").mkdir()
-    (out / "audio" / "a.wav").write_bytes(b"x")
-    (out / "audio" / ".tmp-0123456789ab-a.wav").write_bytes(b"x")
-    swept = remove_orphans(Store.open(str(out)), ["a"])
-    assert swept.temp == 1 and swept.audio == 0 and "audio_path" in (swept.skipped or "")
-    assert (out / "audio" / "a.wav").exists()
 
 
 def test_orphans_on_an_object_store_go_in_one_batched_delete(moto_s3):

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 from support.stages import FakeEngine, batch, config, engine_stage
 
-from pipeline.batch.crashes import CRASH_STAGE, INFLIGHT, CrashLedger
+from pipeline.batch.monitor import CRASH_STAGE, RunMonitor
 from pipeline.batch.stages.prepare import PrepareStage
 
 
@@ -29,29 +29,29 @@ def prepared(cfg):
     return PrepareStage(cfg.model.weights, cfg.generation, cfg.segment)(batch(ROWS))
 
 
-def attempt(cfg, ledger: dict, engine=None):
-    """One actor (a fresh EngineStage) running the window to its end, or dying on the way."""
-    stage = engine_stage(cfg, engine or PoisonEngine(), ledger=ledger)
+def attempt(cfg, monitor: RunMonitor, engine=None):
+    """One actor (a fresh EngineStage, the run's one monitor) running the window to its end, or dying on the way."""
+    stage = engine_stage(cfg, engine or PoisonEngine(), monitor=monitor)
     return pa.concat_tables(list(stage(prepared(cfg))))
 
 
-def test_a_row_that_kills_its_worker_twice_is_an_error_and_the_rest_is_made(tmp_path):
+def test_a_row_that_kills_its_worker_twice_is_an_error_and_the_rest_is_made():
     cfg = config()
-    ledger = {"url": str(tmp_path)}
+    monitor = RunMonitor()
     with pytest.raises(WorkerDied):  # the first actor dies with the whole window in flight
-        attempt(cfg, ledger)
+        attempt(cfg, monitor)
     with pytest.raises(WorkerDied):  # the retry goes row by row: "a" is made, "p" kills this actor too
-        attempt(cfg, ledger)
-    out = attempt(cfg, ledger)  # the third actor skips "p" and makes the others
+        attempt(cfg, monitor)
+    out = attempt(cfg, monitor)  # the third actor skips "p" and makes the others
     by_id = {r["id"]: r for r in out.select(["id", "error_stage", "error", "pcm"]).to_pylist()}
     assert by_id["p"]["error_stage"] == CRASH_STAGE and "ended its engine worker twice" in by_id["p"]["error"]
     assert by_id["a"]["error"] is None and by_id["b"]["error"] is None and by_id["b"]["pcm"]
-    assert not list((tmp_path / INFLIGHT).glob("*"))  # a finished window leaves no notes behind
+    assert monitor.notes() == []  # a finished window leaves no notes behind
 
 
-def test_a_window_that_died_once_for_another_reason_is_made_in_full(tmp_path):
+def test_a_window_that_died_once_for_another_reason_is_made_in_full():
     cfg = config()
-    ledger = {"url": str(tmp_path)}
+    monitor = RunMonitor()
 
     class DiesOnce(FakeEngine):
         died = False
@@ -63,27 +63,26 @@ def test_a_window_that_died_once_for_another_reason_is_made_in_full(tmp_path):
             return super().generate(requests, batch_size, progress)
 
     with pytest.raises(WorkerDied):
-        attempt(cfg, ledger, DiesOnce())
-    out = attempt(cfg, ledger, DiesOnce())
+        attempt(cfg, monitor, DiesOnce())
+    out = attempt(cfg, monitor, DiesOnce())
     assert out["error"].to_pylist() == [None, None, None]  # "p" is harmless to this engine: nobody is blamed
 
 
-def test_a_window_that_finishes_writes_and_removes_one_note(tmp_path):
+def test_a_window_that_finishes_writes_and_removes_one_note():
     cfg = config()
-    seen = []
+    monitor, seen = RunMonitor(), []
 
     class Watching(FakeEngine):
         def generate(self, requests, batch_size=None, progress=None):
-            seen.append(sorted(p.name for p in (tmp_path / INFLIGHT).glob("*")))
+            seen.append(monitor.notes())
             return super().generate(requests, batch_size, progress)
 
-    attempt(cfg, {"url": str(tmp_path)}, Watching())
+    attempt(cfg, monitor, Watching())
     assert seen and all(len(names) == 1 and names[0].startswith("window-") for names in seen)
-    assert not list((tmp_path / INFLIGHT).glob("*"))
-    CrashLedger.open(str(tmp_path)).clear_all()  # nothing there: still fine
+    assert monitor.notes() == [] and monitor.beats() == {}  # outside a Ray actor nothing beats
 
 
-def test_without_a_ledger_a_device_error_still_propagates():
+def test_without_a_monitor_a_device_error_still_propagates():
     cfg = config()
     stage = engine_stage(cfg, FakeEngine())
     with pytest.raises(RuntimeError, match="CUDA error"):
@@ -92,7 +91,8 @@ def test_without_a_ledger_a_device_error_still_propagates():
 
 @pytest.mark.slow
 def test_on_ray_a_row_that_kills_its_actor_is_an_error_and_the_run_goes_on(tmp_path):
-    """The real thing: a local Ray run whose engine actor process dies on one row (twice)."""
+    """The real thing: a local Ray run whose engine actor process dies on one row (twice); the notes are
+    kept by the run's monitor actor, which outlives the engine actor."""
     import json
     import os
     import subprocess
@@ -102,101 +102,45 @@ def test_on_ray_a_row_that_kills_its_actor_is_an_error_and_the_run_goes_on(tmp_p
     import pyarrow.parquet as pq
 
     repo = Path(__file__).resolve().parents[2]
-    rows = [("r0", "The first row."), ("poison", "This row is POISON."), ("r2", "The third row."),
-            ("r3", "The fourth row.")]
+    rows = [
+        ("r0", "The first row."),
+        ("poison", "This row is POISON."),
+        ("r2", "The third row."),
+        ("r3", "The fourth row."),
+    ]
     pq.write_table(batch(rows), tmp_path / "m.parquet")
     (tmp_path / "w").mkdir()  # the stand-in engine reads no weights
-    cfg = {"input": {"path": str(tmp_path / "m.parquet")}, "output": {"path": str(tmp_path / "out")},
-           "model": {"weights": str(tmp_path / "w"), "device": "cpu"},
-           "compute": {"actors": 1, "cpus_per_actor": 0.5, "window_rows": 4, "batch_size": 4,
-                       "max_restarts": 2, "max_task_retries": 2}}
-    code = ("import json, sys; from pipeline.config import validate_config; "
-            "from pipeline.batch.run import run; from support.stages import KillingEngine; "
-            "print('SUMMARY ' + json.dumps(run(validate_config(json.loads(sys.argv[1])), progress=False, "
-            "engine_factory=KillingEngine)))")
+    cfg = {
+        "input": {"path": str(tmp_path / "m.parquet")},
+        "output": {"path": str(tmp_path / "out")},
+        "model": {"weights": str(tmp_path / "w"), "device": "cpu"},
+        "compute": {
+            "actors": 1,
+            "cpus_per_actor": 0.5,
+            "window_rows": 4,
+            "batch_size": 4,
+            "max_restarts": 2,
+            "max_task_retries": 2,
+        },
+    }
+    code = (
+        "import json, sys; from pipeline.config import validate_config; "
+        "from pipeline.batch.run import run; from support.stages import KillingEngine; "
+        "print('SUMMARY ' + json.dumps(run(validate_config(json.loads(sys.argv[1])), progress=False, "
+        "engine_factory=KillingEngine)))"
+    )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo), str(repo / "tests")]))
     env.pop("RAY_ADDRESS", None)
-    done = subprocess.run([sys.executable, "-c", code, json.dumps(cfg)], cwd=tmp_path, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(cfg)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.rsplit("SUMMARY ", 1)[1])
     assert summary["accounted"] and summary["ok"] == 3 and summary["errors"] == 1
     errors = pq.read_table(next((tmp_path / "out" / "errors").glob("part-*.parquet"))).to_pylist()
     assert [(e["id"], e["stage"]) for e in errors] == [("poison", CRASH_STAGE)]
-    assert not list((tmp_path / "out" / INFLIGHT).glob("*"))
-
-
-def test_an_actor_whose_heartbeat_stands_still_is_killed_once_and_an_outage_kills_nobody(tmp_path):
-    from pipeline.batch.crashes import FrozenActorBreaker, Heartbeat
-
-    ledger = CrashLedger.open(str(tmp_path))
-    now = [0.0]
-    killed = []
-    state = {"aa11": "ALIVE", "ff00": "ALIVE", "dd33": "DEAD"}
-
-    def kill(actor, restart):
-        killed.append((actor, restart))
-        was_alive, state[actor] = state[actor] == "ALIVE", "RESTARTING" if restart else "DEAD"
-        return was_alive
-
-    breaker = FrozenActorBreaker(ledger, 60.0, kill=kill, clock=lambda: now[0])
-    alive, frozen, gone = (Heartbeat(ledger, a, 12.0) for a in ("aa11", "ff00", "dd33"))
-    alive.beat(), frozen.beat(), gone.beat()  # no thread started: beats by hand; "dd33" was scaled down
-    for _ in range(4):  # 0-60 s: "aa11" beats every 20 s, "ff00" stopped (SIGSTOP freezes all its threads)
-        assert breaker.check() == []
-        now[0] += 20.0
-        alive.beat()
-    assert breaker.check() == ["ff00"]  # 80 s without a beat; "dd33" was gone already: not reported killed
-    assert sorted(killed) == [("dd33", True), ("ff00", True)]
-    assert sorted(p.name for p in (tmp_path / INFLIGHT).glob("alive-*")) == ["alive-aa11.json"]
-    for _ in range(5):
-        now[0] += 20.0
-        alive.beat()
-        assert breaker.check() == [] and len(killed) == 2  # killed once: its note went with it
-    restarted = Heartbeat(ledger, "ff00", 12.0)  # Ray restarts an actor under the same id, counting from 1
-    restarted.beat()
-    assert breaker.check() == []
-    for _ in range(4):
-        now[0] += 20.0
-        alive.beat()
-        breaker.check()
-    assert killed[-1] == ("ff00", True)  # frozen again: judged again
-
-    quiet = FrozenActorBreaker(ledger, 60.0, kill=lambda a, r: pytest.fail(f"{a} killed during an outage"),
-                               clock=lambda: now[0])
-    quiet.check()
-    broken = ledger.store.read
-
-    def outage(rel):
-        raise OSError("storage unreachable")
-
-    ledger.store.read = outage
-    now[0] += 500.0  # a long outage: no heartbeat moves, but the driver cannot read them either
-    assert quiet.check() == []
-    ledger.store.read = broken
-    alive.beat()
-    assert quiet.check() == []  # the clock for each actor restarted when reading came back
-
-    breaker.retire()  # the run is over: actors still beating are ended for good, their notes removed
-    assert killed[-1] == ("aa11", False) and not list((tmp_path / INFLIGHT).glob("alive-*"))
-
-
-def test_a_failed_kill_is_tried_again_a_deadline_later(tmp_path):
-    from pipeline.batch.crashes import FrozenActorBreaker, Heartbeat
-
-    ledger = CrashLedger.open(str(tmp_path))
-    now, tries = [0.0], []
-
-    def kill(actor, restart):
-        tries.append(now[0])
-        if len(tries) == 1:
-            raise RuntimeError("GCS busy")
-        return True
-
-    breaker = FrozenActorBreaker(ledger, 60.0, kill=kill, clock=lambda: now[0])
-    Heartbeat(ledger, "ff00", 12.0).beat()
-    for _ in range(12):
-        breaker.check()
-        now[0] += 15.0
-    assert tries == [75.0, 150.0]  # the first try failed: the note stayed and its clock started again
-    assert not list((tmp_path / INFLIGHT).glob("alive-*"))

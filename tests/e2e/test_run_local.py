@@ -15,8 +15,8 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline.config import validate_config
 from pipeline.batch.run import check_resources, prepare, run
+from pipeline.config import validate_config
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -24,8 +24,13 @@ SECRET = "s3cr3t-do-not-print-0f9c"  # passed as a storage option; must never be
 GOOD = [
     {"id": "plain", "text": "Hello there, this is a short row.", "voice": None, "seed": 1, "chapter": 1},
     {"id": "../../escape", "text": "A hostile id must stay inside the output.", "voice": None, "seed": 2, "chapter": 1},
-    {"id": "voiced", "text": "First paragraph.\n\nSecond paragraph here.", "voice": "v2/en_speaker_1", "seed": None,
-     "chapter": 2},
+    {
+        "id": "voiced",
+        "text": "First paragraph.\n\nSecond paragraph here.",
+        "voice": "v2/en_speaker_1",
+        "seed": None,
+        "chapter": 2,
+    },
 ]
 BAD = [
     {"id": "empty", "text": " ", "voice": None, "seed": None, "chapter": 3},
@@ -34,8 +39,9 @@ BAD = [
     {"id": "twice", "text": "Second copy.", "voice": None, "seed": None, "chapter": 4},
     {"id": None, "text": "No id at all.", "voice": None, "seed": None, "chapter": 4},
 ]
-SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("voice", pa.string()), ("seed", pa.int64()),
-                    ("chapter", pa.int32())])
+SCHEMA = pa.schema(
+    [("id", pa.string()), ("text", pa.string()), ("voice", pa.string()), ("seed", pa.int64()), ("chapter", pa.int32())]
+)
 
 
 def write_manifest(path: Path, rows: list[dict]) -> Path:
@@ -83,8 +89,21 @@ def test_audio_and_metadata_agree(first_run):
     assert sorted(r["id"] for r in meta) == sorted(r["id"] for r in GOOD)
     audio_files = {p.relative_to(out).as_posix() for p in (out / "audio").iterdir()}
     assert audio_files == {r["audio_path"] for r in meta}
-    required = {"id", "audio_path", "duration_s", "sample_rate", "n_chunks", "seed", "voice", "model",
-                "model_checksum", "timings", "chunks", "chapter", "node_id"}
+    required = {
+        "id",
+        "audio_path",
+        "duration_s",
+        "sample_rate",
+        "n_chunks",
+        "seed",
+        "voice",
+        "model",
+        "model_checksum",
+        "timings",
+        "chunks",
+        "chapter",
+        "node_id",
+    }
     assert required <= set(meta[0]) and not {"pcm", "plan", "audio"} & set(meta[0])
     import ray
 
@@ -107,8 +126,13 @@ def test_errors_name_row_stage_and_fix(first_run):
     _, out, _ = first_run
     errors = read_parts(out / "errors")
     stages = sorted((r["id"] or "", r["stage"]) for r in errors)
-    assert stages == [("", "manifest"), ("empty", "validate"), ("nobody", "voice"),
-                      ("twice", "manifest"), ("twice", "manifest")]
+    assert stages == [
+        ("", "manifest"),
+        ("empty", "validate"),
+        ("nobody", "voice"),
+        ("twice", "manifest"),
+        ("twice", "manifest"),
+    ]
     assert all(len(r["error"]) > 20 for r in errors)
 
 
@@ -117,7 +141,9 @@ def test_secrets_never_reach_outputs(first_run):
     assert summary["config"]["output"]["storage_options"]["secret_token"] == "***"
     for path in out.rglob("*"):
         if path.suffix in (".json", ".parquet"):
-            text = path.read_text() if path.suffix == ".json" else json.dumps(pq.read_table(path).to_pylist(), default=str)
+            text = (
+                path.read_text() if path.suffix == ".json" else json.dumps(pq.read_table(path).to_pylist(), default=str)
+            )
             assert SECRET not in text, path
 
 
@@ -133,8 +159,9 @@ def test_rerun_resumes_and_writes_nothing(first_run):
 
 def test_resume_redoes_what_changed_and_what_was_asked_without_losing_a_row(ray_local, tiny_weights, tmp_path):
     rows = [{"id": f"r{i}", "text": f"Row {i} has words.", "voice": None, "seed": i, "chapter": i} for i in range(4)]
-    manifest = write_manifest(tmp_path / "m.parquet", rows + [{"id": "bad", "text": " ", "voice": None, "seed": None,
-                                                               "chapter": 9}])
+    manifest = write_manifest(
+        tmp_path / "m.parquet", rows + [{"id": "bad", "text": " ", "voice": None, "seed": None, "chapter": 9}]
+    )
     out = tmp_path / "out"
     cfg = validate_config(config_dict(manifest, out, tiny_weights))
     first = run(cfg, progress=False)
@@ -144,8 +171,13 @@ def test_resume_redoes_what_changed_and_what_was_asked_without_losing_a_row(ray_
     rows[1]["text"] = "Row 1 now says something else."  # an edited manifest row
     write_manifest(manifest, rows + [{"id": "bad", "text": " ", "voice": None, "seed": None, "chapter": 9}])
     again = run(cfg, progress=False, redo={"r2"}, retry_errors=True)
-    assert again["resume"] == {"kept": 2, "kept_errors": 0, "redone_changed": 1, "retried_errors": 1,
-                               "redone_chosen": 1}
+    assert again["resume"] == {
+        "kept": 2,
+        "kept_errors": 0,
+        "redone_changed": 1,
+        "retried_errors": 1,
+        "redone_chosen": 1,
+    }
     assert again["this_run"]["rows"] == 3 and again["accounted"] and again["exit_code"] == 0
     assert again["ok"] == 4 and again["errors"] == 1 and again["duplicate_metadata_rows"] == 0
 
@@ -175,8 +207,11 @@ def test_the_plan_counts_only_rows_the_actors_will_see(tiny_weights, tmp_path):
 def test_plans_that_would_wait_forever_fail_fast(ray_local, caplog):
     base = {"input": {"path": "m"}, "output": {"path": "o"}, "model": {"weights": "w"}}
     hog = validate_config({**base, "compute": {"actors": 2, "cpus_per_actor": 2}})
-    with pytest.raises(ValueError, match=r"= 4.25 CPUs leaves less than 0.35 for reading and finishing on this "
-                                         r"4-CPU cluster; lower compute.cpus_per_actor"):
+    with pytest.raises(
+        ValueError,
+        match=r"= 4.25 CPUs leaves less than 0.35 for reading and finishing on this "
+        r"4-CPU cluster; lower compute.cpus_per_actor",
+    ):
         check_resources(hog, strict=True)
     greedy = validate_config({**base, "compute": {"actors": 3, "gpus_per_actor": 1, "cpus_per_actor": 0.5}})
     with pytest.raises(ValueError, match="3 GPUs but the cluster has 2"):
@@ -184,8 +219,9 @@ def test_plans_that_would_wait_forever_fail_fast(ray_local, caplog):
     with caplog.at_level("WARNING", logger="pipeline.batch.run"):
         check_resources(greedy, strict=False)  # a connected cluster may autoscale
     assert "3 GPUs" in caplog.text
-    check_resources(validate_config({**base, "compute": {"actors": 2, "gpus_per_actor": 1, "cpus_per_actor": 1}}),
-                    strict=True)
+    check_resources(
+        validate_config({**base, "compute": {"actors": 2, "gpus_per_actor": 1, "cpus_per_actor": 1}}), strict=True
+    )
     caplog.clear()
     with caplog.at_level("WARNING", logger="pipeline.batch.run"):  # a pool may start smaller than its max
         check_resources(validate_config({**base, "compute": {"actors": [1, 3], "gpus_per_actor": 1}}), strict=True)
@@ -196,8 +232,10 @@ def test_plans_that_would_wait_forever_fail_fast(ray_local, caplog):
 
 
 def test_resume_after_a_kill_loses_nothing_and_duplicates_nothing(ray_local, tiny_weights, tmp_path):
-    rows = [{"id": f"row{i:02d}", "text": f"Row number {i} says a few words.", "voice": None, "seed": i,
-             "chapter": i} for i in range(20)]
+    rows = [
+        {"id": f"row{i:02d}", "text": f"Row number {i} says a few words.", "voice": None, "seed": i, "chapter": i}
+        for i in range(20)
+    ]
     manifest = write_manifest(tmp_path / "m.parquet", rows)
     out = tmp_path / "out"
     cfg_dict = config_dict(manifest, out, tiny_weights, window_rows=1)
@@ -223,14 +261,22 @@ def test_resume_after_a_kill_loses_nothing_and_duplicates_nothing(ray_local, tin
 def kill_after_first_commit(cfg_dict: dict, out: Path, timeout_s: float = 180.0) -> int:
     """Run the pipeline in a child process (its own local Ray) and SIGKILL its process group once
     the first metadata part is committed; returns how many rows were committed by then."""
-    code = ("import json, sys; from pipeline.config import validate_config; from pipeline.batch.run import run; "
-            "run(validate_config(json.loads(sys.argv[1])), progress=False)")
+    code = (
+        "import json, sys; from pipeline.config import validate_config; from pipeline.batch.run import run; "
+        "run(validate_config(json.loads(sys.argv[1])), progress=False)"
+    )
     env = dict(os.environ, RAY_AUTH_MODE="disabled", RAY_USAGE_STATS_ENABLED="0", PYTHONPATH=str(REPO))
     env.pop("RAY_ADDRESS", None)
     log = out.parent / "child.log"  # a file, not a pipe: a full pipe would block the child
     with open(log, "wb") as sink:
-        child = subprocess.Popen([sys.executable, "-c", code, json.dumps(cfg_dict)], cwd=REPO, env=env,
-                                 start_new_session=True, stdout=sink, stderr=subprocess.STDOUT)
+        child = subprocess.Popen(
+            [sys.executable, "-c", code, json.dumps(cfg_dict)],
+            cwd=REPO,
+            env=env,
+            start_new_session=True,
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
     deadline = time.monotonic() + timeout_s
     try:
         while not list((out / "metadata").glob("part-*.parquet")):
@@ -257,15 +303,19 @@ def test_the_processor_adds_audio_and_metadata_columns_without_writing(ray_local
     for i in range(3):
         row = out[f"p{i}"]
         assert row["ok"] and row["chapter"] == i and row["node_id"] and row["n_chunks"] == 1
-        assert len(sf.read(__import__("io").BytesIO(row["audio"]))[0]) == pytest.approx(row["duration_s"] * 24_000, abs=1)
+        assert len(sf.read(__import__("io").BytesIO(row["audio"]))[0]) == pytest.approx(
+            row["duration_s"] * 24_000, abs=1
+        )
     assert not out["blank"]["ok"] and out["blank"]["error_stage"] == "validate"
     assert not (tmp_path / "never").exists()  # the processor commits nothing
 
 
 def test_noise_from_random_weights_is_flagged_or_errored_by_the_speech_check_and_redone_on_request(
         ray_local, tiny_weights, tmp_path):  # fmt: skip
-    rows = [{"id": f"n{i}", "text": f"Sentence number {i} is spoken here.", "voice": None, "seed": i, "chapter": i}
-            for i in range(3)]
+    rows = [
+        {"id": f"n{i}", "text": f"Sentence number {i} is spoken here.", "voice": None, "seed": i, "chapter": i}
+        for i in range(3)
+    ]
     manifest = write_manifest(tmp_path / "m.parquet", rows)
     data = config_dict(manifest, tmp_path / "flag", tiny_weights)
     data["quality"] = {"speech": {"backend": "pocketsphinx", "max_wer": 0.5}, "max_retries": 1, "on_fail": "flag"}
@@ -289,7 +339,9 @@ def test_noise_from_random_weights_is_flagged_or_errored_by_the_speech_check_and
 
     store = Store.open(str(tmp_path / "flag"))
     chapters = read_chapters(store).chapters  # the book and the review page see each row once, its newest take
-    assert [c.id for c in chapters] == ["n0", "n1", "n2"] and all(c.audio_path.startswith("audio/r1/") for c in chapters)
+    assert [c.id for c in chapters] == ["n0", "n1", "n2"] and all(
+        c.audio_path.startswith("audio/r1/") for c in chapters
+    )
     assert sorted(r.id for r in load_rows(store)[1]) == ["n0", "n1", "n2"]
 
     data["output"]["path"] = str(tmp_path / "error")

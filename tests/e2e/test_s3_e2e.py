@@ -38,8 +38,9 @@ def barkpipe_cli() -> list[str]:
 
 
 def run_barkpipe(config: Path) -> subprocess.CompletedProcess:
-    proc = subprocess.run([*barkpipe_cli(), "run", str(config)], capture_output=True, text=True,
-                          timeout=RUN_TIMEOUT_S, cwd=REPO)
+    proc = subprocess.run(
+        [*barkpipe_cli(), "run", str(config)], capture_output=True, text=True, timeout=RUN_TIMEOUT_S, cwd=REPO
+    )
     assert proc.returncode == 0, f"barkpipe run exited {proc.returncode}:\n{proc.stderr[-4000:]}"
     return proc
 
@@ -79,8 +80,7 @@ def s3_run(request, tmp_path_factory, tiny_weights) -> S3Run:
     s3 = request.getfixturevalue(f"{request.param}_s3")
     if request.param == "moto":
         # moto accepts any credentials: unique ones make a leak findable by plain search.
-        s3 = dataclasses.replace(s3, key=f"AKIA{uuid.uuid4().hex[:16].upper()}",
-                                 secret=f"secret-{uuid.uuid4().hex}")
+        s3 = dataclasses.replace(s3, key=f"AKIA{uuid.uuid4().hex[:16].upper()}", secret=f"secret-{uuid.uuid4().hex}")
     bucket = s3.make_bucket()
     buf = io.BytesIO()
     pq.write_table(pa.Table.from_pylist(MANIFEST), buf)
@@ -88,8 +88,7 @@ def s3_run(request, tmp_path_factory, tiny_weights) -> S3Run:
 
     config = yaml.safe_load((REPO / "configs" / "smoke.yaml").read_text())
     config["input"] = {"path": f"s3://{bucket}/manifests/", "storage_options": s3.storage_options}
-    config["output"].update(path=f"s3://{bucket}/runs/r1", storage_options=s3.storage_options,
-                            format="flac")
+    config["output"].update(path=f"s3://{bucket}/runs/r1", storage_options=s3.storage_options, format="flac")
     config["model"]["weights"] = str(tiny_weights)
     config["generation"]["max_duration"] = 1.0  # random weights never stop; keep rows short
     path = tmp_path_factory.mktemp(f"cfg-{request.param}") / "run.yaml"

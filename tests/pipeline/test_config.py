@@ -7,7 +7,8 @@ from pathlib import Path
 import pytest
 from pydantic import BaseModel
 
-from pipeline.config import ConfigError, RunConfig, config_hash, load_config, public_dict, validate_config
+from pipeline.config import RunConfig, config_hash, load_config, public_dict, validate_config
+from pipeline.configerrors import ConfigError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml"))
 MINIMAL = {"input": {"path": "m.parquet"}, "output": {"path": "out"}, "model": {"weights": "w"}}

@@ -47,8 +47,8 @@ def test_type_names_read_well():
 
 
 def _summary_keys() -> set[str]:
-    """Every string key of the dict literals in summary.py's finish_summary (summary.json's keys)."""
-    tree = ast.parse((REPO / "pipeline" / "batch" / "summary.py").read_text())
+    """Every string key of the dict literals in output/summary.py's finish_summary (summary.json's keys)."""
+    tree = ast.parse((REPO / "pipeline" / "output" / "summary.py").read_text())
     [finish] = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef) and n.name == "finish_summary"]
     return {k.value for d in ast.walk(finish) if isinstance(d, ast.Dict)
             for k in d.keys if isinstance(k, ast.Constant) and isinstance(k.value, str)}  # fmt: skip
@@ -56,7 +56,7 @@ def _summary_keys() -> set[str]:
 
 def test_every_summary_json_key_is_documented():
     doc = (REPO / "docs" / "PIPELINE.md").read_text(encoding="utf-8")
-    section = doc[doc.index("- `summary.json`"):doc.index("## How a run works")]
+    section = doc[doc.index("- `summary.json`") : doc.index("## How a run works")]
     documented = set(re.findall(r"`([a-z_]+)`", section))
     missing = sorted(_summary_keys() - documented)
     assert not missing, f"summary.json keys missing from docs/PIPELINE.md (Output section): {missing}"

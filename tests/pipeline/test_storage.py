@@ -5,9 +5,10 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
-from pipeline.output.commit import part_name, read_committed, write_block, write_manifest_errors
+from pipeline.output.commit import write_block, write_manifest_errors
+from pipeline.output.layout import part_name
+from pipeline.output.read import read_committed_latest
 from pipeline.storage import (
-    MARKER,
     StorageUnavailable,
     Store,
     UnsafeOutput,
@@ -63,8 +64,10 @@ def test_commit_on_an_object_store_uses_create_mode():
 
 
 def test_redact_url_hides_userinfo():
-    assert redact_url("cannot open s3://AKIA:secret@bucket/x and gs://tok@b") == \
-        "cannot open s3://***@bucket/x and gs://***@b"
+    assert (
+        redact_url("cannot open s3://AKIA:secret@bucket/x and gs://tok@b")
+        == "cannot open s3://***@bucket/x and gs://***@b"
+    )
     assert redact_url("s3://bucket/a@b") == "s3://bucket/a@b"
 
 
@@ -80,19 +83,36 @@ def test_write_block_writes_audio_then_parts_and_a_retry_is_harmless(tmp_path):
     store = Store.open(str(tmp_path))
     for name in ("audio", "metadata", "errors"):
         store.makedirs(name)
-    block = _block([
-        {"id": "a", "ok": True, "audio": b"RIFF", "audio_name": "a.wav", "duration_s": 1.5, "flagged": False,
-         "timings": {"generate": 1.0}, "engine_s": 1.0},
-        {"id": "b", "ok": False, "error_stage": "voice", "error": "voice 'x' cannot be used"},
-    ])
+    block = _block(
+        [
+            {
+                "id": "a",
+                "ok": True,
+                "audio": b"RIFF",
+                "audio_name": "a.wav",
+                "duration_s": 1.5,
+                "flagged": False,
+                "timings": {"generate": 1.0},
+                "engine_s": 1.0,
+            },
+            {"id": "b", "ok": False, "error_stage": "voice", "error": "voice 'x' cannot be used"},
+        ]
+    )
     kwargs = {"output_url": str(tmp_path), "storage_options": {}, "config_hash": "sha256:abc", "audio_format": "wav"}
     summary = write_block(block, **kwargs)
-    assert summary.to_pylist()[1] == {"id": "b", "ok": False, "flagged": None, "duration_s": None,
-                                      "engine_s": None, "stage": "voice", "error": "voice 'x' cannot be used"}
+    assert summary.to_pylist()[1] == {
+        "id": "b",
+        "ok": False,
+        "flagged": None,
+        "duration_s": None,
+        "engine_s": None,
+        "stage": "voice",
+        "error": "voice 'x' cannot be used",
+    }
     write_block(block, **kwargs)  # a retried task: same part names, nothing doubles
     assert (tmp_path / "audio" / "a.wav").read_bytes() == b"RIFF"
     assert [p.name for p in (tmp_path / "metadata").iterdir()] == [part_name("metadata", ["a"]).split("/")[1]]
-    committed = read_committed(store)
+    committed = read_committed_latest(store)
     assert committed.ok == {"a": 1.5} and committed.errors == [("b", "voice")] and committed.duplicate_ok == 0
     import pyarrow.parquet as pq
 
@@ -110,7 +130,7 @@ def test_manifest_errors_are_written_once_and_replaced_when_the_manifest_changes
     assert write_manifest_errors(store, records) is False
     assert write_manifest_errors(store, records[:1]) is True
     assert len(list((tmp_path / "errors").glob("manifest-*.parquet"))) == 1
-    assert read_committed(store).errors == []  # recomputed from the manifest each run, not read back
+    assert read_committed_latest(store).errors == []  # recomputed from the manifest each run, not read back
 
 
 def test_write_many_on_an_object_store_writes_every_file():
@@ -154,23 +174,6 @@ def test_transient_errors_are_recognised_by_class_status_and_message():
     assert not is_transient(OSError("403 Forbidden")) and not is_transient(ValueError("timeout in text"))
 
 
-def test_overwrite_deletes_only_in_a_marked_output(tmp_path):
-    precious = tmp_path / "home"
-    (precious / "audio").mkdir(parents=True)
-    (precious / "audio" / "song.flac").write_bytes(b"mine")
-    with pytest.raises(UnsafeOutput, match=rf"has audio but no {MARKER} marker.*nothing was deleted"):
-        Store.open(str(precious)).clear_for_overwrite()
-    assert (precious / "audio" / "song.flac").exists()
-    Store.open(str(tmp_path / "new")).clear_for_overwrite()  # nothing there: nothing to refuse
-    store = Store.open(str(tmp_path / "out"))
-    assert store.mark_output() is True and store.mark_output() is False
-    store.makedirs("audio")
-    store.write("audio/a.flac", b"a")
-    store.write("summary.json", b"{}")
-    store.clear_for_overwrite()
-    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MARKER]
-
-
 def test_local_writes_refuse_symlinks_out_of_the_output(tmp_path):
     outside = tmp_path / "elsewhere"
     outside.mkdir()
@@ -178,8 +181,12 @@ def test_local_writes_refuse_symlinks_out_of_the_output(tmp_path):
     out.mkdir()
     (out / "audio").symlink_to(outside)
     store = Store.open(str(out))
-    for call in (lambda: store.write("audio/a.flac", b"x"), lambda: store.commit("audio/a.flac", b"x"),
-                 lambda: store.makedirs("audio"), lambda: store.remove("audio/a.flac")):
+    for call in (
+        lambda: store.write("audio/a.flac", b"x"),
+        lambda: store.commit("audio/a.flac", b"x"),
+        lambda: store.makedirs("audio"),
+        lambda: store.remove("audio/a.flac"),
+    ):
         with pytest.raises(UnsafeOutput, match="outside"):
             call()
     assert list(outside.iterdir()) == []
@@ -197,7 +204,9 @@ def test_a_dangling_symlink_at_a_part_name_is_not_a_commit(tmp_path):
     assert not part.is_symlink() and part.read_bytes() == b"real"
     (tmp_path / "metadata" / "b.flac").symlink_to("/etc/hostname")
     store.write("metadata/b.flac", b"ours")  # replaces the link, never writes through it
-    assert (tmp_path / "metadata" / "b.flac").read_bytes() == b"ours" and not (tmp_path / "metadata" / "b.flac").is_symlink()
+    assert (tmp_path / "metadata" / "b.flac").read_bytes() == b"ours" and not (
+        tmp_path / "metadata" / "b.flac"
+    ).is_symlink()
 
 
 @pytest.fixture
@@ -252,7 +261,7 @@ def test_a_rename_that_fails_leaves_no_temp_file(tmp_path, monkeypatch):
     import errno
     import os
 
-    from pipeline.output.faults import OutputFault
+    from pipeline.storagefaults import OutputFault
 
     def refused(src, dst):
         raise PermissionError(errno.EACCES, "Permission denied", dst)

@@ -18,7 +18,7 @@ from project.test_base_imports import _is_type_checking
 ROOT = Path(__file__).resolve().parents[2]
 MAX_LINES = 450
 # The output folder's own names: spelled in pipeline/output/layout.py and at most one other module.
-OUTPUT_NAME = re.compile(r"^(summary\.json|\.barkpipe-(output|lease|inflight|probe)|(metadata|errors|audio|history)/)")
+OUTPUT_NAME = re.compile(r"^(summary\.json|\.barkpipe-(output|lease|probe)|(metadata|errors|audio|history)/)")
 OUTPUT_DIR_NAMES = {"metadata", "errors", "audio", "history"}
 RAY_PRIVATE = re.compile(r"ray\._private|ray\._raylet|core_worker|ray\.data\._internal|_logical_plan")
 HEAVY = ("torch", "ray", "pyarrow", "pandas", "numpy", "scipy", "transformers", "s3fs", "huggingface_hub")

@@ -1,10 +1,11 @@
 """The engine stage (GPU): planned rows -> codes -> 16-bit PCM per chunk, with gates and regenerations.
 
-One actor holds one engine (and the listening checks, when configured). A call takes a window of
-planned rows, sorts the window's chunks by estimated length and cuts them into micro-batches
-(length bucketing without a shuffle), runs the continuity chain where asked, and hands each row
-over with its chunks' PCM. Joining, loudness and encoding happen in the finish stage, on CPUs,
-while this actor generates the next window.
+One actor holds one engine (and the listening checks, when configured). A call decodes a window of
+planned rows (their voices loaded), schedules it (the window's chunks sorted by estimated length and
+cut into micro-batches, length bucketing without a shuffle; the continuity chain where asked; row by
+row after an attempt at the window ended its worker, see monitor.py), and hands each row over with
+its chunks' PCM. Joining, loudness and encoding happen in the finish stage, on CPUs, while this
+actor generates the next window.
 """
 
 from __future__ import annotations
@@ -15,12 +16,17 @@ from collections.abc import Callable, Iterator
 from functools import partial
 from typing import Any
 
-from pipeline.config import ComputeConfig, GenerationConfig, ModelConfig, QualityConfig
-from pipeline.batch.crashes import CrashLedger, Heartbeat
+import pyarrow as pa
+import ray
+
+from pipeline.audio.listen import ListenChecks
+from pipeline.batch.guard import CallWatchdog, Stall, end_process
+from pipeline.batch.monitor import BEATS_PER_DEADLINE, CRASH_MESSAGE, CRASH_STAGE, CrashNotes, Heartbeat
 from pipeline.batch.stages.faults import free_device_memory, is_fatal, is_oom
-from pipeline.batch.stages.prepare import chunk_seed, derive_seed  # noqa: F401  (re-exported: longform imports them here)
 from pipeline.batch.stages.rows import Job, Row, handover, judge
-from pipeline.batch.watchdog import CallWatchdog, Stall, end_process
+from pipeline.config import ComputeConfig, GenerationConfig, ModelConfig, QualityConfig
+from pipeline.output.schema import engine_fields, missing_columns
+from pipeline.text.chunks import chunk_seed
 
 log = logging.getLogger(__name__)
 # An actor call hands its rows over in blocks of about this much audio, so several finish tasks
@@ -43,8 +49,8 @@ NEEDED = (
 
 def load_engine(model: ModelConfig):
     """The default engine factory: fetch the weights to this node (once) and load them."""
-    from bark_model import BarkEngine
-    from pipeline.weights import fetch_weights
+    from bark_model import BarkEngine  # torch (~1.5 s): only an actor that loads the real engine pays it
+    from pipeline.weights import fetch_weights  # as above (hf/s3 clients)
 
     # model.storage_options arrives with remote weights; until then a local folder needs none.
     weights_dir = fetch_weights(model.weights, getattr(model, "storage_options", None) or {})
@@ -53,9 +59,12 @@ def load_engine(model: ModelConfig):
 
 def current_node_id() -> str | None:
     """The Ray node this process runs on (None outside Ray, e.g. a stage called in a test)."""
-    import ray
-
     return ray.get_runtime_context().get_node_id() if ray.is_initialized() else None
+
+
+def current_actor_id() -> str | None:
+    """The Ray actor this process is (None outside one)."""
+    return ray.get_runtime_context().get_actor_id() if ray.is_initialized() else None
 
 
 class EngineStage:
@@ -66,6 +75,8 @@ class EngineStage:
     for quality.speaker.reference voice_prompt); default: load_engine(model). prompt_from_result
     turns a result into the next chunk's voice (chain modes). on_stall: what the watchdog does
     with a call past compute.call_timeout_s (default: end this process so Ray restarts the actor).
+    monitor: the run's RunMonitor (its actor handle, or one in-process): crash notes, so poison
+    rows become errors, and heartbeats, so a frozen actor is noticed (monitor.py); None: neither.
 
     The listening gates (quality.speech, quality.speaker) run whenever their section is set, even
     with quality.enabled false: a section is its own switch ("null = off"), and someone who wrote
@@ -76,9 +87,13 @@ class EngineStage:
     def __init__(self, model: ModelConfig, generation: GenerationConfig, quality: QualityConfig,
                  compute: ComputeConfig, engine_factory: Callable[[], Any] | None = None,
                  prompt_from_result: Callable[[Any], Any] | None = None,
-                 on_stall: Callable[[Stall], None] | None = None, ledger: dict | None = None):  # fmt: skip
-        from pipeline.audio.listen import ListenChecks
-
+                 on_stall: Callable[[Stall], None] | None = None, monitor: Any = None):  # fmt: skip
+        self.notes = CrashNotes(monitor) if monitor is not None else None
+        # Beats from the moment the actor starts: a load frozen as hard as a call is noticed too.
+        actor_id = current_actor_id()
+        self.heartbeat = None
+        if monitor is not None and actor_id and compute.frozen_after_s > 0:
+            self.heartbeat = Heartbeat(monitor, actor_id, compute.frozen_after_s / BEATS_PER_DEADLINE).start()
         start = time.perf_counter()
         self.engine = (engine_factory or partial(load_engine, model))()
         log.info("engine loaded in %.2f s: %s", time.perf_counter() - start, self.engine.model_info)
@@ -95,60 +110,58 @@ class EngineStage:
         self.model = str(info.get("name") or "/".join(str(info[k]) for k in ("layout", "size") if k in info) or "bark")
         self.checksum = str(info.get("checksum", ""))
         self.engine_seconds = 0.0  # total time inside engine.generate in this actor
-        # CrashLedger.open's arguments (the run's output): poison rows that kill the worker become errors.
-        self.ledger: CrashLedger | None = None
-        self.heartbeat: Heartbeat | None = None
-        if ledger is not None:
-            self.ledger = CrashLedger.open(**ledger)
-            self._start_heartbeat(compute.frozen_after_s)
         self._voices: dict[Any, Any] = {}  # voice spec -> VoicePrompt | None | the error it raised
 
     def __call__(self, batch) -> Iterator:
-        from pipeline.batch.crashes import CRASH_STAGE
-        from pipeline.output.schema import missing_columns
-
-        missing_columns(batch, NEEDED)
         start = time.perf_counter()
-        rows = [Row.from_prepared(r) for r in batch.select(list(NEEDED)).to_pylist()]
-        live = [r for r in rows if r.error is None]
-        for row in live:
-            self._resolve_voice(row)
-        live = [r for r in live if r.error is None]
-        ids = [str(r.id) for r in live]
-        window_key = None if self.ledger is None else self.ledger.window_key(ids)
-        if self.ledger is None or window_key is None:
-            self._generate_rows(live)
-        elif self.ledger.seen(window_key):
-            log.warning("the last attempt at this window of %d rows ended its worker; going row by row", len(live))
-            self._generate_one_by_one(live)
-        else:
-            self.ledger.note(window_key, ids)
-            self._generate_rows(live)
+        rows = self._decode(batch)
+        window = self._schedule([r for r in rows if r.error is None])
         if self.listen is not None:  # a row's chunks all live in this window: its references end with it
             for row in rows:
                 self.listen.forget(row.id)
-        log.info(
-            "window of %d rows in %.2f s (engine %.2f s so far)",
-            len(rows),
-            time.perf_counter() - start,
-            self.engine_seconds,
-        )
+        log.info("window of %d rows in %.2f s (engine %.2f s so far)", len(rows), time.perf_counter() - start,
+                 self.engine_seconds)  # fmt: skip
         yield from self._handover(batch, rows)
-        if self.ledger is not None and window_key is not None:  # handed over: its notes (poison rows' too) go
+        self._close(window, rows)
+
+    # -- decoding ------------------------------------------------------------------------------
+
+    def _decode(self, batch) -> list[Row]:
+        """The window's planned rows, each with its voices loaded (a voice that fails is the row's error)."""
+        missing_columns(batch, NEEDED)
+        rows = [Row.from_prepared(r) for r in batch.select(list(NEEDED)).to_pylist()]
+        for row in rows:
+            if row.error is None:
+                self._resolve_voice(row)
+        return rows
+
+    # -- scheduling ----------------------------------------------------------------------------
+
+    def _schedule(self, live: list[Row]) -> str | None:
+        """Generate the live rows: the window at once, or row by row when an attempt at it ended its
+        worker; returns the window's note (closed once handed over), None without a monitor."""
+        if self.notes is None:
+            self._generate_rows(live)
+            return None
+        window, died = self.notes.open_window([str(r.id) for r in live])
+        if died:
+            log.warning("the last attempt at this window of %d rows ended its worker; going row by row", len(live))
             for row in live:
-                if row.error is not None and row.error[0] == CRASH_STAGE:
-                    self.ledger.clear(self.ledger.row_key(str(row.id)))
-            self.ledger.clear(window_key)
+                self._generate_alone(row)
+        else:
+            self._generate_rows(live)
+        return window
 
-    def _start_heartbeat(self, frozen_after_s: float) -> None:
-        """Beats the driver's FrozenActorBreaker listens for (only inside a Ray actor)."""
-        import ray
-
-        from pipeline.batch.crashes import BEATS_PER_DEADLINE
-
-        actor_id = ray.get_runtime_context().get_actor_id() if ray.is_initialized() else None
-        if frozen_after_s > 0 and actor_id and self.ledger is not None:
-            self.heartbeat = Heartbeat(self.ledger, actor_id, frozen_after_s / BEATS_PER_DEADLINE).start()
+    def _generate_alone(self, row: Row) -> None:
+        """One row under a note of its own; a row whose note is there already ended a worker twice."""
+        assert self.notes is not None, "row-by-row retries need the monitor's notes"
+        key = self.notes.row_key(str(row.id))
+        if self.notes.seen(key):
+            row.fail(CRASH_STAGE, CRASH_MESSAGE)
+            return
+        self.notes.note(key)
+        self._generate_rows([row])
+        self.notes.clear(key)
 
     def _generate_rows(self, rows: list[Row]) -> None:
         try:
@@ -157,25 +170,21 @@ class EngineStage:
             else:
                 self._run_chain(rows)
         except Exception as exc:
-            if not is_fatal(exc) or self.ledger is None:
+            if not is_fatal(exc) or self.notes is None:
                 raise
             # Raising would fail the whole dataset (Ray Data does not retry a UDF error); ending the
-            # process makes Ray restart the actor and retry the window, row by row (crashes.py).
+            # process makes Ray restart the actor and retry the window, row by row (monitor.py).
             log.error("device error, ending this engine actor so Ray restarts it: %s: %s", type(exc).__name__, exc)
             end_process()
 
-    def _generate_one_by_one(self, rows: list[Row]) -> None:
-        from pipeline.batch.crashes import CRASH_MESSAGE, CRASH_STAGE
-
-        assert self.ledger is not None, "row-by-row retries need the crash ledger"
+    def _close(self, window: str | None, rows: list[Row]) -> None:
+        """Handed over: the window's note goes, and the notes of its poison rows with it."""
+        if self.notes is None or window is None:
+            return
         for row in rows:
-            key = self.ledger.row_key(str(row.id))
-            if self.ledger.seen(key):
-                row.fail(CRASH_STAGE, CRASH_MESSAGE)
-                continue
-            self.ledger.note(key, [str(row.id)])
-            self._generate_rows([row])
-            self.ledger.clear(key)
+            if row.error is not None and row.error[0] == CRASH_STAGE:
+                self.notes.clear(self.notes.row_key(str(row.id)))
+        self.notes.clear(window)
 
     # -- handing over --------------------------------------------------------------------------
 
@@ -189,10 +198,6 @@ class EngineStage:
                 start, seconds = i + 1, 0.0
 
     def _table(self, batch, rows: list[Row]):
-        import pyarrow as pa
-
-        from pipeline.output.schema import engine_fields
-
         records = [handover(r, self.quality.on_fail, self.model, self.checksum, self.node_id) for r in rows]
         schema = pa.schema(
             [
@@ -292,7 +297,7 @@ class EngineStage:
 
     def _chain_voice(self, previous: Job):
         if self.prompt_from_result is None:
-            from bark_model import VoicePrompt
+            from bark_model import VoicePrompt  # torch: stand-in engines (tests, benchmarks) never load it
 
             self.prompt_from_result = VoicePrompt.from_result
         try:
@@ -331,7 +336,7 @@ class EngineStage:
             job.result = result
 
     def _call_engine(self, batch: list[Job]) -> list:
-        from bark_model.request import GenerationRequest
+        from bark_model.request import GenerationRequest  # torch, as in _chain_voice
 
         requests = [
             GenerationRequest.simple(

@@ -9,20 +9,21 @@ from __future__ import annotations
 import logging
 import time
 
-from pipeline.config import SegmentConfig
+import pyarrow as pa
+
+from pipeline.audio.assemble import join_audio, trim_silence
+from pipeline.audio.encode import encode_audio
 from pipeline.batch.stages.faults import is_fatal
+from pipeline.batch.stages.rows import from_pcm16
+from pipeline.config import SegmentConfig
+from pipeline.manifest.columns import safe_name
+from pipeline.output.commit import write_block
+from pipeline.output.layout import audio_name
+from pipeline.output.schema import FINISH_COLUMNS, missing_columns, owned_names, row_fields
 
 log = logging.getLogger(__name__)
 # Columns the stage reads; manifest columns (and anything else) pass through after row_fields.
 NEEDED = ("id", "pcm", "sample_rate", "chunks", "error_stage", "error", "timings", "revision")
-
-
-def _encoder():
-    try:  # encode_audio is moving to pipeline.audio.encode (which also takes int16 PCM)
-        from pipeline.audio.encode import encode_audio
-    except ImportError:
-        from pipeline.audio.assemble import encode_audio
-    return encode_audio
 
 
 def assemble(pcm: list[bytes], sr: int, breaks: list[bool], segment: SegmentConfig, audio_format: str,
@@ -31,14 +32,11 @@ def assemble(pcm: list[bytes], sr: int, breaks: list[bool], segment: SegmentConf
     """(encoded audio, duration in seconds, each chunk's (start_s, end_s) in it or None) of a row's
     chunks joined in order; pauses[i]: exact seconds after chunk i (SSML <break>), None for the usual
     pause. Adds step times to timings."""
-    from pipeline.batch.stages.rows import from_pcm16
-    from pipeline.speak import join_audio
-
     clock = _Clock(timings)
     pieces = [from_pcm16(p) for p in pcm]
     pauses = pauses or [None] * len(pieces)
     audio = join_audio(pieces, sr, breaks, segment, lap=clock.lap, pauses=pauses)  # the same path as `say`
-    data = _encoder()(audio, sr, audio_format)
+    data = encode_audio(audio, sr, audio_format)
     clock.lap("encode")
     spans = chunk_spans(pieces, sr, breaks, segment, len(audio), pauses)
     clock.lap("join")  # laying out the spans is part of joining
@@ -56,8 +54,6 @@ def chunk_spans(pieces: list, sr: int, breaks: list[bool], segment: SegmentConfi
     returns only audio; when it does not end exactly at `joined` (the join's rules changed), the
     spans are unknown (None) rather than wrong, and the review page falls back to an estimate.
     """
-    from pipeline.audio.assemble import trim_silence
-
     # trim_silence returns a view: measuring the kept lengths again costs one energy pass, no copy.
     lengths = [len(trim_silence(p, sr)) if segment.trim_silence else len(p) for p in pieces]
     usual = {False: segment.sentence_pause_s, True: segment.paragraph_pause_s}
@@ -79,16 +75,13 @@ def chunk_spans(pieces: list, sr: int, breaks: list[bool], segment: SegmentConfi
 
 def finish_rows(batch, *, segment: SegmentConfig, audio_format: str):
     """Ray Data map_batches function: engine-stage rows -> finished rows (row_fields, then carried columns)."""
-    import pyarrow as pa
-
-    from pipeline.manifest.read import safe_name
-    from pipeline.output.schema import missing_columns, owned_names, row_fields
-
     missing_columns(batch, NEEDED)
-    records = [_finish_one(r, segment, audio_format, safe_name) for r in batch.select(list(NEEDED)).to_pylist()]
-    made = pa.Table.from_pylist(records, schema=pa.schema([(n, t) for n, t in row_fields() if n in _MADE]))
+    records = [_finish_one(r, segment, audio_format) for r in batch.select(list(NEEDED)).to_pylist()]
+    made = pa.Table.from_pylist(records, schema=pa.schema([(n, t) for n, t in row_fields() if n in FINISH_COLUMNS]))
     schema = pa.schema(row_fields())
-    columns = [made.column(n) if n in _MADE else batch.column(n).cast(schema.field(n).type) for n in schema.names]
+    columns = [
+        made.column(n) if n in FINISH_COLUMNS else batch.column(n).cast(schema.field(n).type) for n in schema.names
+    ]
     table = pa.Table.from_arrays(columns, schema=schema)
     owned = owned_names()
     for name in batch.column_names:
@@ -97,11 +90,7 @@ def finish_rows(batch, *, segment: SegmentConfig, audio_format: str):
     return table
 
 
-# row_fields columns this stage computes; the rest come from the earlier stages as they are.
-_MADE = ("ok", "error_stage", "error", "audio", "audio_name", "duration_s", "n_chunks", "timings", "chunks")
-
-
-def _finish_one(row: dict, segment: SegmentConfig, audio_format: str, safe_name) -> dict:
+def _finish_one(row: dict, segment: SegmentConfig, audio_format: str) -> dict:
     timings = dict(row["timings"] or ())
     chunks = row["chunks"]
     record = {"ok": False, "error_stage": row["error_stage"], "error": row["error"], "timings": timings,
@@ -118,8 +107,6 @@ def _finish_one(row: dict, segment: SegmentConfig, audio_format: str, safe_name)
         if is_fatal(exc):
             raise
         return record | {"error_stage": "assemble", "error": f"joining the chunks failed ({type(exc).__name__}: {exc})"}
-    from pipeline.output.read import audio_name
-
     return record | {
         "ok": True,
         "audio": audio,
@@ -144,17 +131,12 @@ class FinishStage:
     """
 
     def __init__(self, segment: SegmentConfig, audio_format: str, commit: dict | None = None):
-        import soundfile  # noqa: F401  (imported now, while the engine loads, not on the first row)
-
         self.segment, self.audio_format, self.commit = segment, audio_format, commit
-        _encoder()
 
     def __call__(self, batch):
         finished = finish_rows(batch, segment=self.segment, audio_format=self.audio_format)
         if self.commit is None:
             return finished
-        from pipeline.output.commit import write_block
-
         return write_block(finished, audio_format=self.audio_format, **self.commit)
 
 

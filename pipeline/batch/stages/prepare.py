@@ -6,55 +6,25 @@ engine (no shuffle). Bad rows leave with an error column and no plan; the run go
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
-from collections.abc import Callable
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from pipeline.config import GenerationConfig, SegmentConfig
+import pyarrow as pa
+
+from pipeline.batch.plan import raw_row_hash, row_hash
 from pipeline.batch.stages.faults import StageError, is_fatal
-
-if TYPE_CHECKING:
-    from pipeline.text.lexicon import Lexicon
+from pipeline.config import GenerationConfig, SegmentConfig
+from pipeline.manifest.columns import ID, OPTIONAL_COLUMNS, TEXT, display_id
+from pipeline.manifest.rows import parse_row, table_rows
+from pipeline.manifest.voices import resolve_voice_spec
+from pipeline.output.schema import carried_name, missing_columns, prepared_fields
+from pipeline.text.chunks import TextError, chunk_seed, derive_seed, plan_text, token_counter
+from pipeline.text.lexicon import Lexicon, load_lexicon, parse_lexicon
 
 log = logging.getLogger(__name__)
-# Bark's text tokenizer is cased multilingual BERT for every checkpoint; bark_model ships its vocab,
-# so a node without the weights (remote weights, a CPU-only node) counts tokens exactly the same.
-BUNDLED_VOCAB = "bert-base-multilingual-cased-vocab.txt"
 # Rows' lexicon columns compiled and kept per actor (rows of one book usually share one).
 ROW_LEXICON_CACHE = 16
 MAX_NOTES = 32  # distinct SSML notes logged per actor
-
-
-def derive_seed(*parts: Any) -> int:
-    """A stable 31-bit seed from any parts (same on every machine and Python run, unlike hash())."""
-    digest = hashlib.blake2b(repr(parts).encode(), digest_size=8).digest()
-    return int.from_bytes(digest, "big") % 2**31
-
-
-def chunk_seed(row_seed: int, index: int, attempt: int = 0) -> int:
-    """Chunk 0's first attempt uses the row seed itself, so a one-chunk row matches `barkpipe say --seed`."""
-    return row_seed if index == 0 and attempt == 0 else derive_seed(row_seed, index, attempt)
-
-
-def token_counter(weights: str) -> Callable[[str], int]:
-    """Bark's exact text-token count, without torch: the weights folder's own vocabulary when
-    `weights` is a local folder that has one, else the mBERT vocabulary bundled in bark_model."""
-    from importlib.util import find_spec
-
-    from pipeline.speak import _counter, text_token_counter
-
-    if Path(weights).is_dir():
-        count = text_token_counter(weights)
-        if count is not None:
-            return count
-    # find_spec locates the package without running bark_model/__init__ (which imports torch).
-    spec = find_spec("bark_model")
-    assert spec is not None and spec.submodule_search_locations, "bark_model is not importable"
-    package = Path(spec.submodule_search_locations[0])
-    return _counter(package / "assets" / BUNDLED_VOCAB)
 
 
 class PrepareStage:
@@ -69,8 +39,6 @@ class PrepareStage:
                  lexicon: Lexicon | None = None):  # fmt: skip
         """text_format: input.text_format (rows' default). lexicon: generation.lexicon already loaded by
         the driver (so worker nodes need no copy of the file); None loads generation.lexicon here, once."""
-        from pipeline.text.lexicon import load_lexicon
-
         self.generation = generation
         self.segment = segment
         self.count_tokens = token_counter(weights)
@@ -84,12 +52,6 @@ class PrepareStage:
         self._noted: set[str] = set()
 
     def __call__(self, batch):
-        import pyarrow as pa
-
-        from pipeline.manifest.read import ID, OPTIONAL_COLUMNS, TEXT
-        from pipeline.manifest.rows import table_rows
-        from pipeline.output.schema import carried_name, missing_columns, prepared_fields
-
         missing_columns(batch, (ID, TEXT))
         own = [name for name in batch.column_names if name in (ID, TEXT, *OPTIONAL_COLUMNS)]
         records = [self.prepare_row(raw) for raw in table_rows(batch.select(own))]
@@ -101,17 +63,13 @@ class PrepareStage:
 
     def prepare_row(self, raw: dict) -> dict:
         """One prepared record: the row's settings and chunk plan, or its error."""
-        from pipeline.output.read import raw_row_hash, row_hash
-        from pipeline.manifest.rows import display_id, parse_row
-        from pipeline.manifest.voices import resolve_voice_spec
-
         start = time.perf_counter()
         values, problem = parse_row(raw, self.segment.max_text_chars)
-        row_id = display_id(raw.get("id"))
+        row_id = display_id(raw.get(ID))
         record = {
             "id": row_id if isinstance(row_id, str) else None,
             "text": raw.get("text") if isinstance(raw.get("text"), str) else None,
-            # The same hash the driver computes from the manifest (resume.raw_row_hash), so resume can
+            # The same hash the driver computes from the manifest (batch.plan.raw_row_hash), so resume can
             # tell a changed row; from the values already parsed when the row parses.
             "row_hash": row_hash(values, self.settings_hash)
             if values is not None
@@ -164,12 +122,9 @@ class PrepareStage:
 
     def split(self, text: str, language: str, voice: str | None = None, text_format: str | None = None,
               lexicon: Lexicon | None = None) -> list:  # fmt: skip
-        """The row's chunks (pipeline.speak.plan_text): SSML read when text_format (else input.text_format)
+        """The row's chunks (pipeline.text.chunks.plan_text): SSML read when text_format (else input.text_format)
         is "ssml"; `[voice: X]` tags, speaker lines and SSML <voice> cut voice segments first, so no chunk
         spans two voices; `lexicon` (else generation.lexicon) respells words after normalisation."""
-        from pipeline.manifest.voices import resolve_voice_spec
-        from pipeline.speak import TextError, plan_text
-
         g = self.generation
         try:
             chunks, notes = plan_text(
@@ -187,8 +142,6 @@ class PrepareStage:
 
     def _lexicon_for(self, row_lines: str | None) -> Lexicon | None:
         """generation.lexicon with a row's own lexicon lines over it (already checked by parse_row)."""
-        from pipeline.text.lexicon import parse_lexicon
-
         if row_lines is None:
             return None
         if row_lines not in self._row_lexicons:

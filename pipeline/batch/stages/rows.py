@@ -9,6 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from pipeline.audio.quality import GateLimits, check_gates, measure_chunk
+
 # int16 full scale: float audio in [-1, 1] maps onto [-32767, 32767] (never -32768, which has no mirror).
 PCM_SCALE = 32767
 
@@ -84,16 +86,12 @@ class Job:
 
 
 @lru_cache(maxsize=8)
-def _limits(pairs: tuple):
-    from pipeline.audio.quality import GateLimits
-
+def _limits(pairs: tuple) -> GateLimits:
     return GateLimits(**dict(pairs))
 
 
 def judge(job: Job, limits: dict) -> bool:
     """Measure one generated chunk and record which gates it fails; True when it passes."""
-    from pipeline.audio.quality import check_gates, measure_chunk
-
     result = job.result
     job.measures = measure_chunk(result.audio, result.sample_rate, max(job.chunk.est_seconds, 1e-3))
     job.failed = check_gates(job.measures, _limits(tuple(sorted(limits.items()))))

@@ -12,8 +12,8 @@ import pytest
 from support.speech_audio import espeak, need_espeak
 from support.stages import LONG, SR, FakeEngine, FakeResult, batch, config, engine_stage, run_stages
 
-from pipeline.batch.stages.prepare import chunk_seed
-from pipeline.batch.watchdog import DEFAULT_CALL_TIMEOUT_S, exit_process
+from pipeline.text.chunks import chunk_seed
+from pipeline.batch.guard import DEFAULT_CALL_TIMEOUT_S, exit_process
 
 SENTENCE = "The weather is nice today and we are going to the park."
 OTHER = "Please call me tomorrow morning at home."
@@ -137,7 +137,7 @@ class QuietFirstEngine(FakeEngine):
 @pytest.mark.parametrize("max_retries", [1, 0])
 def test_signal_gates_run_first_and_only_the_last_attempt_of_a_failing_chunk_is_transcribed(monkeypatch, max_retries):
     ear = EchoTranscriber("hello world")
-    monkeypatch.setattr("pipeline.audio.speech.make_transcriber", lambda *args: ear)
+    monkeypatch.setattr("pipeline.audio.listen.make_transcriber", lambda *args: ear)
     cfg = speech_config(enabled=True, max_retries=max_retries)
     row = run_stages(batch([("a", "Hello world.")]), cfg=cfg, engine=QuietFirstEngine()).to_pylist()[0]
     [chunk] = row["chunks"]
@@ -203,7 +203,7 @@ class VoiceEngine(FakeEngine):
 
 @pytest.fixture
 def pitch_encoder(monkeypatch):
-    monkeypatch.setattr("pipeline.audio.speaker.make_encoder", lambda backend, device: PitchEncoder())
+    monkeypatch.setattr("pipeline.audio.listen.make_encoder", lambda backend, device: PitchEncoder())
 
 
 def speaker_config(reference: str, segment=None, **generation):
@@ -293,7 +293,7 @@ def test_voice_prompt_reference_with_the_real_tiny_engine(tiny_weights, monkeypa
             heard.append((len(audio), sr))
             return super().embed(audio, sr)
 
-    monkeypatch.setattr("pipeline.audio.speaker.make_encoder", lambda backend, device: Spy())
+    monkeypatch.setattr("pipeline.audio.listen.make_encoder", lambda backend, device: Spy())
     cfg = config(
         model={"weights": str(tiny_weights), "device": "cpu"},
         generation={"voice": "v2/en_speaker_0", "max_duration": 0.5},

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from support.speech_audio import espeak
 
-from pipeline.audio.speaker import SpeakerEncoder, cosine, make_encoder, speaker_gate, speaker_similarity
+from pipeline.audio.speaker import SpeakerEncoder, cosine, make_encoder, speaker_gate
 from pipeline.extras import missing
 
 FIRST = "The weather is nice today and we are going to the park."
@@ -48,6 +48,11 @@ def test_encoder_runs_without_resemblyzer_or_librosa(monkeypatch):
     reference, sr = espeak(FIRST, "en-us")
     embedding = make_encoder("resemblyzer").embed(reference, sr)
     assert embedding.shape == (256,) and np.linalg.norm(embedding) == pytest.approx(1.0, abs=1e-3)
+
+
+def speaker_similarity(reference_audio, audio, sr, encoder) -> float:
+    """Cosine similarity (-1..1, same voice near 1) of the voices in two clips at the same rate `sr`."""
+    return cosine(encoder.embed(reference_audio, sr), encoder.embed(audio, sr))
 
 
 def test_same_voice_scores_above_another_voice(encoder):
@@ -108,7 +113,7 @@ def test_listen_checks_judge_speech_and_keep_each_voice_of_a_row_to_itself():
     assert drifted.failed == ["wer", "speaker_similarity"]
     bob = checks.judge(tone(600), 24000, "goodbye", ("row", "bob"))  # another voice: its own reference
     assert bob.failed == [] and "speaker_similarity" not in bob.measures
-    checks.set_reference(("row", "bob"), tone(600), 24000)
+    checks.use_reference(("row", "bob"), checks.voice_of(tone(600), 24000))
     assert checks.judge(tone(200), 24000, "goodbye", ("row", "bob")).failed == ["speaker_similarity"]
     checks.forget("row")
     assert "speaker_similarity" not in checks.judge(tone(200), 24000, "goodbye", ("row", "bob")).measures

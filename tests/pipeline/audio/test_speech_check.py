@@ -112,7 +112,8 @@ def test_faster_whisper_load_reads_a_local_folder_without_fetching(monkeypatch, 
 
 
 def test_config_refuses_at_validate_time_a_language_the_backend_cannot_do():
-    from pipeline.config import ConfigError, validate_config
+    from pipeline.config import validate_config
+    from pipeline.configerrors import ConfigError
 
     base = {"input": {"path": "m.parquet"}, "output": {"path": "out"}, "model": {"weights": "w"}}
     cfg = validate_config(base | {"quality": {"enabled": True, "speech": {"max_wer": 0.3}}})

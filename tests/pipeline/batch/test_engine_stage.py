@@ -17,7 +17,8 @@ from support.stages import (
     samples,
 )
 
-from pipeline.batch.stages.prepare import PrepareStage, chunk_seed, derive_seed
+from pipeline.batch.stages.prepare import PrepareStage
+from pipeline.text.chunks import chunk_seed, derive_seed
 from pipeline.batch.stages.engine import current_node_id
 from pipeline.text.segment import estimate_seconds
 

@@ -8,9 +8,10 @@ import pytest
 from support.stages import LONG, SR, batch, config, decode
 
 from pipeline.batch.stages.finish import finish_rows
-from pipeline.batch.stages.prepare import PrepareStage, chunk_seed, token_counter
+from pipeline.batch.stages.prepare import PrepareStage
 from pipeline.batch.stages.rows import from_pcm16, to_pcm16
 from pipeline.output.schema import engine_fields, prepared_fields
+from pipeline.text.chunks import chunk_seed, token_counter
 
 
 def prepare(table, cfg=None, weights="w"):
@@ -21,7 +22,7 @@ def prepare(table, cfg=None, weights="w"):
 def test_prepare_plans_every_chunk_of_a_row_in_one_row():
     out = prepare(batch([("a", LONG), ("b", "Hi.")]), config(generation={"seed": 3}))
     assert out.num_rows == 2  # no row is exploded into chunks: they travel together
-    assert out.schema.names[:len(prepared_fields())] == [n for n, _ in prepared_fields()]
+    assert out.schema.names[: len(prepared_fields())] == [n for n, _ in prepared_fields()]
     plan = out["plan"][0].as_py()
     assert len(plan) >= 3 and [c["index"] for c in plan] == list(range(len(plan)))
     assert " ".join(c["text"] for c in plan) == LONG
@@ -31,8 +32,12 @@ def test_prepare_plans_every_chunk_of_a_row_in_one_row():
 
 
 def test_prepare_marks_paragraph_breaks_and_resolves_row_overrides():
-    table = batch([("p", "First paragraph.\n\nSecond one.")], voice=["v2/en_speaker_1"],
-                  text_temp=pa.array([0.2]), language=["en"])
+    table = batch(
+        [("p", "First paragraph.\n\nSecond one.")],
+        voice=["v2/en_speaker_1"],
+        text_temp=pa.array([0.2]),
+        language=["en"],
+    )
     row = prepare(table, config(generation={"voice": "v2/en_speaker_0", "waveform_temp": 0.4})).to_pylist()[0]
     assert [c["paragraph_break_after"] for c in row["plan"]] == [True, False]
     settings = (row["voice"], row["text_temp"], row["waveform_temp"], row["language"])
@@ -40,8 +45,11 @@ def test_prepare_marks_paragraph_breaks_and_resolves_row_overrides():
 
 
 def test_prepare_turns_bad_rows_into_error_rows_and_keeps_carried_columns():
-    table = batch([("ok", "Fine."), ("blank", "  "), ("huge", "word " * 50)], chapter=pa.array([1, 2, 3], pa.int8()),
-                  plan=["x", "y", "z"])
+    table = batch(
+        [("ok", "Fine."), ("blank", "  "), ("huge", "word " * 50)],
+        chapter=pa.array([1, 2, 3], pa.int8()),
+        plan=["x", "y", "z"],
+    )
     out = prepare(table, config(segment={"max_text_chars": 100})).to_pylist()
     assert [r["error_stage"] for r in out] == [None, "validate", "validate"]
     assert "text is empty" in out[1]["error"] and "max_text_chars=100" in out[2]["error"]

@@ -11,16 +11,32 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.config import content_hash, validate_config
-from pipeline.output.read import (
-    ResumePlan, hash_manifest, next_revisions, parse_redo, plan_resume, raw_row_hash, read_committed_latest, row_hash,
+from pipeline.batch.plan import (
+    ResumePlan,
+    hash_manifest,
+    next_revisions,
+    parse_redo,
+    plan_resume,
+    raw_row_hash,
+    row_hash,
 )
+from pipeline.config import content_hash, validate_config
 from pipeline.manifest.rows import RowValues
+from pipeline.output.layout import ERRORS, METADATA, audio_name, part_keys
+from pipeline.output.read import newest_rows, read_committed_latest
 from pipeline.storage import Store
 
 MINIMAL = {"input": {"path": "m.parquet"}, "output": {"path": "out"}, "model": {"weights": "w"}}
-ROW = RowValues(id="a", text="Hello there.", voice="v2/en_speaker_1", seed=7, language="en",
-                text_temp=0.6, waveform_temp=0.5, max_duration=12.0)
+ROW = RowValues(
+    id="a",
+    text="Hello there.",
+    voice="v2/en_speaker_1",
+    seed=7,
+    language="en",
+    text_temp=0.6,
+    waveform_temp=0.5,
+    max_duration=12.0,
+)
 
 
 def cfg(**sections):
@@ -29,11 +45,21 @@ def cfg(**sections):
 
 # ---- row_hash ---------------------------------------------------------------------------------
 
+
 def test_row_hash_changes_with_every_shaping_value_and_setting():
     base = row_hash(ROW, cfg())
-    changed = [ROW.__class__(**{**ROW.__dict__, name: value}) for name, value in (
-        ("text", "Hello there!"), ("voice", None), ("seed", 8), ("language", "de"), ("text_temp", 0.61),
-        ("waveform_temp", None), ("max_duration", 11.0))]
+    changed = [
+        ROW.__class__(**{**ROW.__dict__, name: value})
+        for name, value in (
+            ("text", "Hello there!"),
+            ("voice", None),
+            ("seed", 8),
+            ("language", "de"),
+            ("text_temp", 0.61),
+            ("waveform_temp", None),
+            ("max_duration", 11.0),
+        )
+    ]
     hashes = {row_hash(r, cfg()) for r in changed}
     assert base not in hashes and len(hashes) == len(changed)
     assert row_hash(ROW, cfg(generation={"text_temp": 0.1})) != base  # a config default shapes rows too
@@ -47,17 +73,33 @@ def test_row_hash_changes_with_every_shaping_value_and_setting():
 
 def test_row_hash_is_the_same_in_another_process_with_another_hash_seed():
     here = row_hash(ROW, "sha256:settings")
-    code = ("from pipeline.output.read import row_hash; from pipeline.manifest.rows import RowValues; "
-            f"print(row_hash(RowValues(**{ROW.__dict__!r}), 'sha256:settings'))")
+    code = (
+        "from pipeline.batch.plan import row_hash; from pipeline.manifest.rows import RowValues; "
+        f"print(row_hash(RowValues(**{ROW.__dict__!r}), 'sha256:settings'))"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345"}
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env,
-                         cwd=Path(__file__).resolve().parents[3])
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+        cwd=Path(__file__).resolve().parents[3],
+    )
     assert out.stdout.strip() == here and here.startswith("sha256:") and len(here) == 71
 
 
 def test_raw_row_hash_matches_parsed_rows_and_tracks_bad_rows():
-    raw = {"id": "a", "text": "Hello there.", "voice": "v2/en_speaker_1", "seed": 7.0, "language": "en",
-           "text_temp": 0.6, "waveform_temp": 0.5, "max_duration": 12}
+    raw = {
+        "id": "a",
+        "text": "Hello there.",
+        "voice": "v2/en_speaker_1",
+        "seed": 7.0,
+        "language": "en",
+        "text_temp": 0.6,
+        "waveform_temp": 0.5,
+        "max_duration": 12,
+    }
     assert raw_row_hash(raw, "s") == row_hash(ROW, "s")  # 7.0 and 12 parse to the same values
     poison = {"id": "a", "text": "Hi", "seed": float("inf")}
     fixed = {"id": "a", "text": "Hi", "seed": 3}
@@ -69,22 +111,25 @@ def test_raw_row_hash_matches_parsed_rows_and_tracks_bad_rows():
 def test_hash_manifest_reads_renamed_columns_in_batches(tmp_path):
     from pipeline.manifest.read import inspect_manifest
 
-    table = pa.table({"key": ["a", "b", None], "body": ["Hello there.", "Two.", "x"],
-                      "seed": [7.0, None, 1.0], "extra": [1, 2, 3]})
+    table = pa.table(
+        {"key": ["a", "b", None], "body": ["Hello there.", "Two.", "x"], "seed": [7.0, None, 1.0], "extra": [1, 2, 3]}
+    )
     pq.write_table(table, tmp_path / "m.parquet")
     info = inspect_manifest(str(tmp_path / "m.parquet"), {}, "key", "body")
     config = cfg(input={"path": str(tmp_path), "id_column": "key", "text_column": "body"})
     hashes = hash_manifest(info, config, batch_rows=1)
     settings = content_hash(config)
-    assert hashes == {"a": raw_row_hash({"id": "a", "text": "Hello there.", "seed": 7.0}, settings),
-                      "b": raw_row_hash({"id": "b", "text": "Two.", "seed": None}, settings)}
+    assert hashes == {
+        "a": raw_row_hash({"id": "a", "text": "Hello there.", "seed": 7.0}, settings),
+        "b": raw_row_hash({"id": "b", "text": "Two.", "seed": None}, settings),
+    }
 
 
 # ---- plan_resume ------------------------------------------------------------------------------
 
+
 def plan(**kw):
-    manifest = {"ok": "h1", "changed": "h2-new", "old": "h3", "err": "h4", "fixed": "h5-new", "new": "h6",
-                "flag": "h7"}
+    manifest = {"ok": "h1", "changed": "h2-new", "old": "h3", "err": "h4", "fixed": "h5-new", "new": "h6", "flag": "h7"}
     ok = {"ok": "h1", "changed": "h2", "old": None, "flag": "h7", "gone": "hx"}
     errors = {"err": "generate", "fixed": "validate"}
     return plan_resume(manifest, ok, errors, error_hashes={"err": "h4", "fixed": "h5"}, **kw)
@@ -97,9 +142,11 @@ def test_plan_sorts_every_id_once():
     assert p.retry == set() and p.redo_chosen == set()
     assert (p.done, p.kept_errors, p.unknown) == (3, 1, 1)
     assert p.todo == {"new", "changed", "fixed"}
-    assert p.describe() == ("resuming: 3 done, 1 errors kept (--retry-errors retries them), 2 changed since "
-                            "(redone), 0 errors retried, 0 chosen, 1 new, 1 written before row hashes "
-                            "(kept, unchecked)")
+    assert p.describe() == (
+        "resuming: 3 done, 1 errors kept (--retry-errors retries them), 2 changed since "
+        "(redone), 0 errors retried, 0 chosen, 1 new, 1 written before row hashes "
+        "(kept, unchecked)"
+    )
 
 
 def test_retry_errors_and_redo_choices():
@@ -140,9 +187,13 @@ def test_parse_redo(tmp_path):
 
 # ---- read_committed_latest --------------------------------------------------------------------
 
+
 def meta_part(store, name, ids, revision=None, hashes=None, flagged=None, durations=None):
-    columns = {"id": ids, "audio_path": [f"audio/{i}.flac" for i in ids],
-               "duration_s": durations or [1.0 + n for n in range(len(ids))]}
+    columns = {
+        "id": ids,
+        "audio_path": [f"audio/{i}.flac" for i in ids],
+        "duration_s": durations or [1.0 + n for n in range(len(ids))],
+    }
     if flagged is not None:
         columns["flagged"] = flagged
     if hashes is not None:
@@ -175,8 +226,7 @@ def write_history(store):
         store.makedirs(name)
     meta_part(store, "old", ["a", "b", "c"], durations=[1.0, 2.0, 3.0])  # legacy: revision 0, no hash
     error_part(store, "old", ["e1", "e2"])
-    meta_part(store, "r1", ["b", "e1"], revision=1, hashes=["hb1", "he1"], flagged=[True, False],
-              durations=[20.0, 5.0])
+    meta_part(store, "r1", ["b", "e1"], revision=1, hashes=["hb1", "he1"], flagged=[True, False], durations=[20.0, 5.0])
     error_part(store, "r1", ["c"], revision=1, hashes=["hc1"], stage="finish")  # a redo that failed
     _commit(store, "errors/manifest-x.parquet", pa.table({"id": ["dup"], "stage": ["manifest"], "error": ["x"]}))
 
@@ -214,8 +264,15 @@ def test_plan_from_latest_view(tmp_path):
     write_history(store)
     latest = read_committed_latest(store)
     manifest = {"a": "ha", "b": "hb1", "c": "hc-fixed", "e1": "he1", "e2": "he2", "n": "hn"}
-    p = plan_resume(manifest, latest.ok_hashes, latest.error_stages, error_hashes=latest.error_hashes,
-                    retry_errors=True, redo="flagged", flagged_ids=latest.flagged)
+    p = plan_resume(
+        manifest,
+        latest.ok_hashes,
+        latest.error_stages,
+        error_hashes=latest.error_hashes,
+        retry_errors=True,
+        redo="flagged",
+        flagged_ids=latest.flagged,
+    )
     assert p.skip == {"a", "e1"} and p.unknown == 1  # "a" predates hashes: kept, counted as unchecked
     assert p.redo_changed == {"c"} and p.retry == {"e2"} and p.redo_chosen == {"b"} and p.new == {"n"}
     assert next_revisions(latest, p.redo) == {"b": 2, "c": 2, "e2": 1}
@@ -235,6 +292,7 @@ def test_latest_record_wins_on_s3(moto_s3):
 
 
 # ---- barkpipe run --retry-errors / --redo ------------------------------------------------------
+
 
 @pytest.fixture
 def cli(monkeypatch, tmp_path):
@@ -280,14 +338,14 @@ def test_cli_passes_resume_flags_only_when_set(cli, tmp_path):
 
 def test_cli_bad_redo_is_one_line_exit_2(cli):
     code, out, seen = cli("--redo", ",")
-    assert code == 2 and out.strip() == ("error: --redo got no ids; pass comma-separated ids, a file of ids, "
-                                         "or 'flagged'")
+    assert code == 2 and out.strip() == (
+        "error: --redo got no ids; pass comma-separated ids, a file of ids, or 'flagged'"
+    )
     assert len(seen) == 0
 
 
 def test_redo_names_never_meet_a_first_write():
-    from pipeline.manifest.read import safe_name
-    from pipeline.output.read import audio_name, part_keys
+    from pipeline.manifest.columns import safe_name
 
     ids = ["a", "a.r1", "r1", "a/b", "a_b"]
     first = {audio_name(safe_name(i), "flac") for i in ids}
@@ -297,13 +355,20 @@ def test_redo_names_never_meet_a_first_write():
     assert part_keys(["a", "b"], [0, 2]) == ["a", "b@2"]
 
 
-def test_newest_records_keep_one_record_per_id_as_the_accounting_counts_them():
-    from pipeline.output.read import newest_records
-
-    meta = [{"id": "a", "revision": 0, "v": "old"}, {"id": "a", "revision": 1, "v": "new"}, {"id": "b"},
-            {"id": "c", "revision": 0}]
-    errors = [{"id": "b", "revision": 1, "stage": "quality"}, {"id": "c", "revision": 0, "stage": "generate"},
-              {"id": None, "stage": "manifest"}]
-    ok, failed = newest_records(meta, errors)
-    assert ok == [{"id": "a", "revision": 1, "v": "new"}, {"id": "c", "revision": 0}]  # ok beats an error at one revision
-    assert failed == [{"id": "b", "revision": 1, "stage": "quality"}, {"id": None, "stage": "manifest"}]
+def test_newest_rows_stream_each_id_once_as_the_accounting_counts_it(tmp_path):
+    store = Store.open(str(tmp_path / "out"))
+    write_history(store)
+    meta_part(store, "clash", ["e2"], revision=0)  # ok and error for one id at one revision: the ok record is kept
+    ok = list(newest_rows(store, METADATA, ["duration_s"], batch_rows=1))
+    assert sorted((r["id"], r["revision"] or 0, r["duration_s"]) for r in ok) == [
+        ("a", 0, 1.0),
+        ("b", 1, 20.0),
+        ("e1", 1, 5.0),
+        ("e2", 0, 1.0),
+    ]
+    assert set(ok[0]) == {"id", "revision", "duration_s"}  # only the columns asked (a part lacking one: None)
+    failed = list(newest_rows(store, ERRORS))
+    assert [(r["id"], r["stage"], r["revision"]) for r in failed] == [("c", "finish", 1)]  # manifest-* is not a record
+    latest = read_committed_latest(store)
+    assert latest.duplicate_ok == 1 and latest.duplicate_ids == ["e2"] and "e2" in latest.ok
+    assert [r["id"] for r in newest_rows(store, METADATA, [], latest=latest)] == [r["id"] for r in ok]

@@ -6,9 +6,10 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from pipeline.checks import CheckError, storage_problem
-from pipeline.config import ConfigError
-from pipeline.cli.errors import BUG_EXIT, INTERRUPTED_EXIT, USER_ERROR_EXIT, guarded
+from pipeline.cli.errors import guarded
+from pipeline.configerrors import ConfigError
+from pipeline.errors import BUG_EXIT, INTERRUPTED_EXIT, USER_ERROR_EXIT
+from pipeline.probes import CheckError, storage_problem
 
 
 def app_raising(exc: BaseException) -> typer.Typer:
@@ -89,7 +90,9 @@ class _NoWarnings:
 
 def test_storage_problem_names_key_endpoint_and_fix():
     line = storage_problem(botocore_error("NoCredentialsError"), "output.path", "s3://b/out", {})
-    assert line.startswith("output.path 's3://b/out': no S3 credentials found") and "output.storage_options.anon" in line
+    assert (
+        line.startswith("output.path 's3://b/out': no S3 credentials found") and "output.storage_options.anon" in line
+    )
     missing = FileNotFoundError("The specified bucket does not exist")
     line = storage_problem(missing, "input.path", "s3://nob/x", {"client_kwargs": {"endpoint_url": "http://h:1"}})
     assert line == "input.path 's3://nob/x': bucket 'nob' does not exist at http://h:1; create it or fix input.path"

@@ -38,20 +38,26 @@ def test_from_text_writes_one_row_per_chapter(tmp_path):
     df = pd.read_parquet(out)
     assert df["id"].tolist() == ["inn-000", "inn-001", "inn-002"]  # front matter, then the chapters
     assert df["title"].tolist() == ["front matter", "CHAPTER I. Arrival", "CHAPTER II. Departure"]
-    assert df["text"][1] == "CHAPTER I. Arrival\n\nIt was a dark night. [sighs] The coach was late.\n\nThe inn was full."
+    assert (
+        df["text"][1] == "CHAPTER I. Arrival\n\nIt was a dark night. [sighs] The coach was late.\n\nThe inn was full."
+    )
     assert df["language"].tolist() == ["en"] * 3
     assert "3 row(s)" in result.stdout
 
 
 def test_from_text_errors_are_one_line_with_exit_2(tmp_path):
-    missing = runner.invoke(app, ["manifest", "from-text", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "m.parquet")])
+    missing = runner.invoke(
+        app, ["manifest", "from-text", str(tmp_path / "nope.txt"), "--out", str(tmp_path / "m.parquet")]
+    )
     assert missing.exit_code == 2 and missing.stderr.strip() == f"error: book file not found: {tmp_path / 'nope.txt'}"
     book = tmp_path / "inn.txt"
     book.write_text(BOOK.replace("CHAPTER", "PART"), encoding="utf-8")  # the default pattern finds nothing
     none = runner.invoke(app, ["manifest", "from-text", str(book), "--out", str(tmp_path / "m.parquet")])
     assert none.exit_code == 2 and "no chapters found" in none.stderr and "--heading" in none.stderr
     assert len(none.stderr.strip().splitlines()) == 1 and not (tmp_path / "m.parquet").exists()
-    bad = runner.invoke(app, ["manifest", "from-text", str(book), "--out", str(tmp_path / "m.parquet"), "--heading", "("])
+    bad = runner.invoke(
+        app, ["manifest", "from-text", str(book), "--out", str(tmp_path / "m.parquet"), "--heading", "("]
+    )
     assert bad.exit_code == 2 and "not a valid regex" in bad.stderr
     lang = runner.invoke(app, ["manifest", "from-text", str(book), "--out", str(tmp_path / "m.parquet"),
                                "--heading", "^PART.*$", "--language", "english!"])  # fmt: skip
@@ -68,7 +74,9 @@ def _epub(path: Path, chapters: list[tuple[str, str]]) -> Path:
     items = []
     for n, (title, body) in enumerate(chapters, start=1):
         item = epub.EpubHtml(title=title, file_name=f"c{n}.xhtml", lang="en")
-        item.content = f"<html><body><h1>{title}</h1><p>{body}</p></body></html>" if body else "<html><body><p> </p></body></html>"
+        item.content = (
+            f"<html><body><h1>{title}</h1><p>{body}</p></body></html>" if body else "<html><body><p> </p></body></html>"
+        )
         book.add_item(item)
         items.append(item)
     book.add_item(epub.EpubNcx())
@@ -90,7 +98,9 @@ def test_from_epub_writes_one_row_per_document(tmp_path):
 
 
 def test_from_epub_errors_are_one_line_with_exit_2(tmp_path):
-    missing = runner.invoke(app, ["manifest", "from-epub", str(tmp_path / "nope.epub"), "--out", str(tmp_path / "m.parquet")])
+    missing = runner.invoke(
+        app, ["manifest", "from-epub", str(tmp_path / "nope.epub"), "--out", str(tmp_path / "m.parquet")]
+    )
     assert missing.exit_code == 2 and "EPUB file not found" in missing.stderr
     junk = tmp_path / "junk.epub"
     junk.write_text("not a zip")
@@ -109,9 +119,15 @@ def test_example_book_makes_a_three_chapter_manifest_the_audiobook_config_accept
     assert df["chapter_index"].tolist() == [1, 2, 3] and df["title"].str.startswith("Chapter").all()
     assert all(text.count("\n\n") == 2 for text in df["text"])  # heading + two paragraphs each
     # The book's S3 output needs credentials that validate now checks; a local output keeps this offline.
-    overrides = [f"input.path={out}", f"model.weights={tiny_weights}", f"output.path={tmp_path / 'run'}",
-                 *CPU_OVERRIDES]
-    checked = runner.invoke(app, ["validate", str(ROOT / "configs/audiobook.yaml"), *[a for o in overrides for a in ("--set", o)]])
+    overrides = [
+        f"input.path={out}",
+        f"model.weights={tiny_weights}",
+        f"output.path={tmp_path / 'run'}",
+        *CPU_OVERRIDES,
+    ]
+    checked = runner.invoke(
+        app, ["validate", str(ROOT / "configs/audiobook.yaml"), *[a for o in overrides for a in ("--set", o)]]
+    )
     assert checked.exit_code == 0, checked.output
     assert "3 rows" in checked.stdout
 
@@ -127,9 +143,14 @@ def test_audiobook_run_on_tiny_weights_writes_one_file_per_chapter(tmp_path, tin
     import pyarrow.parquet as pq
 
     manifest, out = tmp_path / "book.parquet", tmp_path / "run"
-    assert runner.invoke(app, ["manifest", "from-text", str(ROOT / "examples/book.txt"), "--out", str(manifest)]).exit_code == 0
+    assert (
+        runner.invoke(app, ["manifest", "from-text", str(ROOT / "examples/book.txt"), "--out", str(manifest)]).exit_code
+        == 0
+    )
     overrides = [f"input.path={manifest}", f"output.path={out}", f"model.weights={tiny_weights}", *CPU_OVERRIDES]
-    result = runner.invoke(app, ["run", str(ROOT / "configs/audiobook.yaml"), *[a for o in overrides for a in ("--set", o)]])
+    result = runner.invoke(
+        app, ["run", str(ROOT / "configs/audiobook.yaml"), *[a for o in overrides for a in ("--set", o)]]
+    )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in (out / "audio").iterdir()) == ["book-001.flac", "book-002.flac", "book-003.flac"]
     rows = pq.read_table(out / "metadata").to_pylist()

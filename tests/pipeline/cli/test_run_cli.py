@@ -140,7 +140,7 @@ def test_an_empty_manifest_is_nothing_to_do_for_run(app, config, monkeypatch):
 
 def test_dry_run_prints_the_plan_without_loading_a_model_or_ray(config):
     # Not torch-free since the prepare stage counts tokens through bark_model (whose __init__ imports
-    # the engine); longform.text_token_counter would make --dry-run torch-free again (wiring note).
+    # the engine); text.chunks.text_token_counter would make --dry-run torch-free again (wiring note).
     code = (
         "import sys; from pathlib import Path; from pipeline.cli.run import run_command; "
         f"run_command(Path({str(config)!r}), [], True); "

@@ -12,11 +12,12 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from pipeline.config import validate_config
-from pipeline.output.lease import LEASE, OutputBusy, acquire_lease, read_lease
 from pipeline.batch.run import run
 from pipeline.cli.run import register
-from pipeline.storage import MARKER, Store, UnsafeOutput
+from pipeline.config import validate_config
+from pipeline.output.layout import LEASE, MARKER
+from pipeline.output.lease import OutputBusy, acquire_lease, mark_output, read_lease
+from pipeline.storage import Store, UnsafeOutput
 
 IDS = ["a", "b", "c"]
 
@@ -39,7 +40,7 @@ def done_output(out, ids, copies: int = 1) -> None:
     for n in range(copies):
         rows = [{"id": i, "duration_s": 1.0, "audio_path": f"audio/{i}.flac"} for i in ids]
         pq.write_table(pa.Table.from_pylist(rows), out / "metadata" / f"part-{n}.parquet")
-    Store.open(str(out)).mark_output()
+    mark_output(Store.open(str(out)))
 
 
 def no_ray(monkeypatch):

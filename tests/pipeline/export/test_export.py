@@ -12,11 +12,11 @@ import pyarrow.parquet as pq
 import pytest
 import soundfile as sf
 
-from pipeline.output.schema import TRANSIENT_COLUMNS, error_schema, row_fields
 from pipeline.export.rows import Counts, Selection, iter_rows, parse_quality, parse_splits, split_of
 from pipeline.export.run import export
 from pipeline.export.shards import MARKER
 from pipeline.export.webdataset import sample_key
+from pipeline.output.schema import TRANSIENT_COLUMNS, error_schema, row_fields
 from pipeline.storage import Store
 
 SR = 24000
@@ -28,15 +28,28 @@ def metadata_schema():
     """The metadata schema as the pipeline writes it, plus two carried manifest columns (one a map)."""
     fields = [(n, t) for n, t in row_fields() if n not in TRANSIENT_COLUMNS]
     fields.insert(1, ("audio_path", pa.string()))
-    return pa.schema(fields + [("config_hash", pa.string()), ("speaker_name", pa.string()),
-                               ("extra", pa.map_(pa.string(), pa.string()))])
+    return pa.schema(
+        fields
+        + [("config_hash", pa.string()), ("speaker_name", pa.string()), ("extra", pa.map_(pa.string(), pa.string()))]
+    )
 
 
 def chunk(seconds, wer=None, passed=True):
-    return {"index": 0, "chars": 10, "text": "said", "seed": 7, "attempts": 1, "passed": passed,
-            "failed": [] if passed else ["rms_low"], "duration_s": seconds, "dropped_text_tokens": 0,
-            "paragraph_break_after": False, "start_s": 0.0, "end_s": seconds,
-            "measures": {"rms_db": -20.0} | ({"wer": wer} if wer is not None else {})}
+    return {
+        "index": 0,
+        "chars": 10,
+        "text": "said",
+        "seed": 7,
+        "attempts": 1,
+        "passed": passed,
+        "failed": [] if passed else ["rms_low"],
+        "duration_s": seconds,
+        "dropped_text_tokens": 0,
+        "paragraph_break_after": False,
+        "start_s": 0.0,
+        "end_s": seconds,
+        "measures": {"rms_db": -20.0} | ({"wer": wer} if wer is not None else {}),
+    }
 
 
 def wav(seconds, freq=220.0) -> bytes:
@@ -54,19 +67,37 @@ def write_part(root, part, rows):
         name = f"r{revision}/{name}" if revision else name
         (root / "audio" / name).parent.mkdir(parents=True, exist_ok=True)
         (root / "audio" / name).write_bytes(wav(seconds))
-        records.append({"id": row_id, "audio_path": f"audio/{name}", "audio_name": name, "duration_s": seconds,
-                        "sample_rate": SR, "n_chunks": 1, "flagged": flagged, "voice": "v2/en_speaker_6",
-                        "language": "en", "seed": 11, "model": "bark-tiny", "model_checksum": "abc",
-                        "chunks": [chunk(seconds, wer, passed=not flagged)], "text": text, "revision": revision,
-                        "config_hash": "sha256:cfg", "speaker_name": f"spk-{row_id}", "extra": {"k": row_id}})
+        records.append(
+            {
+                "id": row_id,
+                "audio_path": f"audio/{name}",
+                "audio_name": name,
+                "duration_s": seconds,
+                "sample_rate": SR,
+                "n_chunks": 1,
+                "flagged": flagged,
+                "voice": "v2/en_speaker_6",
+                "language": "en",
+                "seed": 11,
+                "model": "bark-tiny",
+                "model_checksum": "abc",
+                "chunks": [chunk(seconds, wer, passed=not flagged)],
+                "text": text,
+                "revision": revision,
+                "config_hash": "sha256:cfg",
+                "speaker_name": f"spk-{row_id}",
+                "extra": {"k": row_id},
+            }
+        )
     (root / "metadata").mkdir(parents=True, exist_ok=True)
     pq.write_table(pa.Table.from_pylist(records, schema=metadata_schema()), root / "metadata" / f"part-{part}.parquet")
 
 
 def write_errors(root, part, rows):
     (root / "errors").mkdir(parents=True, exist_ok=True)
-    table = pa.Table.from_pylist([{"id": i, "stage": "generate", "error": "boom", "revision": r} for i, r in rows],
-                                 schema=error_schema())
+    table = pa.Table.from_pylist(
+        [{"id": i, "stage": "generate", "error": "boom", "revision": r} for i, r in rows], schema=error_schema()
+    )
     pq.write_table(table, root / "errors" / f"part-{part}.parquet")
 
 
@@ -77,16 +108,39 @@ EXPECTED = {"a-1": (0.7, "new text"), "b.2": (0.4, "bee"), "c 3/x": (0.3, "sea")
 def fake_run(root):
     """A redone row (two revisions), a dotted and an unsafe id, a flagged row, an error row, an error
     later fixed by an ok row, and an ok row later redone into an error."""
-    write_part(root, "aaa", [("a-1", 0.2, "old text", 0, False, 0.0), ("b.2", 0.4, "bee", 0, False, 0.1),
-                             ("flag", 0.3, "flagged one", 0, True, 0.5), ("broke", 0.3, "was fine", 0, False, 0.0)])
-    write_part(root, "bbb", [("c 3/x", 0.3, "sea", 0, False, 0.3), ("a-1", 0.7, "new text", 1, False, 0.05),
-                             ("fixed", 0.5, "fixed now", 1, False, None)])
+    write_part(
+        root,
+        "aaa",
+        [
+            ("a-1", 0.2, "old text", 0, False, 0.0),
+            ("b.2", 0.4, "bee", 0, False, 0.1),
+            ("flag", 0.3, "flagged one", 0, True, 0.5),
+            ("broke", 0.3, "was fine", 0, False, 0.0),
+        ],
+    )
+    write_part(
+        root,
+        "bbb",
+        [
+            ("c 3/x", 0.3, "sea", 0, False, 0.3),
+            ("a-1", 0.7, "new text", 1, False, 0.05),
+            ("fixed", 0.5, "fixed now", 1, False, None),
+        ],
+    )
     write_errors(root, "ccc", [("bad", 0), ("fixed", 0), ("broke", 1)])
-    (root / "summary.json").write_text(json.dumps({"state": "final", "config_hash": "sha256:cfg",
-                                                   "content_hash": "sha256:content",
-                                                   "config": {"model": {"weights": "hf://suno/bark-small",
-                                                                        "precision": "fp16"},
-                                                              "generation": {"seed": None}}}))
+    (root / "summary.json").write_text(
+        json.dumps(
+            {
+                "state": "final",
+                "config_hash": "sha256:cfg",
+                "content_hash": "sha256:content",
+                "config": {
+                    "model": {"weights": "hf://suno/bark-small", "precision": "fp16"},
+                    "generation": {"seed": None},
+                },
+            }
+        )
+    )
 
 
 def hf_rows(out) -> list[dict]:
@@ -179,7 +233,7 @@ def test_webdataset_samples_have_dotless_keys_audio_and_json(tmp_path):
     assert sorted(by_id) == sorted(EXPECTED)
     key, sample = by_id["b.2"]
     assert key == sample_key("b.2") != "b.2"
-    for row_id, (key, s) in by_id.items():
+    for row_id, (_, s) in by_id.items():
         meta = json.loads(s["json"])
         assert set(s) == {"flac", "json"} and meta["text"] == EXPECTED[row_id][1]
         assert decoded_seconds(s["flac"]) == pytest.approx(EXPECTED[row_id][0], abs=1 / SR)
@@ -227,8 +281,11 @@ def test_rerun_rewrites_the_same_bytes_and_removes_only_its_stale_shards(tmp_pat
     fake_run(tmp_path / "run")
 
     def files(out):
-        return {p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-                for p in out.rglob("*") if p.is_file()}
+        return {
+            p.relative_to(out).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in out.rglob("*")
+            if p.is_file()
+        }
 
     for fmt, stale in (("hf", 4), ("webdataset", 2)):  # hf names carry the shard count: all four change
         out = tmp_path / fmt
@@ -256,12 +313,24 @@ def test_two_thousand_rows_stream_in_batches(tmp_path):
     records = []
     for n in range(2000):
         (root / "audio" / f"r{n}.flac").write_bytes(tiny)
-        records.append({"id": f"r{n}", "audio_path": f"audio/r{n}.flac", "duration_s": 0.01, "sample_rate": SR,
-                        "flagged": False, "text": f"row {n}", "revision": 0, "chunks": [chunk(0.01)]})
+        records.append(
+            {
+                "id": f"r{n}",
+                "audio_path": f"audio/r{n}.flac",
+                "duration_s": 0.01,
+                "sample_rate": SR,
+                "flagged": False,
+                "text": f"row {n}",
+                "revision": 0,
+                "chunks": [chunk(0.01)],
+            }
+        )
     (root / "metadata").mkdir()
     for p in range(4):
-        pq.write_table(pa.Table.from_pylist(records[p * 500:(p + 1) * 500], schema=metadata_schema()),
-                       root / "metadata" / f"part-{p}.parquet")
+        pq.write_table(
+            pa.Table.from_pylist(records[p * 500 : (p + 1) * 500], schema=metadata_schema()),
+            root / "metadata" / f"part-{p}.parquet",
+        )
     counts = Counts()
     rows = iter_rows(Store.open(str(root)), Selection(), batch_rows=100, counts=counts)
     next(rows)
@@ -269,7 +338,8 @@ def test_two_thousand_rows_stream_in_batches(tmp_path):
     result = export(str(root), str(tmp_path / "out"), "hf", batch_rows=100, shard_size="700rows")
     assert result.counts.largest_batch == 100 and result.counts.batches == 20
     assert [p.name for p in sorted((tmp_path / "out" / "data").iterdir())] == [
-        f"train-0000{i}-of-00003.parquet" for i in range(3)]
+        f"train-0000{i}-of-00003.parquet" for i in range(3)
+    ]
     assert sum(pq.ParquetFile(p).metadata.num_rows for p in (tmp_path / "out" / "data").iterdir()) == 2000
     assert max(pq.ParquetFile(p).metadata.row_group(0).num_rows for p in (tmp_path / "out" / "data").iterdir()) <= 100
 
@@ -288,8 +358,19 @@ def test_cli_exports_and_user_mistakes_are_one_line(tmp_path):
 
     fake_run(tmp_path / "run")
     runner = CliRunner()
-    done = runner.invoke(app, ["export", str(tmp_path / "run"), "--out", str(tmp_path / "out"), "--format", "hf",
-                               "--split", "train=0.5,test=0.5"])
+    done = runner.invoke(
+        app,
+        [
+            "export",
+            str(tmp_path / "run"),
+            "--out",
+            str(tmp_path / "out"),
+            "--format",
+            "hf",
+            "--split",
+            "train=0.5,test=0.5",
+        ],
+    )
     assert done.exit_code == 0, done.output
     assert "wrote " in done.output.splitlines()[-1] and "1 flagged rows (--include-flagged brings them)" in done.output
     for args, needle in [
@@ -312,15 +393,16 @@ def test_s3_round_trip(tmp_path, moto_s3):
     fs.put(str(tmp_path / "run"), f"{bucket}/runs/v1", recursive=True)
     for fmt in ("hf", "webdataset"):
         out = f"s3://{bucket}/exports/{fmt}"
-        result = export(f"s3://{bucket}/runs/v1", out, fmt, storage_options=moto_s3.storage_options,
-                        shard_size="3rows")
-        again = export(f"s3://{bucket}/runs/v1", out, fmt, storage_options=moto_s3.storage_options,
-                       shard_size="3rows")
+        result = export(f"s3://{bucket}/runs/v1", out, fmt, storage_options=moto_s3.storage_options, shard_size="3rows")
+        again = export(f"s3://{bucket}/runs/v1", out, fmt, storage_options=moto_s3.storage_options, shard_size="3rows")
         assert again.files == result.files and not again.removed
         listed = sorted(p.split(f"exports/{fmt}/", 1)[1] for p in fs.find(f"{bucket}/exports/{fmt}"))
         assert listed == sorted([*result.files, MARKER])  # nothing staged is left behind
         fs.get(f"{bucket}/exports/{fmt}", str(tmp_path / fmt), recursive=True)
     assert sorted(r["id"] for r in hf_rows(tmp_path / "hf")) == sorted(EXPECTED)
-    ids = [json.loads(s["json"])["id"] for t in sorted((tmp_path / "webdataset").glob("*.tar"))
-           for s in tar_samples(t).values()]
+    ids = [
+        json.loads(s["json"])["id"]
+        for t in sorted((tmp_path / "webdataset").glob("*.tar"))
+        for s in tar_samples(t).values()
+    ]
     assert sorted(ids) == sorted(EXPECTED)

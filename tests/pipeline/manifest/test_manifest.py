@@ -6,15 +6,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from pipeline.manifest.read import (
-    id_problems,
-    inspect_manifest,
-    name_collisions,
-    read_ids,
-    row_problem,
-    safe_name,
-    unify_schemas,
-)
+from pipeline.manifest.columns import id_problems, name_collisions, safe_name
+from pipeline.manifest.read import inspect_manifest, read_ids, unify_schemas
+from pipeline.manifest.rows import parse_row
 
 
 def write(path, **columns):
@@ -105,6 +99,10 @@ def test_safe_name_keeps_plain_ids_and_keeps_distinct_ids_distinct():
     assert len({safe_name(i) for i in ids}) == len(ids)
 
 
+def row_problem(row: dict) -> str | None:
+    return parse_row({"id": "row", **row})[1]
+
+
 def test_row_problem_says_what_to_fix():
     assert row_problem({"text": "hi"}) is None
     assert "text is missing" in row_problem({"text": None})
@@ -139,7 +137,7 @@ def test_distinct_ids_never_share_a_name(ids):
 
 
 def test_name_collisions_report_every_id_that_shares_a_name(monkeypatch):
-    import pipeline.manifest.read as manifest
+    import pipeline.manifest.columns as manifest
 
     # A 48-bit digest prefix clash cannot be found by hand: force one to see what the plan does with it.
     monkeypatch.setattr(manifest, "safe_name", lambda i: "same" if i in ("p/q", "p:q") else i)
@@ -282,7 +280,7 @@ def test_an_http_manifest_password_never_reaches_the_file_list(tmp_path):
 
 def test_integer_ids_run_through_read_prepare_engine_finish_and_resume(tmp_path, tiny_weights):
     """int64 ids (pandas' default) as the run sees them: read, synthesized, named and matched by their text."""
-    from pipeline.output.read import hash_manifest
+    from pipeline.batch.plan import hash_manifest
     from pipeline.batch.run import read_rows
     from tests.support.stages import config, run_stages
 

@@ -8,7 +8,8 @@ import numpy as np
 import pyarrow as pa
 import pytest
 
-from pipeline.manifest.rows import RowValues, Undecodable, display_id, parse_row, speakable, table_rows
+from pipeline.manifest.columns import display_id
+from pipeline.manifest.rows import RowValues, Undecodable, parse_row, speakable, table_rows
 
 GOOD = {"id": "r1", "text": "Hello there."}
 

@@ -15,8 +15,12 @@ from pipeline.manifest.voices import check_voice_file, resolve_voice_spec
 def voice_dir(tmp_path):
     folder = tmp_path / "voices"
     (folder / "narrators").mkdir(parents=True)
-    np.savez(folder / "narrators" / "anna.npz", semantic_prompt=np.zeros(10, np.int64),
-             coarse_prompt=np.zeros((2, 5), np.int64), fine_prompt=np.zeros((8, 5), np.int64))
+    np.savez(
+        folder / "narrators" / "anna.npz",
+        semantic_prompt=np.zeros(10, np.int64),
+        coarse_prompt=np.zeros((2, 5), np.int64),
+        fine_prompt=np.zeros((8, 5), np.int64),
+    )
     (tmp_path / "private").mkdir()
     np.savez(tmp_path / "private" / "secret.npz", semantic_prompt=np.zeros(3, np.int64))
     return folder
@@ -30,8 +34,10 @@ def test_presets_pass_through_and_files_inside_voice_dirs_resolve(voice_dir):
     assert resolve_voice_spec(" narrators/anna.npz ", ["/nonexistent", str(voice_dir)]) == real
 
 
-@pytest.mark.parametrize("spec", ["../private/secret.npz", "narrators/../../private/secret.npz", "/etc/x.npz",
-                                  "PRIVATE", "narrators/missing.npz"])
+@pytest.mark.parametrize(
+    "spec",
+    ["../private/secret.npz", "narrators/../../private/secret.npz", "/etc/x.npz", "PRIVATE", "narrators/missing.npz"],
+)
 def test_anything_outside_voice_dirs_is_refused_in_one_sentence(voice_dir, spec):
     spec = spec.replace("PRIVATE", str(voice_dir.parent / "private" / "secret.npz"))
     with pytest.raises(ValueError, match="not a file inside generation.voice_dirs") as err:
@@ -45,10 +51,15 @@ def test_a_symlink_out_of_voice_dirs_is_refused(voice_dir):
         resolve_voice_spec("link.npz", [str(voice_dir)])
 
 
-@pytest.mark.parametrize("spec, words", [
-    ("x.npz", "generation.voice_dirs, which is empty"), ("../x", "not a valid preset name"),
-    ("", "not a preset name"), ("a b", "not a valid preset name"),
-])
+@pytest.mark.parametrize(
+    "spec, words",
+    [
+        ("x.npz", "generation.voice_dirs, which is empty"),
+        ("../x", "not a valid preset name"),
+        ("", "not a preset name"),
+        ("a b", "not a valid preset name"),
+    ],
+)
 def test_bad_specs_without_voice_dirs(spec, words):
     with pytest.raises(ValueError, match=words):
         resolve_voice_spec(spec, [])

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.output.audiofiles import audio_key, audio_stems, commit_audio, commit_audio_many
+from pipeline.output.audiofiles import commit_audio, commit_audio_many
+from pipeline.output.layout import audio_key, audio_stems
 from pipeline.storage import Store
 
 

@@ -8,8 +8,16 @@ import time
 
 import pytest
 
-from pipeline.output.lease import LEASE, LeaseLost, OutputBusy, acquire_lease, read_lease
-from pipeline.storage import Store
+from pipeline.output.layout import LEASE, MARKER
+from pipeline.output.lease import (
+    LeaseLost,
+    OutputBusy,
+    acquire_lease,
+    clear_for_overwrite,
+    mark_output,
+    read_lease,
+)
+from pipeline.storage import Store, UnsafeOutput
 
 
 @pytest.fixture(params=["local", "moto"])
@@ -124,7 +132,7 @@ def test_a_lease_whose_process_on_this_machine_ended_is_taken_at_once(store):
 def test_a_lease_that_cannot_be_deleted_is_left_to_expire_without_hiding_the_runs_error(tmp_path, monkeypatch, caplog):
     import errno
 
-    from pipeline.output.faults import OutputFault
+    from pipeline.storagefaults import OutputFault
 
     store = Store.open(str(tmp_path / "out"))
     lease = acquire_lease(store, "run-A", ttl_s=600)
@@ -136,3 +144,20 @@ def test_a_lease_that_cannot_be_deleted_is_left_to_expire_without_hiding_the_run
     with caplog.at_level("WARNING", logger="pipeline.output.lease"):
         lease.release()
     assert "was not removed" in caplog.text and "EROFS" in caplog.text
+
+
+def test_overwrite_deletes_only_in_a_marked_output(tmp_path):
+    precious = tmp_path / "home"
+    (precious / "audio").mkdir(parents=True)
+    (precious / "audio" / "song.flac").write_bytes(b"mine")
+    with pytest.raises(UnsafeOutput, match=rf"has audio but no {MARKER} marker.*nothing was deleted"):
+        clear_for_overwrite(Store.open(str(precious)))
+    assert (precious / "audio" / "song.flac").exists()
+    clear_for_overwrite(Store.open(str(tmp_path / "new")))  # nothing there: nothing to refuse
+    store = Store.open(str(tmp_path / "out"))
+    assert mark_output(store) is True and mark_output(store) is False
+    store.makedirs("audio")
+    store.write("audio/a.flac", b"a")
+    store.write("summary.json", b"{}")
+    clear_for_overwrite(store)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == [MARKER]

@@ -6,6 +6,7 @@ import json
 import re
 from datetime import datetime, timezone
 
+from pipeline.output.read import Latest
 from pipeline.output.summary import (
     ACCOUNTING_EXIT,
     RUNNING,
@@ -14,7 +15,6 @@ from pipeline.output.summary import (
     verdict,
     write_running_summary,
 )
-from pipeline.output.read import Latest
 from pipeline.storage import Store
 
 
@@ -29,14 +29,6 @@ def test_running_marker_replaces_a_final_summary(tmp_path):
     assert on_disk["run_id"] == "run-1" and on_disk["started_at"] == "2026-12-02T10:30:00+00:00"
     assert on_disk["config"] == {"output": {"path": "out"}} and on_disk["content_hash"] == "sha256:c"
     assert read_state(store) == RUNNING
-
-
-def test_previous_content_hash_still_reads_a_running_marker(tmp_path):
-    from pipeline.batch.outcome import previous_content_hash
-
-    store = Store.open(str(tmp_path))
-    write_running_summary(store, "r", {}, content_hash="sha256:abc")
-    assert previous_content_hash(store) == "sha256:abc"
 
 
 def test_read_state_of_nothing_and_of_old_summaries(tmp_path):
@@ -55,8 +47,9 @@ def test_run_ids_sort_by_time_and_differ():
 
 
 def latest(ok=(), errors=(), duplicates=0, duplicate_ids=()):
-    return Latest(ok={i: 1.0 for i in ok}, errors=list(errors), duplicate_ok=duplicates,
-                  duplicate_ids=list(duplicate_ids))
+    return Latest(
+        ok={i: 1.0 for i in ok}, errors=list(errors), duplicate_ok=duplicates, duplicate_ids=list(duplicate_ids)
+    )
 
 
 def test_everything_accounted_is_exit_zero():

@@ -169,8 +169,21 @@ def chromium(*args: str) -> subprocess.CompletedProcess:
     if exe is None:
         pytest.skip(CHROMIUM_HINT)
     # --no-sandbox: CI runs as root, where Chromium's sandbox refuses to start.
-    return subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
-                           "--enable-logging=stderr", "--v=0", *args], capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--no-first-run",
+            "--enable-logging=stderr",
+            "--v=0",
+            *args,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 def console_lines(stderr: str) -> list[str]:
@@ -282,8 +295,8 @@ def test_the_dataset_summary_counts_every_row_of_every_run(tmp_path):
     assert "speaker_similarity" not in dataset  # not measured: not shown
     assert "Flagged rows (0)" in page and "this run: rows</th><td>2" in page
     # book and resume read the mixed output too
-    from pipeline.output.read import read_committed_latest
     from pipeline.book import read_chapters
+    from pipeline.output.read import read_committed_latest
 
     store = Store.open(str(tmp_path))
     chapters = sorted(c.audio_path for c in read_chapters(store).chapters)
@@ -335,8 +348,9 @@ def test_cli_writes_elsewhere_and_refuses_a_non_run(tmp_path):
     nothing = runner.invoke(app, ["report", str(tmp_path / "empty")])
     assert nothing.exit_code == 2 and "holds no run" in nothing.output
     fake_run(tmp_path / "run")
-    done = runner.invoke(app, ["report", str(tmp_path / "run"), "--out", str(tmp_path / "pages" / "r.html"),
-                               "--max-embed-mb", "0"])
+    done = runner.invoke(
+        app, ["report", str(tmp_path / "run"), "--out", str(tmp_path / "pages" / "r.html"), "--max-embed-mb", "0"]
+    )
     assert done.exit_code == 0, done.output
     page = (tmp_path / "pages" / "r.html").read_text()
     assert "data:audio" not in page and (tmp_path / "run").as_uri() + "/audio/ch-001.flac" in page

@@ -66,9 +66,11 @@ def _build_epub(path):
     book.set_title("Tiny")
     book.set_language("en")
     one = epub.EpubHtml(title="First", file_name="one.xhtml", lang="en")
-    one.content = ("<html><head><title>x</title><style>p{}</style></head><body>"
-                   "<h1>Chapter One</h1><p>Tom &amp; Jerry  ran.</p><script>var a=1;</script>"
-                   "<p>They <em>stopped</em>.</p></body></html>")
+    one.content = (
+        "<html><head><title>x</title><style>p{}</style></head><body>"
+        "<h1>Chapter One</h1><p>Tom &amp; Jerry  ran.</p><script>var a=1;</script>"
+        "<p>They <em>stopped</em>.</p></body></html>"
+    )
     empty = epub.EpubHtml(title="Blank", file_name="blank.xhtml", lang="en")
     empty.content = "<html><body><p>   </p></body></html>"
     two = epub.EpubHtml(title="Second", file_name="two.xhtml", lang="en")

@@ -8,7 +8,7 @@ import string
 
 import pytest
 
-from pipeline.speak import split_text
+from pipeline.text.chunks import split_text
 from pipeline.text.lexicon import Lexicon, check_lexicon, load_lexicon, parse_lexicon
 
 LINES = """# names in the books

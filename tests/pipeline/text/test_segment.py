@@ -5,31 +5,47 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.text.segment import Chunk, estimate_seconds, estimate_tokens, split_into_chunks
 from pipeline.text.normalize import normalize_text, protected_spans
+from pipeline.text.segment import Chunk, estimate_seconds, estimate_tokens, split_into_chunks
 
 # The real mBERT vocabulary ships with bark_model (the same file as shared/data's copy).
 VOCAB = Path(__file__).resolve().parents[3] / "bark_model" / "assets" / "bert-base-multilingual-cased-vocab.txt"
 
-LONG_EN = ("[sighs] This is a sentence that keeps going, with clause after clause, because the "
-           "narrator, who is TIRED, will not stop; she says 3 things: first, second and third, "
-           "and then she adds more words without any commas at all just to see what the splitter "
-           "does with a very long run of plain words that has no natural place to break " * 3)
+LONG_EN = (
+    "[sighs] This is a sentence that keeps going, with clause after clause, because the "
+    "narrator, who is TIRED, will not stop; she says 3 things: first, second and third, "
+    "and then she adds more words without any commas at all just to see what the splitter "
+    "does with a very long run of plain words that has no natural place to break " * 3
+)
 TEXTS = {
-    "en": ("Hello there, Mr. Smith. [laughs] It cost $5.50 in 1999! Did it? ♪ La la. La la la. "
-           "Sing it again. ♪ Well... maybe — not.\n\n" + LONG_EN + "The end.\n\n[music] Short."),
-    "de": ("Am 3. Mai 2024 kam er, z. B. mit 1.234,50 €. [clears throat] Wirklich? Ja! "
-           + "Er sprach und sprach, ohne Pause, über die Donaudampfschifffahrtsgesellschaft, "
-             "die Eisenbahn und das Wetter, das IMMER schlechter wurde " * 4 + "Ende."),
-    "fr": ("Bonjour ! Le 1er mai, M. Dupont a payé 1 000 €. [laughter] « Vraiment ? » "
-           + "Il parlait longuement, sans jamais s'arrêter, de la pluie et du beau temps, "
-             "des 3 chats de sa voisine et de bien d'autres choses encore " * 4 + "Fin."),
-    "zh": ("你好。我很好！[laughs]你呢？我有3个苹果。♪ 啦啦啦。啦啦。 ♪"
-           + "这是一个非常长的句子，里面有很多很多的字，" * 12 + "结束。"
-           + "没有标点的一长串文字" * 12 + "。"),
-    "ja": ("こんにちは。元気ですか？[sighs]はい、元気です！2024年に3人が来た。"
-           + "これはとても長い文で、読点がたくさんあり、" * 10 + "終わりです。"
-           + "句読点のないとても長い文章" * 10 + "。"),
+    "en": (
+        "Hello there, Mr. Smith. [laughs] It cost $5.50 in 1999! Did it? ♪ La la. La la la. "
+        "Sing it again. ♪ Well... maybe — not.\n\n" + LONG_EN + "The end.\n\n[music] Short."
+    ),
+    "de": (
+        "Am 3. Mai 2024 kam er, z. B. mit 1.234,50 €. [clears throat] Wirklich? Ja! "
+        + "Er sprach und sprach, ohne Pause, über die Donaudampfschifffahrtsgesellschaft, "
+        "die Eisenbahn und das Wetter, das IMMER schlechter wurde " * 4 + "Ende."
+    ),
+    "fr": (
+        "Bonjour ! Le 1er mai, M. Dupont a payé 1 000 €. [laughter] « Vraiment ? » "
+        + "Il parlait longuement, sans jamais s'arrêter, de la pluie et du beau temps, "
+        "des 3 chats de sa voisine et de bien d'autres choses encore " * 4 + "Fin."
+    ),
+    "zh": (
+        "你好。我很好！[laughs]你呢？我有3个苹果。♪ 啦啦啦。啦啦。 ♪"
+        + "这是一个非常长的句子，里面有很多很多的字，" * 12
+        + "结束。"
+        + "没有标点的一长串文字" * 12
+        + "。"
+    ),
+    "ja": (
+        "こんにちは。元気ですか？[sighs]はい、元気です！2024年に3人が来た。"
+        + "これはとても長い文で、読点がたくさんあり、" * 10
+        + "終わりです。"
+        + "句読点のないとても長い文章" * 10
+        + "。"
+    ),
 }
 
 
@@ -37,9 +53,9 @@ def _check_invariants(text: str, chunks: list[Chunk], count, max_tokens: int, ma
     pos = 0
     for i, chunk in enumerate(chunks):
         assert chunk.index == i
-        assert chunk.text == text[chunk.start:chunk.end] and chunk.text == chunk.text.strip()
+        assert chunk.text == text[chunk.start : chunk.end] and chunk.text == chunk.text.strip()
         assert chunk.text, "empty chunk"
-        gap = text[pos:chunk.start]
+        gap = text[pos : chunk.start]
         assert gap.strip() == "", f"text lost or reordered before chunk {i}: {gap!r}"
         if i:
             assert chunks[i - 1].paragraph_break_after == ("\n\n" in gap)
@@ -68,8 +84,9 @@ def mbert_count():
 @pytest.mark.parametrize("max_tokens, target, maximum", [(256, 12.0, 14.0), (40, 4.0, 5.0)])
 def test_invariants_with_estimated_tokens(language, max_tokens, target, maximum):
     text = normalize_text(TEXTS[language], language)
-    chunks = split_into_chunks(text, language=language, max_tokens=max_tokens,
-                               target_seconds=target, max_seconds=maximum)
+    chunks = split_into_chunks(
+        text, language=language, max_tokens=max_tokens, target_seconds=target, max_seconds=maximum
+    )
     _check_invariants(text, chunks, estimate_tokens, max_tokens, maximum)
     assert len(chunks) > 2
 
@@ -77,8 +94,9 @@ def test_invariants_with_estimated_tokens(language, max_tokens, target, maximum)
 @pytest.mark.parametrize("language", sorted(TEXTS))
 def test_invariants_with_mbert_token_counter(language, mbert_count):
     text = normalize_text(TEXTS[language], language)
-    chunks = split_into_chunks(text, language=language, count_tokens=mbert_count, max_tokens=24,
-                               target_seconds=30.0, max_seconds=40.0)
+    chunks = split_into_chunks(
+        text, language=language, count_tokens=mbert_count, max_tokens=24, target_seconds=30.0, max_seconds=40.0
+    )
     _check_invariants(text, chunks, mbert_count, 24, 40.0)
     # The token limit, not the duration, cut these: some chunk must come close to it.
     assert max(mbert_count(c.text) for c in chunks) > 12
@@ -118,14 +136,16 @@ def test_chunks_never_cross_paragraphs():
     text = "One. Two.\n\nThree.\n\nFour. Five."
     chunks = split_into_chunks(text)
     assert [(c.text, c.paragraph_break_after) for c in chunks] == [
-        ("One. Two.", True), ("Three.", True), ("Four. Five.", False)]
+        ("One. Two.", True),
+        ("Three.", True),
+        ("Four. Five.", False),
+    ]
 
 
 def test_song_with_blank_line_stays_one_span():
     text = "Intro. ♪ First verse line.\n\nSecond verse line. ♪ Outro."
     chunks = split_into_chunks(text, target_seconds=1.0, max_seconds=8.0)
-    assert [c.text for c in chunks] == [
-        "Intro.", "♪ First verse line.\n\nSecond verse line. ♪", "Outro."]
+    assert [c.text for c in chunks] == ["Intro.", "♪ First verse line.\n\nSecond verse line. ♪", "Outro."]
 
 
 def test_long_sentence_prefers_clause_boundaries():
@@ -152,8 +172,7 @@ def test_unsplittable_span_over_limit_raises():
 def test_fallback_splitter_for_languages_pysbd_lacks(language):
     text = "Primeira frase. Segunda frase! Terceira? 첫 문장입니다. 두 번째."
     chunks = split_into_chunks(text, language=language, target_seconds=0.5, max_seconds=14.0)
-    assert [c.text for c in chunks] == [
-        "Primeira frase.", "Segunda frase!", "Terceira?", "첫 문장입니다.", "두 번째."]
+    assert [c.text for c in chunks] == ["Primeira frase.", "Segunda frase!", "Terceira?", "첫 문장입니다.", "두 번째."]
 
 
 def test_cjk_estimate_is_slower_per_character_than_latin():
@@ -165,10 +184,17 @@ def test_empty_text_gives_no_chunks():
     assert split_into_chunks("  \n\n ") == []
 
 
-@pytest.mark.parametrize("kwargs", [
-    {"max_tokens": 0}, {"target_seconds": 15.0}, {"target_seconds": 0.0},
-    {"count_tokens": "mbert"}, {"language": ""}, {"language": None},
-])
+@pytest.mark.parametrize(
+    "kwargs",
+    [
+        {"max_tokens": 0},
+        {"target_seconds": 15.0},
+        {"target_seconds": 0.0},
+        {"count_tokens": "mbert"},
+        {"language": ""},
+        {"language": None},
+    ],
+)
 def test_bad_limits_raise_value_error(kwargs):
     with pytest.raises(ValueError):
         split_into_chunks("Hello.", **kwargs)
@@ -179,17 +205,42 @@ def test_invariants_on_random_texts(seed):
     import random
 
     rng = random.Random(seed)
-    atoms = ["word", "Wort", "mot", "très", "CAPS", "你好", "こんにちは", "文字", "[laughs]",
-             "[clears throat]", "♪ la la. la ♪", "3", "—", "...", ",", ".", "!", "?", "。", "、",
-             "，", "\n\n", "—", "Mr.", "e.g.", "longerwordhere"]
-    text = normalize_text(" ".join(rng.choice(atoms) for _ in range(rng.randint(1, 400))),
-                          rng.choice(["en", "de", "zh", "ja"]))
+    atoms = [
+        "word",
+        "Wort",
+        "mot",
+        "très",
+        "CAPS",
+        "你好",
+        "こんにちは",
+        "文字",
+        "[laughs]",
+        "[clears throat]",
+        "♪ la la. la ♪",
+        "3",
+        "—",
+        "...",
+        ",",
+        ".",
+        "!",
+        "?",
+        "。",
+        "、",
+        "，",
+        "\n\n",
+        "—",
+        "Mr.",
+        "e.g.",
+        "longerwordhere",
+    ]
+    text = normalize_text(
+        " ".join(rng.choice(atoms) for _ in range(rng.randint(1, 400))), rng.choice(["en", "de", "zh", "ja"])
+    )
     if not text:
         return
     language = rng.choice(["en", "de", "fr", "zh", "ja", "pt"])
     max_tokens = rng.choice([12, 30, 256])
-    chunks = split_into_chunks(text, language=language, max_tokens=max_tokens,
-                               target_seconds=3.0, max_seconds=4.0)
+    chunks = split_into_chunks(text, language=language, max_tokens=max_tokens, target_seconds=3.0, max_seconds=4.0)
     _check_invariants(text, chunks, estimate_tokens, max_tokens, 4.0)
 
 
@@ -208,9 +259,11 @@ def test_a_100k_character_paragraph_splits_in_bounded_time():
     import subprocess
     import sys
 
-    code = ("from pipeline.text.segment import split_into_chunks\n"
-            "t = 'A sentence that goes on, and then stops. ' * 2500\n"
-            "chunks = split_into_chunks(t)\n"
-            "assert ' '.join(c.text for c in chunks).split() == t.split()\n")
+    code = (
+        "from pipeline.text.segment import split_into_chunks\n"
+        "t = 'A sentence that goes on, and then stops. ' * 2500\n"
+        "chunks = split_into_chunks(t)\n"
+        "assert ' '.join(c.text for c in chunks).split() == t.split()\n"
+    )
     # Quadratic splitting took minutes at this size; linear takes seconds even on a loaded box.
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

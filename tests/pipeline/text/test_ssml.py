@@ -8,7 +8,7 @@ from support.stages import batch, config
 
 from pipeline.audio.assemble import join_chunks
 from pipeline.batch.stages.prepare import PrepareStage
-from pipeline.speak import TextError, plan_text
+from pipeline.text.chunks import TextError, plan_text
 from pipeline.text.ssml import MAX_SSML_DEPTH, SsmlError, SsmlSegment, parse_ssml
 
 SPEAKERS = {"ALICE": "v2/en_speaker_9"}

@@ -28,22 +28,28 @@ def test_spaced_en_dash_becomes_hesitation_dash():
 def test_cues_lyrics_and_capitals_pass_through():
     text = "[clears   throat] I have 5 CATS. ♪ 99 red “balloons” ♪ [MAN] NO 2 WAY [laughs]"
     out = normalize_text(text)
-    assert out == ("[clears throat] I have five CATS. ♪ 99 red “balloons” ♪ "
-                   "[MAN] NO two WAY [laughs]")
+    assert out == ("[clears throat] I have five CATS. ♪ 99 red “balloons” ♪ [MAN] NO two WAY [laughs]")
     assert [out[s:e] for s, e in protected_spans(out)] == [
-        "[clears throat]", "♪ 99 red “balloons” ♪", "[MAN]", "[laughs]"]
+        "[clears throat]",
+        "♪ 99 red “balloons” ♪",
+        "[MAN]",
+        "[laughs]",
+    ]
 
 
-@pytest.mark.parametrize("raw, spoken", [
-    ("It costs $5.50.", "It costs five dollars, fifty cents."),
-    ("It costs $12.", "It costs twelve dollars."),
-    ("Born in 1999.", "Born in nineteen ninety-nine."),
-    ("The 21st time.", "The twenty-first time."),
-    ("Half off: 50%.", "Half off: fifty percent."),
-    ("It fell to -5 today.", "It fell to minus five today."),
-    ("We have 1,234 ships.", "We have one thousand, two hundred and thirty-four ships."),
-    ("Pi is 3.14.", "Pi is three point one four."),
-])
+@pytest.mark.parametrize(
+    "raw, spoken",
+    [
+        ("It costs $5.50.", "It costs five dollars, fifty cents."),
+        ("It costs $12.", "It costs twelve dollars."),
+        ("Born in 1999.", "Born in nineteen ninety-nine."),
+        ("The 21st time.", "The twenty-first time."),
+        ("Half off: 50%.", "Half off: fifty percent."),
+        ("It fell to -5 today.", "It fell to minus five today."),
+        ("We have 1,234 ships.", "We have one thousand, two hundred and thirty-four ships."),
+        ("Pi is 3.14.", "Pi is three point one four."),
+    ],
+)
 def test_english_numbers(raw, spoken):
     assert normalize_text(raw, "en") == spoken
 
@@ -57,21 +63,23 @@ def test_english_abbreviations():
     text = "Mr. Smith met Dr. Jones on Baker St. near St. Paul, e.g. at noon, cats etc. Then we left, etc."
     assert normalize_text(text) == (
         "Mister Smith met Doctor Jones on Baker Street near Saint Paul, for example at noon, "
-        "cats et cetera. Then we left, et cetera.")
+        "cats et cetera. Then we left, et cetera."
+    )
 
 
 def test_german_numbers_dates_and_abbreviations():
     text = "Am 3. Mai 2024 kostete es 1.234,50 € bzw. 12 EUR, z. B. 3,5 %."
     assert normalize_text(text, "de") == (
         "Am dritten Mai zweitausendvierundzwanzig kostete es eintausendzweihundertvierunddreißig "
-        "Euro und fünfzig Cent beziehungsweise zwölf Euro, zum Beispiel drei Komma fünf Prozent.")
+        "Euro und fünfzig Cent beziehungsweise zwölf Euro, zum Beispiel drei Komma fünf Prozent."
+    )
 
 
 def test_french_ordinals_thousands_and_titles():
     text = "Le 1er mai, M. Dupont a payé 1 000 € (3,5 %) — la 2e fois."
     assert normalize_text(text, "fr") == (
-        "Le premier mai, Monsieur Dupont a payé mille euros (trois virgule cinq pour cent)"
-        " — la deuxième fois.")
+        "Le premier mai, Monsieur Dupont a payé mille euros (trois virgule cinq pour cent) — la deuxième fois."
+    )
 
 
 def test_spanish_feminine_ordinal_and_region_code():
@@ -106,8 +114,14 @@ def test_bad_arguments_raise_value_error(text, language):
 
 # Linear time: ~100k characters each (unit, repeats, language); the quadratic code took ~20 min on the first.
 LONG_INPUTS = [
-    ("1", 100_000, "en"), ("1,", 50_000, "en"), ("1.", 50_000, "de"), ("111 ", 25_000, "fr"),
-    ("12 ", 33_000, "en"), ("etc. ", 20_000, "en"), ("[a]\n\n", 20_000, "en"), ("am 3. Mai ", 10_000, "de"),
+    ("1", 100_000, "en"),
+    ("1,", 50_000, "en"),
+    ("1.", 50_000, "de"),
+    ("111 ", 25_000, "fr"),
+    ("12 ", 33_000, "en"),
+    ("etc. ", 20_000, "en"),
+    ("[a]\n\n", 20_000, "en"),
+    ("am 3. Mai ", 10_000, "de"),
 ]
 
 

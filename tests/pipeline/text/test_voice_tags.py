@@ -14,7 +14,8 @@ def voices_and_texts(segments):
 
 def test_text_without_tags_is_one_segment_in_the_row_voice():
     assert split_voiced("Just narration.\n\nTwo paragraphs.", NARRATOR) == [
-        VoiceSegment(NARRATOR, "Just narration.\n\nTwo paragraphs.", False)]
+        VoiceSegment(NARRATOR, "Just narration.\n\nTwo paragraphs.", False)
+    ]
 
 
 def test_inline_tag_switches_from_there_on_and_default_switches_back():
@@ -27,8 +28,7 @@ def test_inline_tag_switches_from_there_on_and_default_switches_back():
 
 
 def test_speaker_lines_last_until_the_next_speaker_or_the_paragraph_end():
-    text = ("The two met at noon.\n\nALICE: Hello, Bob.\nHow are you?\nbob: Fine, thanks.\n\n"
-            "They walked on.")
+    text = "The two met at noon.\n\nALICE: Hello, Bob.\nHow are you?\nbob: Fine, thanks.\n\nThey walked on."
     segments = split_voiced(text, NARRATOR, SPEAKERS)
     assert voices_and_texts(segments) == [
         (NARRATOR, "The two met at noon."),
@@ -42,14 +42,21 @@ def test_speaker_lines_last_until_the_next_speaker_or_the_paragraph_end():
 def test_a_colon_line_is_dialogue_only_for_names_in_the_speakers_map():
     text = "Note: this is narration.\nALICE: and this is Alice."
     assert voices_and_texts(split_voiced(text, NARRATOR, SPEAKERS)) == [
-        (NARRATOR, "Note: this is narration."), ("v2/en_speaker_9", "and this is Alice.")]
+        (NARRATOR, "Note: this is narration."),
+        ("v2/en_speaker_9", "and this is Alice."),
+    ]
 
 
 def test_a_tag_may_name_a_speaker_and_resolve_maps_only_specs_written_in_the_text():
-    resolved = split_voiced("Hi. [voice: bob] Hello. [voice: mine.npz] Mine.\nALICE: Me.", None, SPEAKERS,
-                            resolve=lambda s: f"/voices/{s}")
-    assert voices_and_texts(resolved) == [(None, "Hi."), ("v2/en_speaker_6", "Hello."),
-                                          ("/voices/mine.npz", "Mine."), ("v2/en_speaker_9", "Me.")]
+    resolved = split_voiced(
+        "Hi. [voice: bob] Hello. [voice: mine.npz] Mine.\nALICE: Me.", None, SPEAKERS, resolve=lambda s: f"/voices/{s}"
+    )
+    assert voices_and_texts(resolved) == [
+        (None, "Hi."),
+        ("v2/en_speaker_6", "Hello."),
+        ("/voices/mine.npz", "Mine."),
+        ("v2/en_speaker_9", "Me."),
+    ]
 
 
 def test_an_unknown_voice_is_one_sentence_naming_the_tag():
@@ -65,8 +72,12 @@ def test_an_unknown_voice_is_one_sentence_naming_the_tag():
 
 
 def test_no_chunk_spans_two_voices_and_breaks_survive():
-    text = ("Narration that goes on for a while. " * 6 + "\n\nALICE: " + "Alice talks and talks. " * 6
-            + "\nBOB: Short.\n\nThe end.")
+    text = (
+        "Narration that goes on for a while. " * 6
+        + "\n\nALICE: "
+        + "Alice talks and talks. " * 6
+        + "\nBOB: Short.\n\nThe end."
+    )
     chunks = split_voiced_chunks(text, NARRATOR, SPEAKERS, max_tokens=256, target_seconds=4.0, max_seconds=6.0)
     assert [c.index for c in chunks] == list(range(len(chunks)))
     by_voice = [c.voice for c in chunks]
@@ -97,7 +108,8 @@ def test_check_speakers_names_the_bad_entry():
 
 
 def test_config_speakers_map_is_checked_when_loaded():
-    from pipeline.config import ConfigError, validate_config
+    from pipeline.config import validate_config
+    from pipeline.configerrors import ConfigError
 
     base = {"input": {"path": "m.parquet"}, "output": {"path": "out"}, "model": {"weights": "w"}}
     cfg = validate_config(base | {"generation": {"speakers": SPEAKERS}})

@@ -1,4 +1,4 @@
-"""A local Ray cluster started by the product is closed: token auth on, and nothing listens beyond loopback."""
+"""The Ray session: a local cluster the product starts is closed (token auth on, loopback only)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from pipeline.batch.localray import LOOPBACK_EXCEPTIONS, local_ray_env, local_ray_init_kwargs
+from pipeline.batch.session import LOOPBACK_EXCEPTIONS, local_ray_env, local_ray_init_kwargs
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
 TCP_LISTEN = "0A"  # the state column of /proc/net/tcp for LISTEN
@@ -20,7 +20,7 @@ EXPERIMENT = r"""
 import os, subprocess, sys
 os.environ.pop("RAY_AUTH_MODE", None)
 os.environ.pop("RAY_AUTH_TOKEN", None)
-from pipeline.batch.localray import start_local_ray
+from pipeline.batch.session import start_local_ray
 import ray
 ctx = start_local_ray(num_cpus=1, object_store_memory=80 * 2**20, log_to_driver=False)
 try:
@@ -137,8 +137,9 @@ def test_loopback_check_tells_loopback_from_every_interface():
 @pytest.mark.slow
 def test_a_local_cluster_listens_on_loopback_only_and_refuses_processes_without_its_token():
     had_token_file = os.path.exists(os.path.expanduser("~/.ray/auth_token"))
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, os.path.join(ROOT, "tests")]), RAY_USAGE_STATS_ENABLED="0")
-    code = "import json\nfrom pipeline.test_localray import listening_sockets\n" + EXPERIMENT
+    here = os.path.dirname(os.path.abspath(__file__))
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([ROOT, here]), RAY_USAGE_STATS_ENABLED="0")
+    code = "import json\nfrom test_session import listening_sockets\n" + EXPERIMENT
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=400, cwd=ROOT)
     lines = dict(line.split(" ", 1) for line in out.stdout.splitlines() if " " in line)
     assert out.returncode == 0, out.stderr[-2000:]

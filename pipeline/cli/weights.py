@@ -10,7 +10,7 @@ import typer
 
 from pipeline.cli.errors import fail, guarded
 
-HUB_BOOKKEEPING = ".cache"  # huggingface_hub's local_dir metadata; partial files end in .incomplete
+HUB_PARTIAL_SUFFIX = ".incomplete"  # huggingface_hub's half-downloaded files, which a rerun resumes
 
 weights_app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode=None, help="Get Bark weights.")
 
@@ -67,11 +67,13 @@ def _clean_up(out_dir: Path, created: Path | None, was_empty: bool) -> str:
 
 def _has_data(folder: Path) -> bool:
     """A downloaded file, or a partial one to resume, is in `folder` (hub bookkeeping alone does not count)."""
+    from pipeline.weights.cache import HF_STATE
+
     for file in folder.rglob("*"):
         if not file.is_file() or file.stat().st_size == 0:
             continue
-        bookkeeping = file.relative_to(folder).parts[0] == HUB_BOOKKEEPING
-        if not bookkeeping or file.name.endswith(".incomplete"):
+        bookkeeping = file.relative_to(folder).parts[0] == HF_STATE
+        if not bookkeeping or file.name.endswith(HUB_PARTIAL_SUFFIX):
             return True
     return False
 
