@@ -6,7 +6,7 @@ import bisect
 import re
 from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from functools import cache
+from functools import cache, lru_cache
 
 from num2words import CONVERTER_CLASSES, num2words
 
@@ -121,6 +121,8 @@ MAX_NUMBER_CHARS = 64
 _LONG_NUMBER = re.compile(rf"\d[\d.,]{{{MAX_NUMBER_CHARS},}}")
 _LONG_NUMBER_SPACED = re.compile(rf"\d(?:[\d.,]| (?=\d)){{{MAX_NUMBER_CHARS},}}")  # "1 000 000" languages
 _ENDS_SENTENCE = re.compile(r"\s*$|\s+[A-ZÀ-Þ]")
+_DIGIT = re.compile(r"\d")
+NUMBER_WORDS_CACHE = 8192  # numbers remembered with their words, per process (a few MB at most)
 
 
 def normalize_text(text: str, language: str = "en") -> str:
@@ -185,10 +187,12 @@ def _map_plain(text: str, fn: Callable[[str], str]) -> str:
 def _normalize_plain(text: str, lang: str) -> str:
     text = text.translate(_QUOTES)
     # "--" is the typewriter em dash; a spaced en dash is the European em dash.
-    text = re.sub(r"-{2,3}", "—", text)
-    word = RANGE_WORDS.get(lang)
-    text = re.sub(r"(?<=\d)–(?=\d)", f" {word} " if word else "-", text)
-    text = text.replace("–", "—")
+    if "--" in text:  # each `in` test spares a regex pass over the many texts without the character
+        text = re.sub(r"-{2,3}", "—", text)
+    if "–" in text:
+        word = RANGE_WORDS.get(lang)
+        text = re.sub(r"(?<=\d)–(?=\d)", f" {word} " if word else "-", text)
+        text = text.replace("–", "—")
     text = _expand_abbreviations(text, lang)
     if lang in NUMBER_LANGUAGES and lang in CONVERTER_CLASSES:
         text = _expand_numbers(text, lang)
@@ -196,11 +200,13 @@ def _normalize_plain(text: str, lang: str) -> str:
 
 
 def _expand_abbreviations(text: str, lang: str) -> str:
-    if lang == "en":
+    if lang == "en" and "St." in text:
         # "St. Paul" is a saint, "Baker St." a street.
         text = re.sub(r"(?<![\w.])St\.(?= [A-Z])", "Saint", text)
         text = re.sub(r"(?<![\w.])St\.", "Street", text)
-    for _abbr, spoken, may_end, pattern in _abbreviation_patterns(lang):
+    for abbr, spoken, may_end, pattern in _abbreviation_patterns(lang):
+        if abbr not in text:  # a substring test is far cheaper than the pattern's search
+            continue
 
         def repl(m: re.Match, spoken: str = spoken, may_end: bool = may_end) -> str:
             # Matched in place: slicing off the rest of the text per match would be quadratic.
@@ -222,6 +228,8 @@ def _abbreviation_patterns(lang: str) -> tuple:
 
 def _expand_numbers(text: str, lang: str) -> str:
     """Spell out numbers, leaving runs longer than MAX_NUMBER_CHARS as written (linear time)."""
+    if not _DIGIT.search(text):  # every number pattern starts at a digit
+        return text
     parts, pos = [], 0
     long_number = _LONG_NUMBER_SPACED if lang in SPACE_THOUSANDS_LANGUAGES else _LONG_NUMBER
     for m in long_number.finditer(text):
@@ -233,32 +241,37 @@ def _expand_numbers(text: str, lang: str) -> str:
 
 
 def _expand_short_numbers(text: str, lang: str) -> str:
+    before, after, percent, cardinal = _number_patterns(lang)
+    text = _sub_numbers(before, text, lang, lambda m, v: _currency(v, CURRENCY_SYMBOLS[m[1]], m[1], lang))
+    text = _sub_numbers(
+        after, text, lang, lambda m, v: _currency(v, CURRENCY_SYMBOLS.get(m[2], m[2]), m[2], lang), group=1
+    )
+    if "%" in text:
+        text = _sub_numbers(percent, text, lang, lambda m, v: _percent(v, lang), group=1)
+    text = _expand_ordinals(text, lang)
+    return _sub_numbers(
+        cardinal, text, lang, lambda m, v: _cardinal(-v if m[1] else v, lang, year_ok=_looks_like_year(m))
+    )
+
+
+@cache
+def _number_patterns(lang: str) -> tuple[re.Pattern, re.Pattern, re.Pattern, re.Pattern]:
+    """(currency before, currency after, percent, cardinal) patterns of `lang`'s number format, compiled once."""
     num = _NUM_COMMA if lang in DECIMAL_COMMA_LANGUAGES else _NUM_POINT
     num = _NUM_SPACE if lang in SPACE_THOUSANDS_LANGUAGES else num
     symbols = "".join(re.escape(s) for s in CURRENCY_SYMBOLS)
     codes = "|".join(CURRENCY_SYMBOLS.values())
-    text = _sub_numbers(
-        rf"([{symbols}])\s?({num})", text, lang, lambda m, v: _currency(v, CURRENCY_SYMBOLS[m[1]], m[1], lang)
-    )
-    text = _sub_numbers(
-        rf"({num})\s?([{symbols}]|(?:{codes})\b)",
-        text,
-        lang,
-        lambda m, v: _currency(v, CURRENCY_SYMBOLS.get(m[2], m[2]), m[2], lang),
-        group=1,
-    )
-    text = _sub_numbers(rf"({num})\s?%", text, lang, lambda m, v: _percent(v, lang), group=1)
-    text = _expand_ordinals(text, lang)
-    # A minus sign counts only where a word would start: "-5", not "COVID-19".
-    return _sub_numbers(
-        rf"((?<![^\s(])-)?({num})",
-        text,
-        lang,
-        lambda m, v: _cardinal(-v if m[1] else v, lang, year_ok=_looks_like_year(m)),
+    return (
+        re.compile(rf"([{symbols}])\s?({num})"),
+        re.compile(rf"({num})\s?([{symbols}]|(?:{codes})\b)"),
+        re.compile(rf"({num})\s?%"),
+        # A minus sign counts only where a word would start: "-5", not "COVID-19".
+        re.compile(rf"((?<![^\s(])-)?({num})"),
     )
 
 
-def _sub_numbers(pattern: str, text: str, lang: str, speak: Callable[[re.Match, Decimal], str], group: int = 2) -> str:
+def _sub_numbers(pattern: str | re.Pattern, text: str, lang: str, speak: Callable[[re.Match, Decimal], str],
+                 group: int = 2) -> str:  # fmt: skip
     """Replace matches whose number (in `group`) stands alone; others stay as written."""
 
     def repl(m: re.Match) -> str:
@@ -329,10 +342,24 @@ def _parse_number(raw: str, lang: str) -> Decimal | None:
 
 
 def _num2words(value: Decimal | int, lang: str, to: str, **kwargs) -> str | None:
+    # Keyed by the number as written: Decimal("3.5") == Decimal("3.50"), yet the two may be read differently.
+    return _num2words_written(str(value), isinstance(value, int), lang, to, tuple(sorted(kwargs.items())))
+
+
+@lru_cache(maxsize=NUMBER_WORDS_CACHE)
+def _num2words_written(written: str, whole: bool, lang: str, to: str, kwargs: tuple) -> str | None:
+    """num2words of the int or Decimal `written`, remembered: a corpus repeats its years, prices and counts."""
+    converter = CONVERTER_CLASSES[lang]
+    negword = getattr(converter, "negword", None)
     try:
-        return num2words(value, lang=lang, to=to, **kwargs)
+        return num2words(int(written) if whole else Decimal(written), lang=lang, to=to, **dict(kwargs))
     except (NotImplementedError, KeyError, ValueError, TypeError, OverflowError):
         return None
+    finally:
+        # num2words 0.5's Portuguese to_currency cuts a letter off its shared "menos " and does not put it
+        # back when it raises: without this, "-5" read "meno cinco", then "me cinco", by what came before.
+        if negword is not None:
+            converter.negword = negword
 
 
 def _looks_like_year(m: re.Match) -> bool:

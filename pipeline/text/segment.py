@@ -8,8 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
 
-import pysbd
-from pysbd.languages import LANGUAGE_CODES as PYSBD_LANGUAGES
+import sentencex
 
 from pipeline.text.normalize import PROTECTED_PATTERN
 
@@ -44,11 +43,20 @@ LETTERS_PER_TOKEN_ESTIMATE = 2
 
 _SENTENCE_END = "。！？!?."
 _CLAUSE_MARKS = ",;:、，；：—"
-# Simple splitter for languages pysbd lacks: a sentence ends at . ! ? … (plus closing
-# quotes/brackets) before whitespace, or at a CJK full stop with or without space.
-# pysbd reads at most this many characters at a time (its cost is quadratic in its input).
-PYSBD_WINDOW_CHARS = 4000
-_SIMPLE_BOUNDARY = re.compile(r"[.!?…]+[\"'»”)\]]*\s+|[。！？]+[」』）\"']*\s*")
+# The scripts _script tells apart, as regex classes (one pass over a text counts each).
+_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0002fa1f"
+_KANA = "\u3040-\u30ff\u31f0-\u31ff\uff66-\uff9f"
+_HANGUL = "\u1100-\u11ff\uac00-\ud7af"
+_HAN_CHAR = re.compile(f"[{_HAN}]")
+_KANA_CHAR = re.compile(f"[{_KANA}]")
+_HANGUL_CHAR = re.compile(f"[{_HANGUL}]")
+_NOT_ALPHABETIC = re.compile(f"[{_HAN}{_KANA}{_HANGUL}]+")
+_FIRST_SCRIPT_CHAR = "\u1100"  # the lowest character of the three classes above
+_SENTENCE_END_CHAR = re.compile(f"[{re.escape(_SENTENCE_END)}]")
+_CLAUSE_MARK_CHAR = re.compile(f"[{re.escape(_CLAUSE_MARKS)}]")
+_NOT_ALNUM = re.compile(r"[\W_]+")  # what it leaves is exactly the characters str.isalnum accepts
+# ASCII characters that are not letters or digits, deleted by str.translate (its ASCII fast path).
+_ASCII_NOT_ALNUM = dict.fromkeys(c for c in range(128) if not chr(c).isalnum())
 _CLAUSE_CUT = re.compile(r"[,;:—]\s+|[、，；：]\s*")
 _PARAGRAPH_SEP = re.compile(r"\n[^\S\n]*\n\s*")
 
@@ -73,7 +81,11 @@ class _Limits:
     max_seconds: float
 
     def fits(self, text: str, seconds: float) -> bool:
-        return estimate_seconds(text) <= seconds and self.count_tokens(text) <= self.max_tokens
+        # A token covers at least one character (a WordPiece, an [UNK] word, estimate_tokens' runs): a text
+        # no longer than max_tokens fits without being tokenized, which spares most sentences the tokenizer.
+        if estimate_seconds(text) > seconds:
+            return False
+        return len(text) <= self.max_tokens or self.count_tokens(text) <= self.max_tokens
 
 
 def split_into_chunks(
@@ -123,6 +135,8 @@ def split_into_chunks(
 
 def estimate_seconds(text: str) -> float:
     """Seconds Bark is expected to take to say `text`, from its characters (see the rates above)."""
+    if "[" not in text and "♪" not in text:  # most texts hold no cue: no span to look for
+        return round(_spoken_seconds(text), 3)
     seconds = 0.0
     pos = 0
     for m in PROTECTED_PATTERN.finditer(text):
@@ -146,23 +160,30 @@ def estimate_tokens(text: str) -> int:
 
 
 def _spoken_seconds(text: str) -> float:
-    seconds = 0.0
-    japanese = any(_script(c) == "kana" for c in text)
-    for c in text:
-        script = _script(c)
-        if script == "alphabetic" and c.isalnum():
-            seconds += 1.0 / ALPHABETIC_CHARS_PER_S
-        elif script == "han":
-            seconds += JAPANESE_KANJI_MORAE / KANA_CHARS_PER_S if japanese else 1.0 / HAN_CHARS_PER_S
-        elif script == "kana":
-            seconds += 1.0 / KANA_CHARS_PER_S
-        elif script == "hangul":
-            seconds += 1.0 / HANGUL_CHARS_PER_S
-        elif c in _SENTENCE_END:
-            seconds += SENTENCE_PAUSE_S
-        elif c in _CLAUSE_MARKS:
-            seconds += CLAUSE_PAUSE_S
-    return seconds
+    """Each character's time by its script (see _script), counted with C-speed string scans."""
+    if text.isascii():
+        letters = len(text.translate(_ASCII_NOT_ALNUM))
+        ends = text.count(".") + text.count("!") + text.count("?")
+        clauses = text.count(",") + text.count(";") + text.count(":")
+        return letters / ALPHABETIC_CHARS_PER_S + ends * SENTENCE_PAUSE_S + clauses * CLAUSE_PAUSE_S
+    han = kana = hangul = 0
+    rest = text
+    if max(text) >= _FIRST_SCRIPT_CHAR:  # else a Latin, Cyrillic, Greek... text: only letters count
+        han, kana, hangul = (len(p.findall(text)) for p in (_HAN_CHAR, _KANA_CHAR, _HANGUL_CHAR))
+        rest = _NOT_ALPHABETIC.sub("", text)
+    letters = len(_NOT_ALNUM.sub("", rest))
+    ends = len(_SENTENCE_END_CHAR.findall(rest))
+    clauses = len(_CLAUSE_MARK_CHAR.findall(rest))
+    # Japanese reads a kanji as about two morae; a text with no kana is Chinese.
+    han_seconds = JAPANESE_KANJI_MORAE / KANA_CHARS_PER_S if kana else 1.0 / HAN_CHARS_PER_S
+    return (
+        letters / ALPHABETIC_CHARS_PER_S
+        + han * han_seconds
+        + kana / KANA_CHARS_PER_S
+        + hangul / HANGUL_CHARS_PER_S
+        + ends * SENTENCE_PAUSE_S
+        + clauses * CLAUSE_PAUSE_S
+    )
 
 
 def _script(c: str) -> str:
@@ -206,7 +227,7 @@ def _paragraphs(text: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]
 
 
 def _sentences(text: str, s: int, e: int, language: str, spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
-    # A boundary inside a span moves to its end: pysbd often opens the next sentence
+    # A boundary inside a span moves to its end: a splitter may open the next sentence
     # with a song's closing ♪, which belongs to the sentence before.
     starts = sorted({_past_span(s + b, spans) for b in _sentence_starts(text[s:e], language)})
     cuts = [b for b in starts if s < b < e and not _in_word(text, b)]
@@ -214,49 +235,18 @@ def _sentences(text: str, s: int, e: int, language: str, spans: list[tuple[int, 
 
 
 def _sentence_starts(paragraph: str, language: str) -> list[int]:
-    """Offsets where sentences begin: pysbd's, aligned back onto the text, else the simple splitter."""
-    lang = language.lower().replace("_", "-").split("-")[0]
-    if lang in PYSBD_LANGUAGES:
-        found = _windowed_starts(pysbd.Segmenter(language=lang, clean=False), paragraph)
-        if found is not None:
-            return found
-    return [m.end() for m in _SIMPLE_BOUNDARY.finditer(paragraph)]
+    """Offsets where sentences begin, from sentencex (Wikimedia's rule-based splitter, linear time).
 
-
-def _windowed_starts(segmenter, paragraph: str) -> list[int] | None:
-    """pysbd's sentence starts, read PYSBD_WINDOW_CHARS at a time.
-
-    pysbd's cost grows with the square of its input (one 100k-character paragraph took
-    minutes). Each window's last sentence may be cut short by the window's end, so the
-    next window starts where that sentence starts: every boundary is still pysbd's own.
+    sentencex knows ~300 languages and falls back to its generic rules for any other code; an offset
+    it gives before whitespace moves onto the sentence's first character.
     """
-    starts: list[int] = []
-    offset = 0
-    while True:
-        window = paragraph[offset : offset + PYSBD_WINDOW_CHARS]
-        found = _pysbd_starts(segmenter, window)
-        if found is None:
-            return None  # pysbd changed the text; its boundaries can't be trusted here
-        if offset + len(window) >= len(paragraph):
-            return starts + [offset + b for b in found]
-        if len(found) < 2 or found[-1] == 0:  # one sentence longer than a window: cut it at a space
-            space = paragraph.rfind(" ", offset + 1, offset + PYSBD_WINDOW_CHARS)
-            starts.extend(offset + b for b in found)
-            offset = space + 1 if space > offset else offset + PYSBD_WINDOW_CHARS
-            continue
-        starts.extend(offset + b for b in found[:-1])
-        offset += found[-1]
-
-
-def _pysbd_starts(segmenter, text: str) -> list[int] | None:
-    starts, cursor = [], 0
-    for sentence in segmenter.segment(text):
-        sentence = sentence.strip()
-        found = text.find(sentence, cursor) if sentence else cursor
-        if found < 0:
-            return None
-        starts.append(found)
-        cursor = found + len(sentence)
+    lang = language.lower().replace("_", "-").split("-")[0]
+    starts = []
+    for boundary in sentencex.get_sentence_boundaries(lang, paragraph):
+        start = boundary["start_index"]
+        while start < len(paragraph) and paragraph[start].isspace():
+            start += 1
+        starts.append(start)
     return starts
 
 

@@ -267,3 +267,22 @@ def test_help_has_every_option_explained():
         assert result.exit_code == 0
     run_help = CliRunner().invoke(real_app, ["run", "--help"], env={"COLUMNS": "200"}).output
     assert "--verbose" in run_help and "Ray's own logs" in run_help
+
+
+def test_dry_run_plan_is_the_same_over_one_and_several_processes(config, monkeypatch):
+    from pipeline.batch import outcome
+    from pipeline.batch.run import prepare
+    from pipeline.config import load_config
+
+    rows = 50  # several read batches, languages and caps, so order and summing across batches both matter
+    texts = [f"Row {i} says {i * 37} words. " + ("Then it goes on, and on. " * (i % 7)) for i in range(rows)]
+    pq.write_table(pa.table({"id": [f"r{i}" for i in range(rows)], "text": texts,
+                             "language": [("en", "de", None)[i % 3] for i in range(rows)],
+                             "max_duration": [(None, 1.5, 30.0)[i % 3] for i in range(rows)]}),
+                   config.parent / "m.parquet", row_group_size=7)  # fmt: skip
+    monkeypatch.setattr(outcome, "PLAN_BATCH_ROWS", 6)
+    prep = prepare(load_config(config))
+    one, two = outcome.plan(prep, workers=1), outcome.plan(prep, workers=2)
+    assert one == two
+    assert one["rows_to_run"] == rows and one["chunks"] >= rows
+    assert one["windows"] == -(-rows // one["window_rows"]) and one["micro_batches"] >= one["chunks"] / 2

@@ -169,7 +169,7 @@ def test_unsplittable_span_over_limit_raises():
 
 
 @pytest.mark.parametrize("language", ["pt", "ko", "xx"])
-def test_fallback_splitter_for_languages_pysbd_lacks(language):
+def test_languages_without_rules_of_their_own_split_at_sentence_ends(language):
     text = "Primeira frase. Segunda frase! Terceira? 첫 문장입니다. 두 번째."
     chunks = split_into_chunks(text, language=language, target_seconds=0.5, max_seconds=14.0)
     assert [c.text for c in chunks] == ["Primeira frase.", "Segunda frase!", "Terceira?", "첫 문장입니다.", "두 번째."]
@@ -244,15 +244,93 @@ def test_invariants_on_random_texts(seed):
     _check_invariants(text, chunks, estimate_tokens, max_tokens, 4.0)
 
 
-def test_long_paragraph_read_in_pysbd_windows_keeps_pysbd_sentences():
-    import pysbd
+# (language, text, the sentences a reader expects): the splitter's hard cases, as the segmenter sees them.
+HARD_CASES = [
+    ("en", "Dr. Smith arrived. He was late.", ["Dr. Smith arrived.", "He was late."]),
+    ("en", "Use a tool, e.g. a hammer. Then stop.", ["Use a tool, e.g. a hammer.", "Then stop."]),
+    ("en", "It costs 3.5 dollars. That is cheap.", ["It costs 3.5 dollars.", "That is cheap."]),
+    ("en", "Wait... what happened? Nothing.", ["Wait... what happened?", "Nothing."]),
+    ("en", "I waited... Nobody came.", ["I waited...", "Nobody came."]),
+    ("en", 'He said "Stop!" and left. She stayed.', ['He said "Stop!" and left.', "She stayed."]),
+    ("en", '"Is it raining?" she asked. It was.', ['"Is it raining?" she asked.', "It was."]),
+    ("en", "The U.S. economy grew. Prices fell.", ["The U.S. economy grew.", "Prices fell."]),
+    ("en", "We met at 5 p.m. and talked.", ["We met at 5 p.m. and talked."]),
+    ("de", "Er kam z. B. am Montag. Dann ging er.", ["Er kam z. B. am Montag.", "Dann ging er."]),
+    ("ru", "Он пришёл в 5 ч. вечера. Все ждали.", ["Он пришёл в 5 ч. вечера.", "Все ждали."]),
+    ("zh", "你好。我很好！你呢？", ["你好。", "我很好！", "你呢？"]),
+    ("ja", "こんにちは。元気ですか？はい！", ["こんにちは。", "元気ですか？", "はい！"]),
+    ("hi", "नमस्ते। आप कैसे हैं?", ["नमस्ते।", "आप कैसे हैं?"]),
+]
 
-    from pipeline.text import segment
 
+@pytest.mark.parametrize("language, text, expected", HARD_CASES)
+def test_sentences_end_where_a_reader_ends_them(language, text, expected):
+    # A target this small packs nothing together: each chunk is one sentence.
+    chunks = split_into_chunks(text, language=language, target_seconds=0.01, max_seconds=14.0)
+    assert [c.text for c in chunks] == expected
+
+
+def test_a_long_paragraph_is_cut_at_every_sentence():
     text = "The fox, Mr. Smith said, jumped over 3 dogs. Did it? Yes! It did... and then it slept. " * 120
-    assert len(text) > 2 * segment.PYSBD_WINDOW_CHARS
-    whole = segment._pysbd_starts(pysbd.Segmenter(language="en", clean=False), text)
-    assert segment._sentence_starts(text, "en") == whole
+    chunks = split_into_chunks(text, target_seconds=0.01, max_seconds=14.0)
+    assert [c.text for c in chunks[:4]] == [
+        "The fox, Mr. Smith said, jumped over 3 dogs.", "Did it?", "Yes!", "It did... and then it slept."
+    ]  # fmt: skip
+    assert len(chunks) == 4 * 120
+
+
+def _reference_seconds(text: str) -> float:
+    """estimate_seconds as first written: one character at a time (the rates of segment.py)."""
+    seconds = 0.0
+    pos = 0
+    for m in re.finditer(r"\[[^\[\]\n]*\]|♪[^♪]*♪", text):
+        seconds += _reference_spoken(text[pos : m.start()])
+        seconds += 1.0 if m[0].startswith("[") else 1.5 * _reference_spoken(m[0])
+        pos = m.end()
+    return round(seconds + _reference_spoken(text[pos:]), 3)
+
+
+def _reference_spoken(text: str) -> float:
+    def script(c: str) -> str:
+        o = ord(c)
+        if 0x4E00 <= o <= 0x9FFF or 0x3400 <= o <= 0x4DBF or 0xF900 <= o <= 0xFAFF or 0x20000 <= o <= 0x2FA1F:
+            return "han"
+        if 0x3040 <= o <= 0x30FF or 0x31F0 <= o <= 0x31FF or 0xFF66 <= o <= 0xFF9F:
+            return "kana"
+        if 0xAC00 <= o <= 0xD7AF or 0x1100 <= o <= 0x11FF:
+            return "hangul"
+        return "alphabetic"
+
+    seconds = 0.0
+    japanese = any(script(c) == "kana" for c in text)
+    for c in text:
+        kind = script(c)
+        if kind == "alphabetic" and c.isalnum():
+            seconds += 1 / 12.0
+        elif kind == "han":
+            seconds += 2.0 / 7.0 if japanese else 1 / 4.5
+        elif kind == "kana":
+            seconds += 1 / 7.0
+        elif kind == "hangul":
+            seconds += 1 / 5.0
+        elif c in "。！？!?.":
+            seconds += 0.3
+        elif c in ",;:、，；：—":
+            seconds += 0.15
+    return seconds
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_spoken_length_estimate_counts_every_character_as_before(seed):
+    import random
+
+    rng = random.Random(seed)
+    atoms = ["word", "Wörter", "très", "Привет", "नमस्ते", "3", "42", "_", "①", "٣", "你好", "こんにちは", "ー", "・",
+             "한국어", "ᄀ", "𠀀", "[laughs]", "♪ la la. ♪", ".", "!", "?", "。", "！", "、", "，", ",", ";", ":", "—",
+             "...", "«", "»", '"', "\n\n", "\u00a0"]  # fmt: skip
+    for _ in range(300):
+        text = " ".join(rng.choice(atoms) for _ in range(rng.randint(0, 40)))
+        assert estimate_seconds(text) == _reference_seconds(text), text
 
 
 def test_a_100k_character_paragraph_splits_in_bounded_time():

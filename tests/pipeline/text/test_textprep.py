@@ -163,3 +163,13 @@ def test_long_numbers_stay_as_written_and_short_ones_around_them_are_spoken():
     assert normalize_text("Il a 1 000 000 euros.", "fr") == "Il a un million euros."
     assert normalize_text("So on etc. The end etc.") == "So on et cetera. The end et cetera."
     assert normalize_text("Wir treffen uns am 3. Mai.", "de") == "Wir treffen uns am dritten Mai."
+
+
+def test_a_number_reads_the_same_whatever_came_before_it():
+    # num2words' Portuguese to_currency used to leave its "menos " a letter short when it raised (₩ has no
+    # Portuguese words): "-5" then read "meno cinco", then "me cinco", by the texts normalised before.
+    alone = normalize_text("-5", "pt")
+    assert alone == "menos cinco"
+    assert normalize_text("₩3000 -5 ₩7 -5", "pt").endswith(f"₩ {alone} sete ₩ {alone}")
+    assert normalize_text("-5", "pt") == alone
+    assert normalize_text("3.50 and 3.5", "en") == normalize_text("3.5 and 3.50", "en")
