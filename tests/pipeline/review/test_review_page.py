@@ -13,13 +13,16 @@ import pytest
 import soundfile as sf
 
 from pipeline.output.schema import TRANSIENT_COLUMNS, error_schema, row_fields
-from pipeline.review.page import build_report, load_run, write_report
+from pipeline.review.listing import Choice
+from pipeline.review.page import build_report, write_report
+from pipeline.review.survey import survey
 from pipeline.review.waveform import WIDTH
 from pipeline.storage import Store
 
 SR = 24000
 PAUSE_S = 0.25  # between the chunks of the fake rows' audio (segment.sentence_pause_s's default)
 CHROMIUM_HINT = "chromium is not installed (apt-get install -y chromium; .ci/run installs it)"
+ALL = Choice(only="all")  # ok rows too: these small runs show every row, as a book's reviewer would ask
 
 
 def chunk(index, seconds, failed=(), transcript=None, text=None, wer=None, span=None):
@@ -192,7 +195,7 @@ def console_lines(stderr: str) -> list[str]:
 
 def test_page_orders_flagged_first_and_shows_gates_text_and_transcript(tmp_path):
     fake_run(tmp_path)
-    page = build_report(Store.open(str(tmp_path)))
+    page = build_report(Store.open(str(tmp_path)), ALL)
     assert page.index("ch-001") < page.index("Error rows") < page.index("ch-002")
     assert page.index("ch-003") < page.index("Other rows")
     assert page.count("data:audio/ogg;codecs=opus;base64,") == 2 and page.count("<svg") == 2
@@ -205,7 +208,7 @@ def test_page_orders_flagged_first_and_shows_gates_text_and_transcript(tmp_path)
 
 def test_each_chunk_row_shows_the_text_bark_was_given_beside_what_was_heard(tmp_path):
     fake_run(tmp_path)
-    page = build_report(Store.open(str(tmp_path)))
+    page = build_report(Store.open(str(tmp_path)), ALL)
     flagged, other = chunk_rows(page, "ch-001"), chunk_rows(page, "ch-002")
     assert "The crow sat on a branch." in flagged[1] and "The fox came by." in other[0]
     # The failed chunk: its text and the transcript side by side, differing words marked.
@@ -230,7 +233,7 @@ def test_chunk_text_is_escaped(tmp_path):
 
 def test_a_failed_chunk_is_shaded_within_its_time_span(tmp_path):
     fake_run(tmp_path)
-    page = build_report(Store.open(str(tmp_path)))
+    page = build_report(Store.open(str(tmp_path)), ALL)
     row_s = 1.0 + PAUSE_S + 1.5
     ((start, end),) = shadings(page, "ch-001")
     assert start == pytest.approx(1.25 / row_s, abs=0.5 / WIDTH) and end == pytest.approx(1.0, abs=0.5 / WIDTH)
@@ -303,19 +306,19 @@ def test_the_dataset_summary_counts_every_row_of_every_run(tmp_path):
     assert chapters == ["audio/ch-002.flac", "audio/ch-004.flac", "audio/r1/ch-001.flac"]
     latest = read_committed_latest(store)
     assert sorted(latest.ok) == ["ch-001", "ch-002", "ch-004"] and latest.superseded == 1
-    assert len(load_run(store).done) == 3
+    assert survey(store).stats.finished == 3
 
 
 def test_audio_past_the_budget_is_linked_not_embedded(tmp_path):
     fake_run(tmp_path)
-    page = build_report(Store.open(str(tmp_path)), max_embed_bytes=12_000, audio_href="")
+    page = build_report(Store.open(str(tmp_path)), ALL, max_embed_bytes=12_000, audio_href="")
     assert page.count("data:audio/ogg") == 1  # the flagged row got the budget
     assert "<a href='audio/ch-002.flac'>" in page
 
 
 def test_page_loads_in_headless_chromium_without_console_errors(tmp_path):
     fake_run(tmp_path / "run")
-    where = write_report(str(tmp_path / "run"))
+    where = write_report(str(tmp_path / "run"), choice=ALL).where
     assert where.endswith("run/report.html")
     url = (tmp_path / "run" / "report.html").as_uri()
     shot = tmp_path / "report.png"
@@ -362,7 +365,7 @@ def test_report_lands_beside_a_run_on_s3(tmp_path, moto_s3):
     bucket = moto_s3.make_bucket()
     fs = moto_s3.filesystem()
     fs.put(str(tmp_path / "run"), f"{bucket}/runs/v1", recursive=True)
-    where = write_report(f"s3://{bucket}/runs/v1", storage_options=moto_s3.storage_options)
+    where = write_report(f"s3://{bucket}/runs/v1", storage_options=moto_s3.storage_options, choice=ALL).where
     assert where == f"{bucket}/runs/v1/report.html"
     page = fs.cat_file(where).decode()
     assert page.count("data:audio/ogg") == 2 and "Flagged rows (1)" in page
