@@ -23,10 +23,11 @@ from pipeline.config import RunConfig, config_hash, config_secrets, content_hash
 from pipeline.errors import failure
 from pipeline.manifest.columns import ID, TEXT, id_problems
 from pipeline.manifest.read import ManifestInfo, inspect_manifest, read_ids
-from pipeline.output.commit import write_manifest_errors
+from pipeline.output.commit import manifest_error_view, write_manifest_errors
 from pipeline.output.layout import RESULT_DIRS
 from pipeline.output.lease import acquire_lease, clear_for_overwrite, mark_output
 from pipeline.output.orphans import remove_orphans
+from pipeline.output.publish import Published, publish
 from pipeline.output.read import Latest, read_committed_latest
 from pipeline.output.summary import finish_summary, mark_failed, new_run_id, write_running_summary
 from pipeline.storage import Store
@@ -183,7 +184,12 @@ def run(cfg: RunConfig, *, progress: bool = True, verbose: bool = False, engine_
 
 def _run_held(cfg: RunConfig, store: Store, run_id: str, lease, started: float, progress: bool, verbose: bool,
               engine_factory, retry_errors: bool, redo: Redo) -> dict:  # fmt: skip
-    """run() once the lease is held and summary.json says "running"; returns the final summary."""
+    """run() once the lease is held and summary.json says "running"; returns the final summary.
+
+    The view is published at the start (an interrupted publish is finished, an older layout migrated)
+    and at the end, before the verdict, which counts from the published view (output/publish.py).
+    """
+    recovered = publish(store)
     prep = prepare(cfg, retry_errors=retry_errors, redo=redo, store=store)
     if prep.committed.done_ids:
         log.info("%s", prep.resume.describe())
@@ -191,7 +197,7 @@ def _run_held(cfg: RunConfig, store: Store, run_id: str, lease, started: float, 
     orphans = {"start": remove_orphans(store, prep.ids, when="at the start").record()}
     for name in RESULT_DIRS:
         store.makedirs(name)
-    write_manifest_errors(store, prep.manifest_errors)
+    write_manifest_errors(store, manifest_error_view(prep.manifest_errors, prep.committed.done_ids))
     totals = Progress()
     # Rows refused by the manifest are this run's failures too: name them first, as the engine's are named.
     totals.error_samples += [f"{e['id']}: [manifest] {e['error']}" for e in prep.manifest_errors[:5]]
@@ -201,8 +207,18 @@ def _run_held(cfg: RunConfig, store: Store, run_id: str, lease, started: float, 
         # Every commit is in: files of attempts that lost a worker mid-write go too.
         orphans["end"] = remove_orphans(store, prep.ids, when="at the end").record()
     lease.check()
+    published = publish(store)
     wall_s = time.perf_counter() - started
-    return finish_summary(prep, totals, wall_s, read_committed_latest(store), run_id, orphans=orphans)
+    committed = with_duplicates(read_committed_latest(store), recovered, published)
+    return finish_summary(prep, totals, wall_s, committed, run_id, orphans=orphans, view=published.rows)
+
+
+def with_duplicates(latest: Latest, *publishes: Published) -> Latest:
+    """The published view's newest records, with the duplicates this run's publishes kept out of it (in history/)."""
+    for published in publishes:
+        latest.duplicate_ok += published.duplicates
+        latest.duplicate_ids += published.duplicate_ids
+    return latest
 
 
 def execute_resuming(prep: Prepared, totals: Progress, progress: bool, verbose: bool, engine_factory, lease,

@@ -8,8 +8,8 @@ import re
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-from pipeline.output.layout import METADATA, part_glob
-from pipeline.output.read import newest_rows, read_committed_latest
+from pipeline.output.layout import METADATA
+from pipeline.output.read import committed_files, newest_rows, read_committed_latest
 from pipeline.review.chunks import is_failed
 from pipeline.storage import Store
 
@@ -153,8 +153,8 @@ def meets_limits(row: dict, limits: tuple[QualityLimit, ...]) -> bool:
 
 
 def metadata_parts(store: Store) -> list[str]:
-    """The committed metadata parts (their footers give the export's columns)."""
-    return store.glob(part_glob(METADATA))
+    """The committed metadata files, view and journal (their footers give the export's columns)."""
+    return committed_files(store, METADATA)
 
 
 def iter_rows(

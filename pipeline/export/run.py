@@ -6,7 +6,6 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.parquet as pq
 
 from pipeline.export.card import Provenance, card_text
 from pipeline.export.features import columns, record, yaml_features
@@ -15,8 +14,9 @@ from pipeline.export.rows import DEFAULT_BATCH_ROWS, Counts, Selection, iter_row
 from pipeline.export.shards import DEFAULT_SHARD_SIZE, Target, parse_shard_size
 from pipeline.export.webdataset import WdsWriter
 from pipeline.output.layout import METADATA
+from pipeline.output.read import read_schema
 from pipeline.output.summary import read_summary
-from pipeline.storage import Store, redact_url, retry
+from pipeline.storage import Store, redact_url
 
 FORMATS = ("hf", "webdataset")
 CARD = "README.md"
@@ -106,13 +106,8 @@ def export(
 
 
 def _unified_schema(source, parts: list[str]):
-    """One schema over every metadata part's footer (runs of different manifests carry different columns)."""
-
-    def footer(path: str):
-        with source.fs.open(path, "rb") as f:
-            return pq.read_schema(f)
-
-    schemas = [retry(footer, p, budget_s=source.retry_s, what=p) for p in parts]
+    """One schema over every metadata file's footer (runs of different manifests carry different columns)."""
+    schemas = [read_schema(source, p) for p in parts]
     try:
         return pa.unify_schemas(schemas, promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:

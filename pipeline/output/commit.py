@@ -1,5 +1,6 @@
-"""Writing results: audio files first, then one create-only metadata and errors part per block.
+"""Writing results: audio files first, then one create-only metadata and errors part per block, in the journal.
 
+Parts go to the journal (layout.journal), which a publish folds into the view (output/publish.py).
 Only ids in committed parts count as done, so an audio file without metadata (a crash or a full
 disk in between) is an orphan, which the next run removes when it starts (output/orphans.py). Part
 names are a digest of their ids (layout.part_name), so a retried block finds its own part already
@@ -17,7 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.output.audiofiles import commit_audio_many
-from pipeline.output.layout import ERRORS, MANIFEST_PREFIX, METADATA, part_glob, part_keys, part_name
+from pipeline.output.layout import ERRORS, MANIFEST_PREFIX, METADATA, journal, part_glob, part_keys, part_name
 from pipeline.output.schema import TRANSIENT_COLUMNS, error_schema, summary_schema
 from pipeline.redact import scrub
 from pipeline.storage import DEFAULT_RETRY_S, Store
@@ -42,12 +43,12 @@ def write_block(batch, *, output_url: str, storage_options: dict, config_hash: s
     if ok.num_rows:
         start = time.perf_counter()
         suffix = len(audio_format) + 1
-        names = [n[:-suffix] for n in ok["audio_name"].to_pylist()]  # "r1/a.flac" -> "r1/a"
+        names = [n[:-suffix] for n in ok["audio_name"].to_pylist()]  # "ca/r1/a.flac" -> "ca/r1/a"
         keys = commit_audio_many(store, dict(zip(names, ok["audio"].to_pylist(), strict=True)), audio_format)
         write_s = (time.perf_counter() - start) / ok.num_rows  # the block's audio goes out together
         ids = ok["id"].to_pylist()
         metadata = _metadata(ok, write_s, config_hash, [keys[n] for n in names])
-        store.commit(part_name(METADATA, part_keys(ids, _revisions(ok))), to_parquet(metadata))
+        store.commit(part_name(journal(METADATA), part_keys(ids, _revisions(ok))), to_parquet(metadata))
     messages = [None if m is None else scrub(m, secrets) for m in batch["error"].to_pylist()]
     if bad.num_rows:
         bad_messages = [m for m, good in zip(messages, batch["ok"].to_pylist(), strict=True) if good is not True]
@@ -57,7 +58,7 @@ def write_block(batch, *, output_url: str, storage_options: dict, config_hash: s
             schema=error_schema(),
         )  # fmt: skip
         ids = [str(i) for i in bad["id"].to_pylist()]
-        store.commit(part_name(ERRORS, part_keys(ids, _revisions(bad))), to_parquet(errors))
+        store.commit(part_name(journal(ERRORS), part_keys(ids, _revisions(bad))), to_parquet(errors))
     return pa.table(
         {
             "id": batch["id"],
@@ -100,3 +101,17 @@ def write_manifest_errors(store: Store, records: list[dict]) -> bool:
         if not stale.endswith(name.rsplit("/", 1)[1]):
             store.remove(f"{ERRORS}/{stale.rsplit('/', 1)[1]}")
     return store.commit(name, to_parquet(table))
+
+
+def manifest_error_view(records: list[dict], recorded: set) -> list[dict]:
+    """The manifest's rejected rows as errors/ shows them: one row per rejected id, none for an id that has
+    a record (its newest record is its row in the view), so each id is in metadata/ or errors/ once.
+
+    records: manifest.columns.id_problems' rows (one per input row); recorded: ids with a committed record.
+    Null ids are no ids: one row stands for all of them. summary.json's manifest_errors counts input rows.
+    """
+    seen: dict = {}
+    for record in records:
+        if record["id"] not in recorded:
+            seen.setdefault(record["id"], record)
+    return list(seen.values())

@@ -20,7 +20,8 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 
 from pipeline.manifest.columns import safe_name
-from pipeline.output.layout import AUDIO, ERRORS, METADATA, audio_stems, is_part
+from pipeline.output.layout import AUDIO, ERRORS, HISTORY, METADATA, audio_stems, journal
+from pipeline.output.read import committed_files
 from pipeline.storage import Store, is_temp_name, retry
 
 log = logging.getLogger(__name__)
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 class Sweep:
     """What one clean-up removed."""
 
-    temp: int = 0  # temp files of earlier attempts (audio/, metadata/, errors/)
+    temp: int = 0  # temp files of earlier attempts (audio/, metadata/, errors/, history/, the journal)
     audio: int = 0  # audio files no committed metadata row points at
 
     @property
@@ -48,12 +49,12 @@ def remove_orphans(store: Store, ids: list, *, temp_only: bool = False, when: st
     words for the log line ("at the start", ...). Call only while no writer of this output runs.
     """
     audio = store.find(AUDIO)
-    metadata = store.find(METADATA)
-    temp = [p for p in audio + metadata + store.find(ERRORS) if is_temp_name(p)]
+    folders = (METADATA, ERRORS, HISTORY, journal(METADATA), journal(ERRORS))
+    temp = [p for p in audio + [p for f in folders for p in store.find(f)] if is_temp_name(p)]
     store.remove_files(temp)
     out = Sweep(temp=len(temp))
     if not temp_only:
-        unreferenced = _unreferenced(store, [p for p in audio if not is_temp_name(p)], metadata, ids)
+        unreferenced = _unreferenced(store, [p for p in audio if not is_temp_name(p)], ids)
         store.remove_files(unreferenced)
         out.audio = len(unreferenced)
     if out.total:
@@ -62,25 +63,25 @@ def remove_orphans(store: Store, ids: list, *, temp_only: bool = False, when: st
     return out
 
 
-def _unreferenced(store: Store, audio: list[str], metadata: list[str], ids: list) -> list[str]:
-    """Audio keys of our scheme that no metadata row of any revision names."""
+def _unreferenced(store: Store, audio: list[str], ids: list) -> list[str]:
+    """Audio keys of our scheme that no committed metadata row (view or journal) names; superseded rows name
+    their copies under history/."""
     if not audio:
         return []
-    row_ids, paths = _read_audio_paths(store, [p for p in metadata if is_part(p, METADATA)])
+    row_ids, paths = _read_audio_paths(store, committed_files(store, METADATA))
     known = {safe_name(i) for i in [*ids, *row_ids] if isinstance(i, str)}
     referenced = set(paths)
     return [k for k in audio if k not in referenced and any(s in known for s in audio_stems(k))]
 
 
 def _read_audio_paths(store: Store, parts: list[str]) -> tuple[list, list]:
-    """(id, audio_path) columns of these metadata parts (paths relative to the root), read as one dataset."""
+    """(id, audio_path) columns of these metadata files (full paths), read as one dataset."""
     if not parts:
         return [], []
     schema = pa.schema([("id", pa.string()), ("audio_path", pa.string())])
 
     def read():
-        files = [store.path(p) for p in parts]
-        return pads.dataset(files, schema=schema, format="parquet", filesystem=store.fs).to_table()
+        return pads.dataset(parts, schema=schema, format="parquet", filesystem=store.fs).to_table()
 
     table = retry(read, budget_s=store.retry_s, what=store.path(METADATA))
     return table["id"].to_pylist(), table["audio_path"].to_pylist()

@@ -111,7 +111,7 @@ def row_fields():
         ("error_stage", pa.string()),
         ("error", pa.string()),
         (AUDIO, pa.binary()),
-        ("audio_name", pa.string()),  # file name under audio/; derived from id by manifest.safe_name
+        ("audio_name", pa.string()),  # path under audio/ (layout.audio_name), from the id by manifest.safe_name
         ("duration_s", pa.float64()),
         ("sample_rate", pa.int32()),
         ("n_chunks", pa.int32()),

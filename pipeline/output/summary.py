@@ -146,13 +146,14 @@ def verdict(total_input: int | Collection[str], latest: Latest, manifest_errors:
 
 
 def finish_summary(prep, totals, wall_s: float, committed: Latest, run_id: str | None = None,
-                   orphans: dict | None = None) -> dict:  # fmt: skip
+                   orphans: dict | None = None, view: dict | None = None) -> dict:  # fmt: skip
     """Check that every input row is accounted for exactly once, write summary.json (state "final"), return it.
 
     prep: the run's batch.run.Prepared (ids, manifest errors, resume plan, config); totals: its
     Progress. committed: read_committed_latest's view after the run. `exit_code` and `verdict` are
     verdict's: non-zero when rows are missing or recorded twice. orphans: what each clean-up
-    removed ({"start": Sweep.record(), "end": ...}, see output/orphans.py).
+    removed ({"start": Sweep.record(), "end": ...}, see output/orphans.py). view: rows per folder of the
+    published view and history (output/publish.py's Published.rows).
     """
     valid = {i for i in prep.ids if isinstance(i, str) and i not in prep.excluded}
     ok = valid & set(committed.ok)
@@ -174,6 +175,7 @@ def finish_summary(prep, totals, wall_s: float, committed: Latest, run_id: str |
         "missing_ids": missing[:MISSING_LISTED],
         "duplicate_metadata_rows": committed.duplicate_ok,
         "orphans_removed": orphans or {},
+        "view": dict(sorted((view or {}).items())),
         "resume": {
             "kept": prep.resume.done,
             "kept_errors": prep.resume.kept_errors,

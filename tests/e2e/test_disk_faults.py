@@ -16,6 +16,7 @@ import yaml
 
 import pipeline.storage as storage
 from pipeline.errors import failure
+from pipeline.output.layout import HISTORY, journal
 from pipeline.output.orphans import remove_orphans
 from pipeline.storage import Store
 from pipeline.storagefaults import OutputFault, find_output_fault
@@ -165,7 +166,8 @@ def test_orphans_are_temp_files_and_our_audio_no_metadata_row_names(tmp_path, ca
     with caplog.at_level("INFO", logger="pipeline.output.orphans"):
         swept = remove_orphans(store, ["a", "b", "c", "d", "e"], when="at the start")
     assert swept.record() == {"temp_files": 3, "unreferenced_audio": 3}
-    assert sorted(finds) == ["audio", "errors", "metadata"]  # one listing each, whatever the number of parts
+    # One listing each, whatever the number of parts.
+    assert sorted(finds) == sorted(["audio", "errors", "metadata", HISTORY, journal("metadata"), journal("errors")])
     left = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file() and "metadata/part" not in str(p)}
     assert left == {rel for rel, fate in files.items() if fate == "kept"}
     assert "removed 6 orphan audio file(s) at the start (3 temp file(s)" in caplog.text
@@ -201,7 +203,9 @@ def barkpipe(config: Path) -> subprocess.CompletedProcess:
 
 
 def metadata_rows(out: Path) -> list[dict]:
-    return [r for p in sorted((out / "metadata").glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]
+    """The committed metadata rows: the published view's, then the journal's (a failed run leaves its there)."""
+    files = [*sorted((out / "metadata").glob("*.parquet")), *sorted((out / journal("metadata")).glob("part-*.parquet"))]
+    return [r for p in files for r in pq.read_table(p).to_pylist()]
 
 
 @pytest.mark.slow

@@ -8,20 +8,36 @@ each metadata row's audio file present with the duration it records.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import signal
 import time
 import uuid
 
+import pyarrow.parquet as pq
 import pytest
-
 from support.clusterjob import (
-    JOB_TIMEOUT_S, NODE_CPUS, RunSetup, entrypoint, make_manifest, run_config, write_config,
+    JOB_TIMEOUT_S,
+    NODE_CPUS,
+    RunSetup,
+    entrypoint,
+    make_manifest,
+    run_config,
+    write_config,
 )  # fmt: skip
 from support.faults import (
-    OutageProxy, accounting_problems, alive_actors, find_process, kill_actor, read_outcome, wait_for,
+    OutageProxy,
+    accounting_problems,
+    alive_actors,
+    find_process,
+    kill_actor,
+    read_outcome,
+    wait_for,
 )  # fmt: skip
 from support.ray_cluster import STALL_S, StalledRun, TwoNodeCluster, unplaceable
+
+from pipeline.output import layout
+from pipeline.output.layout import ERRORS, METADATA
 
 
 def cluster_run(test):
@@ -54,8 +70,12 @@ def both_nodes(cluster) -> TwoNodeCluster:
 
 
 def committed_ids(setup: RunSetup, out: str) -> list[str]:
-    outcome = read_outcome(setup.s3.filesystem(), setup.out(out))
-    return outcome.meta_ids + outcome.error_ids
+    """Ids committed so far: the published view, and the journal a running (or killed) run commits into."""
+    fs, root = setup.s3.filesystem(), setup.out(out)
+    outcome = read_outcome(fs, root)
+    journal = [r["id"] for kind in (METADATA, ERRORS) for p in sorted(fs.glob(f"{root}/{layout.journal(kind)}/*.parquet"))
+               for r in pq.read_table(io.BytesIO(fs.cat_file(p)), columns=["id"]).to_pylist()]
+    return outcome.meta_ids + outcome.error_ids + journal
 
 
 def start_run(cluster, setup: RunSetup, name: str, endpoint_url: str | None = None,

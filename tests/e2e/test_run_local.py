@@ -17,6 +17,7 @@ import soundfile as sf
 
 from pipeline.batch.run import check_resources, prepare, run
 from pipeline.config import validate_config
+from pipeline.output.layout import HISTORY, METADATA, journal
 
 pytestmark = pytest.mark.slow
 REPO = Path(__file__).resolve().parents[2]
@@ -87,7 +88,7 @@ def test_audio_and_metadata_agree(first_run):
     _, out, _ = first_run
     meta = read_parts(out / "metadata")
     assert sorted(r["id"] for r in meta) == sorted(r["id"] for r in GOOD)
-    audio_files = {p.relative_to(out).as_posix() for p in (out / "audio").iterdir()}
+    audio_files = {p.relative_to(out).as_posix() for p in (out / "audio").rglob("*") if p.is_file()}
     assert audio_files == {r["audio_path"] for r in meta}
     required = {
         "id",
@@ -110,7 +111,7 @@ def test_audio_and_metadata_agree(first_run):
     assert {r["node_id"] for r in meta} == {ray.get_runtime_context().get_node_id()}  # the one local node
     for row in meta:
         path = (out / row["audio_path"]).resolve()
-        assert path.parent == (out / "audio").resolve()  # no id escapes audio/
+        assert (out / "audio").resolve() in path.parents  # no id escapes audio/
         data, rate = sf.read(path)
         assert rate == row["sample_rate"] == 24_000
         assert abs(len(data) / rate - row["duration_s"]) < 0.01
@@ -119,7 +120,7 @@ def test_audio_and_metadata_agree(first_run):
         assert row["model_checksum"].startswith("sha256:")
     by_id = {r["id"]: r for r in meta}
     assert by_id["voiced"]["voice"] == "v2/en_speaker_1" and by_id["plain"]["seed"] == 1
-    assert "/" not in by_id["../../escape"]["audio_name"]
+    assert ".." not in by_id["../../escape"]["audio_path"]
 
 
 def test_errors_name_row_stage_and_fix(first_run):
@@ -130,8 +131,7 @@ def test_errors_name_row_stage_and_fix(first_run):
         ("", "manifest"),
         ("empty", "validate"),
         ("nobody", "voice"),
-        ("twice", "manifest"),
-        ("twice", "manifest"),
+        ("twice", "manifest"),  # one row per rejected id: errors/ holds each id once
     ]
     assert all(len(r["error"]) > 20 for r in errors)
 
@@ -181,16 +181,15 @@ def test_resume_redoes_what_changed_and_what_was_asked_without_losing_a_row(ray_
     assert again["this_run"]["rows"] == 3 and again["accounted"] and again["exit_code"] == 0
     assert again["ok"] == 4 and again["errors"] == 1 and again["duplicate_metadata_rows"] == 0
 
-    meta = read_parts(out / "metadata")
-    latest = {}
-    for r in sorted(meta, key=lambda r: r["revision"]):
-        latest[r["id"]] = r
+    latest = {r["id"]: r for r in read_parts(out / "metadata")}  # the view: each id once, its newest revision
     assert {i: r["revision"] for i, r in latest.items()} == {"r0": 0, "r1": 1, "r2": 1, "r3": 0}
     assert latest["r1"]["text"] == "Row 1 now says something else."
-    assert latest["r1"]["audio_path"] == "audio/r1/r1.flac" and (out / "audio/r1/r1.flac").exists()
-    for i, audio in old_audio.items():  # nothing was written over: the old files are still there, unchanged
-        assert (out / f"audio/{i}.flac").read_bytes() == audio
-    assert len(meta) == 6  # the two superseded records stay; the newest revision of each id wins
+    assert latest["r1"]["audio_path"].endswith("r1/r1.flac") and (out / latest["r1"]["audio_path"]).exists()
+    past = {r["id"]: r for r in read_parts(out / HISTORY / METADATA)}  # the superseded records, with their audio
+    assert sorted(past) == ["r1", "r2"] and all(r["revision"] == 0 for r in past.values())
+    for i, audio in old_audio.items():  # nothing was written over: the old bytes are all still there
+        assert (out / (past.get(i) or latest[i])["audio_path"]).read_bytes() == audio
+    assert [e["id"] for e in read_parts(out / HISTORY / "errors")] == ["bad"]  # retried: its old error kept
 
     changed = cfg.model_copy(update={"generation": cfg.generation.model_copy(update={"text_temp": 0.5})})
     assert run(changed, progress=False, redo=None)["resume"]["redone_changed"] == 5  # every row: new settings
@@ -253,14 +252,15 @@ def test_resume_after_a_kill_loses_nothing_and_duplicates_nothing(ray_local, tin
     assert summary["accounted"] and summary["ok"] == len(rows) and summary["errors"] == 0
     assert summary["this_run"]["skipped_already_done"] >= killed_with
     assert summary["this_run"]["rows"] == len(rows) - summary["this_run"]["skipped_already_done"]
-    assert {r["audio_path"] for r in meta} <= {f"audio/{p.name}" for p in (out / "audio").iterdir()}
+    assert {r["audio_path"] for r in meta} <= {p.relative_to(out).as_posix() for p in (out / "audio").rglob("*")}
     for r in meta:  # an orphan of the killed run is never overwritten: the row's audio went beside it
-        assert r["audio_path"] in (f"audio/{r['id']}.flac",) or r["audio_path"].startswith(f"audio/{r['id']}-")
+        name = Path(r["audio_path"]).name
+        assert name == f"{r['id']}.flac" or name.startswith(f"{r['id']}-")
 
 
 def kill_after_first_commit(cfg_dict: dict, out: Path, timeout_s: float = 180.0) -> int:
     """Run the pipeline in a child process (its own local Ray) and SIGKILL its process group once
-    the first metadata part is committed; returns how many rows were committed by then."""
+    the first metadata part is committed (in the journal); returns how many rows were committed by then."""
     code = (
         "import json, sys; from pipeline.config import validate_config; from pipeline.batch.run import run; "
         "run(validate_config(json.loads(sys.argv[1])), progress=False)"
@@ -279,14 +279,14 @@ def kill_after_first_commit(cfg_dict: dict, out: Path, timeout_s: float = 180.0)
         )
     deadline = time.monotonic() + timeout_s
     try:
-        while not list((out / "metadata").glob("part-*.parquet")):
+        while not list((out / journal(METADATA)).glob("part-*.parquet")):
             assert child.poll() is None, f"child ended early: {log.read_text()[-2000:]}"
             assert time.monotonic() < deadline, "no metadata part committed in time"
             time.sleep(0.05)
     finally:
         os.killpg(child.pid, signal.SIGKILL)  # the child's whole session: driver, raylet, actors
         child.wait()
-    return len(read_parts(out / "metadata"))
+    return len(read_parts(out / journal(METADATA)))
 
 
 def test_the_processor_adds_audio_and_metadata_columns_without_writing(ray_local, tiny_weights, tmp_path):
@@ -332,17 +332,17 @@ def test_noise_from_random_weights_is_flagged_or_errored_by_the_speech_check_and
 
     again = run(cfg, progress=False, redo="flagged")  # `barkpipe run CONFIG --redo flagged`
     assert again["resume"]["redone_chosen"] == 3 and again["accounted"] and again["duplicate_metadata_rows"] == 0
-    assert sorted(r["revision"] for r in read_parts(tmp_path / "flag" / "metadata")) == [0, 0, 0, 1, 1, 1]
+    assert [r["revision"] for r in read_parts(tmp_path / "flag" / "metadata")] == [1, 1, 1]
+    assert [r["revision"] for r in read_parts(tmp_path / "flag" / HISTORY / METADATA)] == [0, 0, 0]
     from pipeline.book import read_chapters
-    from pipeline.review.page import load_rows
+    from pipeline.review.listing import Choice, list_rows
+    from pipeline.review.survey import survey
     from pipeline.storage import Store
 
     store = Store.open(str(tmp_path / "flag"))
     chapters = read_chapters(store).chapters  # the book and the review page see each row once, its newest take
-    assert [c.id for c in chapters] == ["n0", "n1", "n2"] and all(
-        c.audio_path.startswith("audio/r1/") for c in chapters
-    )
-    assert sorted(r.id for r in load_rows(store)[1]) == ["n0", "n1", "n2"]
+    assert [c.id for c in chapters] == ["n0", "n1", "n2"] and all("/r1/" in c.audio_path for c in chapters)
+    assert sorted(r.id for r in list_rows(store, survey(store), Choice(only="all")).rows) == ["n0", "n1", "n2"]
 
     data["output"]["path"] = str(tmp_path / "error")
     data["quality"]["on_fail"] = "error"

@@ -122,7 +122,7 @@ def test_audio_objects_match_metadata(s3_run):
     audio_keys = {k for k in s3_run.objects if k.startswith(f"{s3_run.out}/audio/")}
     assert audio_keys == {f"{s3_run.out}/{r['audio_path']}" for r in meta}
     for row in meta:
-        assert row["audio_path"].startswith("audio/") and row["audio_path"].count("/") == 1
+        assert row["audio_path"].startswith("audio/") and row["audio_path"].count("/") == 2
         data, rate = sf.read(io.BytesIO(s3_run.read(row["audio_path"])))
         assert sf.info(io.BytesIO(s3_run.read(row["audio_path"]))).format == "FLAC"
         assert rate == row["sample_rate"] == 24_000

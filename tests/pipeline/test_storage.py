@@ -5,6 +5,7 @@ from __future__ import annotations
 import pyarrow as pa
 import pytest
 
+from pipeline.output import layout
 from pipeline.output.commit import write_block, write_manifest_errors
 from pipeline.output.layout import part_name
 from pipeline.output.read import read_committed_latest
@@ -111,12 +112,13 @@ def test_write_block_writes_audio_then_parts_and_a_retry_is_harmless(tmp_path):
     }
     write_block(block, **kwargs)  # a retried task: same part names, nothing doubles
     assert (tmp_path / "audio" / "a.wav").read_bytes() == b"RIFF"
-    assert [p.name for p in (tmp_path / "metadata").iterdir()] == [part_name("metadata", ["a"]).split("/")[1]]
+    journal = tmp_path / layout.journal("metadata")
+    assert [p.name for p in journal.iterdir()] == [part_name(layout.journal("metadata"), ["a"]).split("/")[-1]]
     committed = read_committed_latest(store)
     assert committed.ok == {"a": 1.5} and committed.errors == [("b", "voice")] and committed.duplicate_ok == 0
     import pyarrow.parquet as pq
 
-    meta = pq.read_table(tmp_path / part_name("metadata", ["a"])).to_pylist()[0]
+    meta = pq.read_table(tmp_path / part_name(layout.journal("metadata"), ["a"])).to_pylist()[0]
     assert meta["audio_path"] == "audio/a.wav" and meta["config_hash"] == "sha256:abc" and meta["chapter"] == 7
     assert dict(meta["timings"]).keys() == {"generate", "write"}
     assert "audio" not in meta and "ok" not in meta

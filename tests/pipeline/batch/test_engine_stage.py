@@ -17,9 +17,10 @@ from support.stages import (
     samples,
 )
 
-from pipeline.batch.stages.prepare import PrepareStage
-from pipeline.text.chunks import chunk_seed, derive_seed
 from pipeline.batch.stages.engine import current_node_id
+from pipeline.batch.stages.prepare import PrepareStage
+from pipeline.output.layout import audio_name, journal
+from pipeline.text.chunks import chunk_seed, derive_seed
 from pipeline.text.segment import estimate_seconds
 
 
@@ -40,7 +41,7 @@ def test_rows_come_back_in_order_with_decodable_audio_and_carried_columns():
     assert out.schema.field("chapter").type == pa.int16()  # carried with its type
     assert out["input_duration_s"].to_pylist() == ["x", "y"]  # a reserved name gets a prefix
     assert out["model_checksum"].to_pylist() == ["sha256:fake"] * 2
-    assert out["audio_name"].to_pylist() == ["a.wav", "b.wav"]
+    assert out["audio_name"].to_pylist() == [audio_name("a", "wav"), audio_name("b", "wav")]
     assert out["node_id"].to_pylist() == [current_node_id()] * 2  # None unless this process joined a Ray
     assert "pcm" not in out.column_names and "plan" not in out.column_names
 
@@ -232,7 +233,7 @@ def test_each_chunk_records_the_text_the_engine_was_given_through_to_the_metadat
         store.makedirs(name)
     commit = {"output_url": str(tmp_path), "storage_options": {}, "config_hash": "sha256:c"}
     assert FinishStage(cfg.segment, "wav", commit)(generated)["ok"].to_pylist() == [True]
-    (meta,) = pq.read_table(next((tmp_path / "metadata").glob("part-*.parquet"))).to_pylist()
+    (meta,) = pq.read_table(next((tmp_path / journal("metadata")).glob("part-*.parquet"))).to_pylist()
     chunks = meta["chunks"]
     assert len(chunks) == len(plan) >= 3
     assert [c["text"] for c in chunks] == [p["text"] for p in plan]

@@ -10,6 +10,7 @@ from support.stages import LONG, SR, batch, config, decode
 from pipeline.batch.stages.finish import finish_rows
 from pipeline.batch.stages.prepare import PrepareStage
 from pipeline.batch.stages.rows import from_pcm16, to_pcm16
+from pipeline.output.layout import audio_name, journal
 from pipeline.output.schema import engine_fields, prepared_fields
 from pipeline.text.chunks import chunk_seed, token_counter
 
@@ -123,7 +124,7 @@ def test_finish_joins_chunks_with_pauses_encodes_and_passes_errors_on():
     expected = SR + SR // 2 + SR + int(0.3 * SR) + int(0.1 * SR)  # paragraph pause, then a sentence pause
     assert decode(rows[0]["audio"]).shape[0] == expected
     assert rows[0]["duration_s"] == pytest.approx(expected / SR) and rows[0]["n_chunks"] == 3
-    assert rows[0]["audio_name"] == "a.wav" and rows[0]["node_id"] == "node-1"
+    assert rows[0]["audio_name"] == audio_name("a", "wav") and rows[0]["node_id"] == "node-1"
     assert {"generate", "trim", "join", "encode"} <= {k for k, _ in rows[0]["timings"]}
     assert out.column_names[-1] == "chapter" and "pcm" not in out.column_names
 
@@ -160,10 +161,10 @@ def test_the_finish_stage_commits_in_the_same_call_when_asked(tmp_path):
     commit = {"output_url": str(tmp_path), "storage_options": {}, "config_hash": "sha256:c"}
     summary = FinishStage(cfg.segment, "wav", commit)(table).to_pylist()
     assert [(r["id"], r["ok"], r["stage"]) for r in summary] == [("a", True, None), ("b", False, "voice")]
-    assert decode((tmp_path / "audio" / "a.wav").read_bytes()).shape[0] == SR
+    assert decode((tmp_path / "audio" / audio_name("a", "wav")).read_bytes()).shape[0] == SR
     import pyarrow.parquet as pq
 
-    meta = pq.read_table(next((tmp_path / "metadata").glob("part-*.parquet"))).to_pylist()
+    meta = pq.read_table(next((tmp_path / journal("metadata")).glob("part-*.parquet"))).to_pylist()
     assert [m["node_id"] for m in meta] == ["node-1"] and meta[0]["chapter"] == 7
 
 

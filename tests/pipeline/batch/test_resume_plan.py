@@ -351,7 +351,7 @@ def test_redo_names_never_meet_a_first_write():
     first = {audio_name(safe_name(i), "flac") for i in ids}
     redone = {audio_name(safe_name(i), "flac", 1) for i in ids} | {audio_name(safe_name(i), "flac", 2) for i in ids}
     assert len(first) == len(ids) and len(redone) == 2 * len(ids) and not first & redone
-    assert audio_name("a", "wav") == "a.wav" and audio_name("a", "wav", 3) == "r3/a.wav"
+    assert audio_name("a", "wav") == "ca/a.wav" and audio_name("a", "wav", 3) == "ca/r3/a.wav"
     assert part_keys(["a", "b"], [0, 2]) == ["a", "b@2"]
 
 

@@ -9,6 +9,7 @@ import pytest
 from pipeline.manifest.columns import id_problems, name_collisions, safe_name
 from pipeline.manifest.read import inspect_manifest, read_ids, unify_schemas
 from pipeline.manifest.rows import parse_row
+from pipeline.output.layout import audio_name
 
 
 def write(path, **columns):
@@ -291,5 +292,5 @@ def test_integer_ids_run_through_read_prepare_engine_finish_and_resume(tmp_path,
     assert table.column("id").to_pylist() == ["7"]  # "12" was skipped as text, as resume names it
     cfg = config(model={"weights": str(tiny_weights)})
     done = run_stages(table, cfg).to_pylist()
-    assert [(r["id"], r["ok"], r["audio_name"]) for r in done] == [("7", True, "7.wav")]
+    assert [(r["id"], r["ok"], r["audio_name"]) for r in done] == [("7", True, audio_name("7", "wav"))]
     assert set(hash_manifest(info, cfg)) == {"7", "12"}
