@@ -142,5 +142,5 @@ def test_on_ray_a_row_that_kills_its_actor_is_an_error_and_the_run_goes_on(tmp_p
     assert done.returncode == 0, done.stderr[-3000:]
     summary = json.loads(done.stdout.rsplit("SUMMARY ", 1)[1])
     assert summary["accounted"] and summary["ok"] == 3 and summary["errors"] == 1
-    errors = pq.read_table(next((tmp_path / "out" / "errors").glob("part-*.parquet"))).to_pylist()
+    errors = pq.read_table(next((tmp_path / "out" / "errors").glob("view-*.parquet"))).to_pylist()
     assert [(e["id"], e["stage"]) for e in errors] == [("poison", CRASH_STAGE)]

@@ -82,7 +82,8 @@ def test_smoke_config_runs_as_a_ray_job(head, tmp_path, tiny_weights):
     assert summary["ok"] == manifest.num_rows and summary["errors"] == 0, summary["this_run"]
     meta = pq.read_table(out / "metadata").to_pylist()
     assert sorted(r["id"] for r in meta) == sorted(manifest.column("id").to_pylist())
-    assert sorted(p.name for p in (out / "audio").iterdir()) == sorted(Path(r["audio_path"]).name for r in meta)
+    audio = sorted(str(p.relative_to(out)) for p in (out / "audio").rglob("*") if p.is_file())
+    assert audio == sorted(r["audio_path"] for r in meta)
     assert all(_decodes((out / r["audio_path"]).read_bytes()) for r in meta)
 
 

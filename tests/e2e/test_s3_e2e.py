@@ -131,7 +131,8 @@ def test_audio_objects_match_metadata(s3_run):
 
 def test_errors_name_the_failed_rows(s3_run):
     errors = s3_run.table("errors").to_pylist()
-    assert sorted(r["id"] for r in errors) == ["empty", "twice", "twice"]
+    # errors/ is a view too: the id given twice is one row, however many times the manifest repeats it
+    assert sorted(r["id"] for r in errors) == ["empty", "twice"]
     stages = {r["id"]: r["stage"] for r in errors}
     assert stages["twice"] == "manifest"
     assert all(r["error"] for r in errors)
