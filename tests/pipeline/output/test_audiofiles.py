@@ -6,20 +6,10 @@ import io
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import pytest
 
 from pipeline.output.audiofiles import commit_audio, commit_audio_many
 from pipeline.output.layout import audio_key, audio_name, audio_shard
 from pipeline.output.orphans import remove_orphans
-from pipeline.storage import Store
-
-
-@pytest.fixture(params=["local", "moto"])
-def store(request, tmp_path):
-    if request.param == "local":
-        return Store.open(str(tmp_path / "out"))
-    s3 = request.getfixturevalue("moto_s3")
-    return Store.open(f"s3://{s3.make_bucket()}/out", s3.storage_options)
 
 
 def name(row: str, revision: int = 0) -> str:

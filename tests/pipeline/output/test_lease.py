@@ -20,14 +20,6 @@ from pipeline.output.lease import (
 from pipeline.storage import Store, UnsafeOutput
 
 
-@pytest.fixture(params=["local", "moto"])
-def store(request, tmp_path):
-    if request.param == "local":
-        return Store.open(str(tmp_path / "out"))
-    s3 = request.getfixturevalue("moto_s3")
-    return Store.open(f"s3://{s3.make_bucket()}/out", s3.storage_options)
-
-
 def test_a_second_run_is_refused_naming_the_holder_until_the_first_releases(store):
     store.makedirs()
     first = acquire_lease(store, "run-A", ttl_s=60)
