@@ -152,7 +152,7 @@ def test_audiobook_run_on_tiny_weights_writes_one_file_per_chapter(tmp_path, tin
         app, ["run", str(ROOT / "configs/audiobook.yaml"), *[a for o in overrides for a in ("--set", o)]]
     )
     assert result.exit_code == 0, result.output
-    assert sorted(p.name for p in (out / "audio").iterdir()) == ["book-001.flac", "book-002.flac", "book-003.flac"]
+    assert sorted(p.name for p in (out / "audio").rglob("*.flac")) == ["book-001.flac", "book-002.flac", "book-003.flac"]
     rows = pq.read_table(out / "metadata").to_pylist()
     assert sorted((r["id"], r["chapter_index"]) for r in rows) == [("book-001", 1), ("book-002", 2), ("book-003", 3)]
     assert all(c["measures"] for r in rows for c in r["chunks"])  # gate figures per chunk
