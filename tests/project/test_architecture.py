@@ -227,3 +227,10 @@ def test_architecture_doc_names_every_module():
             if name.startswith("pipeline") and (p.name != "__init__.py" or name == "pipeline")}
     assert not real - named, f"modules docs/ARCHITECTURE.md does not name: {sorted(real - named)}"
     assert not named - real, f"docs/ARCHITECTURE.md names modules that do not exist: {sorted(named - real)}"
+
+
+def test_only_the_cli_reaches_into_the_ray_pipeline():
+    """pipeline.batch is Ray; outside it only the CLI's `run` imports it, so nothing else pays for Ray or needs it."""
+    wrong = [f"{name} -> {t}" for name, targets in graph().items() for t in sorted(targets)
+             if t.startswith("pipeline.batch") and not name.startswith(("pipeline.batch", "pipeline.cli"))]
+    assert not wrong, "\n".join(wrong)
