@@ -85,16 +85,7 @@ def test_overwrite_deletes_only_inside_a_barkpipe_output(cfg_dict, tmp_path, mon
 
 def test_rows_recorded_twice_make_the_run_exit_3_with_a_line_saying_so(cfg_dict, tmp_path):
     done_output(tmp_path / "out", IDS, copies=2)  # as two overlapping runs of an older barkpipe left it
-    path = tmp_path / "run.yaml"
-    path.write_text(yaml.safe_dump(cfg_dict))
-    app = typer.Typer()
-
-    @app.callback()
-    def main():
-        pass
-
-    register(app)
-    result = CliRunner().invoke(app, ["run", str(path)])
+    result = cli_run(cfg_dict, tmp_path)
     assert result.exit_code == 3, result.output
     assert "NOT accounted" in result.output and "3 duplicate record(s)" in result.output
     assert "Traceback" not in result.output
