@@ -101,7 +101,7 @@ def write_config(work: Path, weights: Path, args) -> Path:
         # The stand-in speaks each chunk for at most this long: rows stay cheap to finish, so the
         # figures are the pipeline's per-row cost rather than audio encoding.
         "generation": {"max_duration": args.max_duration},
-        "compute": {"actors": 1, "cpus_per_actor": 0.5},
+        "compute": {"actors": args.actors, "cpus_per_actor": 0.5},
     }
     path = work / "config.yaml"
     path.write_text(json.dumps(config, indent=1))
@@ -335,12 +335,14 @@ def fresh(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def child_env(out: Path, counts: Path) -> dict:
+def child_env(out: Path, counts: Path, address: str = "") -> dict:
     hooks = out / "hooks"
     hooks.mkdir(parents=True, exist_ok=True)
     (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
     env = dict(os.environ, RAY_USAGE_STATS_ENABLED="0", **{COUNTS_ENV: str(counts)})
-    env.pop("RAY_ADDRESS", None)  # always a local Ray
+    env.pop("RAY_ADDRESS", None)  # a local Ray of the run's own, unless --address names a cluster
+    if address:
+        env["RAY_ADDRESS"] = address
     env["PYTHONPATH"] = os.pathsep.join([str(hooks), str(BENCH), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
@@ -349,7 +351,8 @@ def bench_size(rows: int, steps: list[str], weights: Path, args, record) -> None
     """Every step at one manifest size; record(step, result) after each."""
     work = Path(args.out) / str(rows)
     counts = work / "counts"
-    for earlier in (counts, work / "output"):  # validate and dry-run see a first run, as `run` does
+    # validate and dry-run see a first run, as `run` does; without `run`, resume finds the last one's output
+    for earlier in (counts, work / "output") if "run" in steps else (counts,):
         fresh(earlier)
     (work / "logs").mkdir(parents=True, exist_ok=True)
     counts.mkdir(parents=True)
@@ -357,8 +360,8 @@ def bench_size(rows: int, steps: list[str], weights: Path, args, record) -> None
     write_manifest(work / "manifest.parquet", rows)
     record("manifest", {"rows": rows, "write_s": round(time.perf_counter() - start, 2), **machine()})
     config = write_config(work, weights, args)
-    env = child_env(Path(args.out), counts)
-    run_finished = False
+    env = child_env(Path(args.out), counts, args.address)
+    run_finished = "run" not in steps and (work / "output" / "summary.json").is_file()
     for step in steps:
         if step == "resume" and not run_finished:
             record(step, {"skipped": "the run step did not finish here, so there is nothing to resume"})
@@ -373,6 +376,9 @@ def bench_size(rows: int, steps: list[str], weights: Path, args, record) -> None
                 result["summary"] = json.loads(summary[-1].split(" ", 1)[1])
             result["output_files"] = output_files(work / "output")
             run_finished = run_finished or (step == "run" and result["returncode"] == 0)
+        if step == "export":  # its shards are as large as the audio: measured, then removed to save the disk
+            result["export_bytes"] = sum(f.stat().st_size for f in (work / "export").rglob("*") if f.is_file())
+            fresh(work / "export")
         record(step, result)
         print(f"   {cell(result)}", file=sys.stderr, flush=True)
 
@@ -454,6 +460,9 @@ def main() -> None:
     parser.add_argument("--step-timeout", type=float, default=900.0, help="seconds before a step is stopped")
     parser.add_argument("--rate", type=float, default=1000.0, help="stand-in engine audio-s/s (one actor)")
     parser.add_argument("--max-duration", type=float, default=1.0, help="generation.max_duration: audio s per chunk")
+    parser.add_argument("--actors", type=int, default=1, help="compute.actors: stand-in engine actors")
+    parser.add_argument("--address", default="",
+                        help="run and resume on this running Ray cluster (RAY_ADDRESS) instead of a local one")
     parser.add_argument("--add", action="store_true", help="keep the other sizes already in the JSON file")
     parser.add_argument("--child-run", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -12,7 +12,6 @@ from functools import cached_property, partial
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from pipeline.batch.guard import FrozenActorBreaker, ProgressLogger, data_context_settings, quiet_remote_args
@@ -396,8 +395,9 @@ def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None, wa
     # listed the files already; each read task takes one file, READ_CPUS, and drops done/bad ids.
     files = ray.data.from_items([{"path": f} for f in info.files], override_num_blocks=len(info.files))
     renames = {k: v for k, v in ((info.id_column, ID), (info.text_column, TEXT)) if k != v}
-    read = partial(read_rows, fs=info.fs, schema=info.schema, renames=renames, skip=sorted(prep.skip),
-                   block_rows=READ_BLOCK_ROWS)  # fmt: skip
+    # One Arrow array for every read task: pickled compactly, and hashed once per file, not once per block.
+    skip = pa.array(sorted(prep.skip), pa.string())
+    read = partial(read_rows, fs=info.fs, schema=info.schema, renames=renames, skip=skip, block_rows=READ_BLOCK_ROWS)
     ds = files.map_batches(read, batch_size=1, batch_format="pyarrow", num_cpus=READ_CPUS)
     plan = StagePlan.for_cluster(cfg.compute, ray.cluster_resources(), prep.window())
     with quiet_remote_args():
@@ -413,20 +413,22 @@ def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None, wa
         return finish_stage(ds, cfg, plan, commit)
 
 
-def read_rows(batch, *, fs, schema, renames: dict, skip: list, block_rows: int = 1024):
-    """Ray Data map_batches function: the manifest rows of one file (batch: one `path`), in blocks."""
+def read_rows(batch, *, fs, schema, renames: dict, skip, block_rows: int = 1024):
+    """Ray Data map_batches function: the manifest rows of one file (batch: one `path`), in blocks.
+
+    skip: the ids to drop (a pyarrow string array or a list)."""
+    # Built once per task: Arrow's is_in would hash the whole skip list again for every block.
+    lookup = frozenset(skip.to_pylist() if isinstance(skip, pa.Array) else skip)
     for path in batch["path"].to_pylist():
         dataset = pads.dataset(path, filesystem=fs, format="parquet", schema=schema)  # the unified schema
         for record_batch in dataset.to_batches(batch_size=block_rows):
             table = pa.Table.from_batches([record_batch], schema=schema)
             if renames:
                 table = table.rename_columns([renames.get(n, n) for n in table.column_names])
-            yield drop_ids(table, skip)
+            yield drop_ids(table, lookup)
 
 
-def drop_ids(batch, skip: list):
+def drop_ids(batch, skip: frozenset):
     """Rows whose id is null, bad, duplicated or already committed never reach the actors."""
-    ids = batch[ID].cast(pa.string())  # large_string manifests compare against a string set
-    keep = pc.invert(pc.is_in(ids, value_set=pa.array(skip, pa.string())))
-    keep = pc.and_(pc.fill_null(keep, False), pc.is_valid(ids))
-    return batch.filter(keep)
+    ids = batch[ID].cast(pa.string()).to_pylist()  # large_string manifests compare as str too
+    return batch.filter(pa.array([i is not None and i not in skip for i in ids], pa.bool_()))
