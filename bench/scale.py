@@ -16,12 +16,14 @@ A step past --step-timeout is stopped and recorded as "> N s": at that size, tha
     python bench/scale.py                                      # 10k and 100k rows, every step
     python bench/scale.py --sizes 10000 --steps validate,dry-run --json /tmp/scale.json
     python bench/scale.py --sizes 1000000 --add            # add 1M to the sizes already in bench/out/scale/scale.json
+    python bench/scale.py --sizes 100000 --steps run,resume --nodes 2 --actors 2   # on a two-node local cluster
 """
 
 from __future__ import annotations
 
 import argparse
 import atexit
+import contextlib
 import functools
 import importlib.abc
 import importlib.machinery
@@ -335,7 +337,7 @@ def fresh(path: Path) -> None:
         shutil.rmtree(path)
 
 
-def child_env(out: Path, counts: Path, address: str = "") -> dict:
+def child_env(out: Path, counts: Path, address: str = "", auth: bool = True) -> dict:
     hooks = out / "hooks"
     hooks.mkdir(parents=True, exist_ok=True)
     (hooks / "sitecustomize.py").write_text(SITECUSTOMIZE)
@@ -343,6 +345,8 @@ def child_env(out: Path, counts: Path, address: str = "") -> dict:
     env.pop("RAY_ADDRESS", None)  # a local Ray of the run's own, unless --address names a cluster
     if address:
         env["RAY_ADDRESS"] = address
+    if not auth:  # the test cluster's nodes run without token auth (tests/support/ray_cluster.py)
+        env["RAY_AUTH_MODE"] = "disabled"
     env["PYTHONPATH"] = os.pathsep.join([str(hooks), str(BENCH), env.get("PYTHONPATH", "")]).rstrip(os.pathsep)
     return env
 
@@ -360,7 +364,7 @@ def bench_size(rows: int, steps: list[str], weights: Path, args, record) -> None
     write_manifest(work / "manifest.parquet", rows)
     record("manifest", {"rows": rows, "write_s": round(time.perf_counter() - start, 2), **machine()})
     config = write_config(work, weights, args)
-    env = child_env(Path(args.out), counts, args.address)
+    env = child_env(Path(args.out), counts, args.address, auth=not args.nodes)
     run_finished = "run" not in steps and (work / "output" / "summary.json").is_file()
     for step in steps:
         if step == "resume" and not run_finished:
@@ -442,6 +446,28 @@ def keep_earlier(earlier: dict, settings: dict, sizes: list[int]) -> dict:
     return {size: r for size, r in earlier["results"].items() if int(size) not in sizes}
 
 
+@contextlib.contextmanager
+def local_cluster(nodes: int, out: Path):
+    """A head and nodes - 1 worker nodes of 1 CPU each on this machine (the tests' cluster helper); yields
+    the address to run on ("" for nodes 0: each run starts its own local Ray)."""
+    if not nodes:
+        yield ""
+        return
+    sys.path.insert(0, str(REPO / "tests" / "support"))
+    from ray_cluster import RayHead, RayWorker
+
+    env = {"PYTHONPATH": str(BENCH)}  # the stand-in engine's module, for the nodes' workers
+    head = RayHead(num_cpus=1, env=env).start()
+    workers = []
+    try:
+        for n in range(nodes - 1):
+            workers.append(RayWorker(head, num_cpus=1, env=env, name=f"worker{n}").start())
+        yield head.gcs_address
+    finally:
+        for node in (*workers, head):
+            node.stop()
+
+
 def machine() -> dict:
     model = next(
         (line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name")), "?"
@@ -463,6 +489,8 @@ def main() -> None:
     parser.add_argument("--actors", type=int, default=1, help="compute.actors: stand-in engine actors")
     parser.add_argument("--address", default="",
                         help="run and resume on this running Ray cluster (RAY_ADDRESS) instead of a local one")
+    parser.add_argument("--nodes", type=int, default=0,
+                        help="start a local cluster of this many 1-CPU nodes (`ray start`) and run and resume on it")
     parser.add_argument("--add", action="store_true", help="keep the other sizes already in the JSON file")
     parser.add_argument("--child-run", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -492,8 +520,10 @@ def main() -> None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=1))  # after every step: a stopped bench keeps its figures
 
-    for rows in sizes:
-        bench_size(rows, steps, weights, args, functools.partial(record, rows))
+    with local_cluster(args.nodes, Path(args.out)) as address:
+        args.address = address or args.address
+        for rows in sizes:
+            bench_size(rows, steps, weights, args, functools.partial(record, rows))
     print_table(report["results"], steps, report["growth"])
     print(f"results in {json_path}")
 

@@ -406,3 +406,38 @@ def test_s3_round_trip(tmp_path, moto_s3):
         for s in tar_samples(t).values()
     ]
     assert sorted(ids) == sorted(EXPECTED)
+
+
+def test_audio_is_read_ahead_in_row_order_with_a_bounded_number_in_flight(tmp_path):
+    import threading
+    import time
+
+    from pipeline.export.run import with_audio
+
+    store = Store.open(str(tmp_path))
+    for i in range(40):
+        if i != 7:  # row 7's file is missing
+            store.write(f"audio/{i}.wav", str(i).encode())
+    active, most = 0, 0
+    lock = threading.Lock()
+    read = store.read
+
+    def slow_read(rel):
+        nonlocal active, most
+        with lock:
+            active += 1
+            most = max(most, active)
+        time.sleep(0.01)  # slow storage: reads overlap only if they are issued ahead
+        try:
+            return read(rel)
+        finally:
+            with lock:
+                active -= 1
+
+    store.read = slow_read
+    rows = [("train", {"id": str(i), "audio_path": f"audio/{i}.wav"}) for i in range(40)]
+    got = list(with_audio(store, iter(rows), ahead=4))
+    assert [r["id"] for _, r, _ in got] == [str(i) for i in range(40)]
+    assert [a for _, r, a in got if r["id"] != "7"] == [str(i).encode() for i in range(40) if i != 7]
+    assert [a for _, r, a in got if r["id"] == "7"] == [None]
+    assert 1 < most <= 4
