@@ -372,7 +372,9 @@ def bench_size(rows: int, steps: list[str], weights: Path, args, record) -> None
             continue
         fresh(work / {"run": "output", "report": "report", "export": "export"}.get(step, "-"))
         print(f"== {rows} rows: {step}", file=sys.stderr, flush=True)
+        cold = args.cold and drop_page_cache()
         result = measure(step_command(step, work, config, args), env, args.step_timeout, work / "logs" / f"{step}.log")
+        result["page_cache_dropped"] = cold
         if step in ("run", "resume"):
             summary = [line for line in (work / "logs" / f"{step}.log").read_text().splitlines()
                        if line.startswith("SUMMARY ")]  # fmt: skip
@@ -385,6 +387,17 @@ def bench_size(rows: int, steps: list[str], weights: Path, args, record) -> None
             fresh(work / "export")
         record(step, result)
         print(f"   {cell(result)}", file=sys.stderr, flush=True)
+
+
+def drop_page_cache() -> bool:
+    """Empty the kernel's page cache (needs root), so every size's step reads its files from disk alike:
+    otherwise a small output written just before is read from memory and a large one from disk."""
+    os.sync()
+    try:
+        Path("/proc/sys/vm/drop_caches").write_text("3\n")
+    except OSError:
+        return False
+    return True
 
 
 def cell(r: dict | None) -> str:
@@ -491,6 +504,7 @@ def main() -> None:
                         help="run and resume on this running Ray cluster (RAY_ADDRESS) instead of a local one")
     parser.add_argument("--nodes", type=int, default=0,
                         help="start a local cluster of this many 1-CPU nodes (`ray start`) and run and resume on it")
+    parser.add_argument("--cold", action="store_true", help="drop the page cache before each step (needs root)")
     parser.add_argument("--add", action="store_true", help="keep the other sizes already in the JSON file")
     parser.add_argument("--child-run", default="", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -17,6 +17,7 @@ import logging
 from dataclasses import dataclass
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from pipeline.manifest.columns import safe_name
@@ -68,20 +69,24 @@ def _unreferenced(store: Store, audio: list[str], ids: list) -> list[str]:
     their copies under history/."""
     if not audio:
         return []
-    row_ids, paths = _read_audio_paths(store, committed_files(store, METADATA))
-    known = {safe_name(i) for i in [*ids, *row_ids] if isinstance(i, str)}
-    referenced = set(paths)
-    return [k for k in audio if k not in referenced and any(s in known for s in audio_stems(k))]
+    committed = _read_audio_paths(store, committed_files(store, METADATA))
+    listed = pa.array(audio, pa.string())
+    # Matched in Arrow: at a million rows, Python sets of every key and name cost seconds and a GB.
+    named = committed["audio_path"].combine_chunks()
+    candidates = listed.filter(pc.invert(pc.is_in(listed, value_set=named))).to_pylist()
+    if not candidates:  # the usual case: every audio file is some row's
+        return []
+    known = {safe_name(i) for i in [*ids, *committed["id"].to_pylist()] if isinstance(i, str)}
+    return [k for k in candidates if any(s in known for s in audio_stems(k))]
 
 
-def _read_audio_paths(store: Store, parts: list[str]) -> tuple[list, list]:
-    """(id, audio_path) columns of these metadata files (full paths), read as one dataset."""
-    if not parts:
-        return [], []
+def _read_audio_paths(store: Store, parts: list[str]) -> pa.Table:
+    """The id and audio_path columns of these metadata files (full paths), read as one dataset."""
     schema = pa.schema([("id", pa.string()), ("audio_path", pa.string())])
+    if not parts:
+        return schema.empty_table()
 
     def read():
         return pads.dataset(parts, schema=schema, format="parquet", filesystem=store.fs).to_table()
 
-    table = retry(read, budget_s=store.retry_s, what=store.path(METADATA))
-    return table["id"].to_pylist(), table["audio_path"].to_pylist()
+    return retry(read, budget_s=store.retry_s, what=store.path(METADATA))

@@ -441,3 +441,6 @@ def test_audio_is_read_ahead_in_row_order_with_a_bounded_number_in_flight(tmp_pa
     assert [a for _, r, a in got if r["id"] != "7"] == [str(i).encode() for i in range(40) if i != 7]
     assert [a for _, r, a in got if r["id"] == "7"] == [None]
     assert 1 < most <= 4
+    most = 0
+    assert list(with_audio(store, iter(rows), ahead=1)) == got  # a local output: one read at a time
+    assert most == 1
