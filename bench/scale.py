@@ -466,8 +466,8 @@ def local_cluster(nodes: int, out: Path):
     if not nodes:
         yield ""
         return
-    sys.path.insert(0, str(REPO / "tests" / "support"))
-    from ray_cluster import RayHead, RayWorker
+    sys.path.insert(0, str(REPO / "tests"))
+    from support.ray_cluster import RayHead, RayWorker
 
     env = {"PYTHONPATH": str(BENCH)}  # the stand-in engine's module, for the nodes' workers
     head = RayHead(num_cpus=1, env=env).start()
