@@ -395,7 +395,7 @@ def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None, wa
     # listed the files already; each read task takes one file, READ_CPUS, and drops done/bad ids.
     files = ray.data.from_items([{"path": f} for f in info.files], override_num_blocks=len(info.files))
     renames = {k: v for k, v in ((info.id_column, ID), (info.text_column, TEXT)) if k != v}
-    # One Arrow array for every read task: pickled compactly, and hashed once per file, not once per block.
+    # One Arrow array for every read task: it pickles compactly, and each task hashes it once, not per block.
     skip = pa.array(sorted(prep.skip), pa.string())
     read = partial(read_rows, fs=info.fs, schema=info.schema, renames=renames, skip=skip, block_rows=READ_BLOCK_ROWS)
     ds = files.map_batches(read, batch_size=1, batch_format="pyarrow", num_cpus=READ_CPUS)

@@ -25,8 +25,8 @@ CARD = "README.md"
 PROGRESS_ROWS = 500  # a progress line every this many rows written
 MISSING_SHOWN = 5  # ids named when rows' audio files are missing
 # Audio files read at once, ahead of the writer, from object storage: each read is a round trip, and
-# in flight together they overlap. A local output is read one file at a time: threads there only add
-# GIL churn (a 1M-row export on this project's 2-core bench machine took longer with 16 of them).
+# in flight together they overlap. A local output is read one file at a time: there 16 threads cost
+# more CPU than they saved (a 1M-row export on a 2-core machine, bench/RESULTS.md).
 READ_AHEAD = 16
 
 
