@@ -453,14 +453,14 @@ def print_table(results: dict, steps: list[str], ratios: dict) -> None:
 
 def keep_earlier(earlier: dict, settings: dict, sizes: list[int]) -> dict:
     """The results of an earlier run of the bench for sizes not measured now, if it ran the same engine settings."""
-    same = ("rate", "max_duration")
-    if any(earlier["settings"][k] != settings[k] for k in same):
-        sys.exit(f"--add: {same} differ from the JSON file's {earlier['settings']}; figures would not compare")
+    same = {"rate": None, "max_duration": None, "actors": 1, "nodes": 0}  # (older files lack the last two)
+    if any(earlier["settings"].get(k, default) != settings[k] for k, default in same.items()):
+        sys.exit(f"--add: {tuple(same)} differ from the JSON file's {earlier['settings']}; figures would not compare")
     return {size: r for size, r in earlier["results"].items() if int(size) not in sizes}
 
 
 @contextlib.contextmanager
-def local_cluster(nodes: int, out: Path):
+def local_cluster(nodes: int):
     """A head and nodes - 1 worker nodes of 1 CPU each on this machine (the tests' cluster helper); yields
     the address to run on ("" for nodes 0: each run starts its own local Ray)."""
     if not nodes:
@@ -534,7 +534,7 @@ def main() -> None:
         json_path.parent.mkdir(parents=True, exist_ok=True)
         json_path.write_text(json.dumps(report, indent=1))  # after every step: a stopped bench keeps its figures
 
-    with local_cluster(args.nodes, Path(args.out)) as address:
+    with local_cluster(args.nodes) as address:
         args.address = address or args.address
         for rows in sizes:
             bench_size(rows, steps, weights, args, functools.partial(record, rows))
