@@ -500,10 +500,15 @@ def main() -> None:
     parser.add_argument("--rate", type=float, default=1000.0, help="stand-in engine audio-s/s (one actor)")
     parser.add_argument("--max-duration", type=float, default=1.0, help="generation.max_duration: audio s per chunk")
     parser.add_argument("--actors", type=int, default=1, help="compute.actors: stand-in engine actors")
-    parser.add_argument("--address", default="",
-                        help="run and resume on this running Ray cluster (RAY_ADDRESS) instead of a local one")
-    parser.add_argument("--nodes", type=int, default=0,
-                        help="start a local cluster of this many 1-CPU nodes (`ray start`) and run and resume on it")
+    parser.add_argument(
+        "--address", default="", help="run and resume on this running Ray cluster (RAY_ADDRESS) instead of a local one"
+    )
+    parser.add_argument(
+        "--nodes",
+        type=int,
+        default=0,
+        help="start a local cluster of this many 1-CPU nodes (`ray start`) and run and resume on it",
+    )
     parser.add_argument("--cold", action="store_true", help="drop the page cache before each step (needs root)")
     parser.add_argument("--add", action="store_true", help="keep the other sizes already in the JSON file")
     parser.add_argument("--child-run", default="", help=argparse.SUPPRESS)
