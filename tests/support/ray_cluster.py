@@ -18,7 +18,7 @@ import uuid
 from pathlib import Path
 
 from support.faults import kill_pids, session_pids, wait_gone
-from support.s3servers import free_port, http_answers
+from support.s3servers import free_ports, http_answers
 
 # `ray start --head` with the dashboard takes 3-5 s here; a loaded CI box is slower.
 START_TIMEOUT_S = 90.0
@@ -90,13 +90,20 @@ class RayNode:
     keeps its address file (and session logs) away from other clusters on this machine.
     """
 
-    def __init__(self, name: str, num_cpus: int, object_store_mb: int, env: dict[str, str] | None):
+    # Every port a node listens on, chosen here: Ray's own random choice of a port not named
+    # can collide with a named one ("trying to use a port number ... used by other components").
+    PORT_FLAGS = ("--node-manager-port", "--object-manager-port", "--dashboard-agent-listen-port",
+                  "--dashboard-agent-grpc-port", "--runtime-env-agent-port", "--metrics-export-port")  # fmt: skip
+
+    def __init__(self, name: str, num_cpus: int, object_store_mb: int, env: dict[str, str] | None,
+                 avoid_ports: frozenset[int] = frozenset()):  # fmt: skip
         self.name = name  # also the node's custom resource NODE_TAG + name, see node_id()
         self.num_cpus = num_cpus
         self.object_store_mb = object_store_mb
         self.env = env or {}  # what this node's workers see, e.g. secrets or BARKPIPE_CACHE
         # Short path: Ray puts unix sockets under it (108-byte limit).
         self.temp_dir = tempfile.mkdtemp(prefix=f"ray{name[:1]}-", dir="/tmp")
+        self.ports = dict(zip(self.PORT_FLAGS, free_ports(len(self.PORT_FLAGS), avoid_ports), strict=True))
         self._proc: subprocess.Popen | None = None
         self._log_path = Path(self.temp_dir) / "ray-start.log"
 
@@ -107,13 +114,10 @@ class RayNode:
         return self._log_path.exists() and b"Ray runtime started" in self._log_path.read_bytes()
 
     def _common_args(self) -> list[str]:
-        ports = {"--node-manager-port": free_port(), "--object-manager-port": free_port(),
-                 "--dashboard-agent-listen-port": free_port(), "--dashboard-agent-grpc-port": free_port(),
-                 "--runtime-env-agent-port": free_port(), "--metrics-export-port": free_port()}
         return ["--block", f"--num-cpus={self.num_cpus}", "--num-gpus=0", f"--temp-dir={self.temp_dir}",
                 f"--object-store-memory={self.object_store_mb * 2**20}", "--disable-usage-stats",
                 f"--resources={json.dumps({NODE_TAG + self.name: 1})}",
-                *(f"{flag}={port}" for flag, port in ports.items())]  # fmt: skip
+                *(f"{flag}={port}" for flag, port in self.ports.items())]  # fmt: skip
 
     def start(self):
         with open(self._log_path, "ab") as log:
@@ -188,9 +192,13 @@ class RayHead(RayNode):
     def __init__(self, num_cpus: int = 2, object_store_mb: int = 512, env: dict[str, str] | None = None,
                  name: str = "head"):  # fmt: skip
         super().__init__(name, num_cpus, object_store_mb, env)
-        self.dashboard_port = free_port()
-        self.gcs_port = free_port()
+        self.dashboard_port, self.gcs_port, self.client_port = free_ports(3, frozenset(self.ports.values()))
         self.address = f"http://127.0.0.1:{self.dashboard_port}"
+
+    @property
+    def all_ports(self) -> frozenset[int]:
+        """Every port this head listens on: a worker node on the same machine keeps off them."""
+        return frozenset([*self.ports.values(), self.dashboard_port, self.gcs_port, self.client_port])
 
     @property
     def gcs_address(self) -> str:
@@ -202,7 +210,7 @@ class RayHead(RayNode):
     def _command(self) -> list[str]:
         return [*ray_cli(), "start", "--head", f"--port={self.gcs_port}", "--include-dashboard=true",
                 "--dashboard-host=127.0.0.1", f"--dashboard-port={self.dashboard_port}",
-                f"--ray-client-server-port={free_port()}", *self._common_args()]  # fmt: skip
+                f"--ray-client-server-port={self.client_port}", *self._common_args()]  # fmt: skip
 
     def _ready(self) -> bool:
         # The dashboard (the job API) starts before the raylet and answers even when the raylet
@@ -294,7 +302,7 @@ class RayWorker(RayNode):
 
     def __init__(self, head: RayHead, num_cpus: int = 1, object_store_mb: int = 512,
                  env: dict[str, str] | None = None, name: str = "worker"):  # fmt: skip
-        super().__init__(name, num_cpus, object_store_mb, env)
+        super().__init__(name, num_cpus, object_store_mb, env, avoid_ports=head.all_ports)
         self.head = head
 
     def _command(self) -> list[str]:

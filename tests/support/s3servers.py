@@ -22,9 +22,29 @@ CEPH_ENV = "BARKPIPE_CEPH_ENDPOINT"
 
 def free_port() -> int:
     """A TCP port free on 127.0.0.1 right now (the usual bind-to-0 trick)."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+    return free_ports(1)[0]
+
+
+def free_ports(count: int, avoid: frozenset[int] = frozenset()) -> list[int]:
+    """count distinct TCP ports free on 127.0.0.1 right now, none of them in avoid.
+
+    All sockets stay bound until every port is chosen: one free_port() after another may hand
+    out a port twice, since the kernel reuses a port as soon as its socket closes.
+    """
+    held: list[socket.socket] = []
+    try:
+        ports: list[int] = []
+        while len(ports) < count:
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            held.append(s)
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            if port not in avoid:
+                ports.append(port)
+        return ports
+    finally:
+        for s in held:
+            s.close()
 
 
 def http_answers(url: str, timeout_s: float = 2.0) -> bool:
