@@ -43,6 +43,7 @@ REPO = BENCH.parent
 STEPS = ("validate", "dry-run", "run", "resume", "report", "export")
 MANIFEST_CHUNK_ROWS = 50_000  # rows generated and written per Parquet row group (bounds the bench's memory)
 POLL_FAST_S, POLL_SLOW_S, FAST_POLL_FOR_S = 0.05, 0.5, 3.0  # fine timing for short steps, cheap for long ones
+RSS_EVERY_S = 30.0  # the step's own process: its resident memory over time (where a peak comes from)
 KILL_GRACE_S = 5.0  # SIGTERM, then SIGKILL after this long
 COUNTS_ENV = "BENCH_SCALE_COUNTS"  # folder where a child process writes its list-call counts at exit
 
@@ -128,9 +129,9 @@ def child_run(config: str, rate: float) -> None:
     """What `barkpipe run CONFIG` does (every check, then runner.run), with the stand-in engine."""
     from pipeline_efficiency import StandInEngine
 
+    from pipeline.batch.run import run
     from pipeline.checks import check_run
     from pipeline.config import load_config
-    from pipeline.batch.run import run
 
     cfg = load_config(config)
     report = check_run(cfg)
@@ -150,6 +151,16 @@ def _proc_stat(pid: int) -> tuple[int, int] | None:
     except (OSError, IndexError):
         return None
     return int(fields[1]), int(fields[19])
+
+
+def _rss_mb(pid: int) -> float | None:
+    """pid's resident memory now (VmRSS), or None once it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            line = next((line for line in f if line.startswith("VmRSS:")), None)
+    except OSError:
+        return None
+    return None if line is None else round(int(line.split()[1]) / 1024, 1)
 
 
 def _tree(root: int) -> dict[int, int]:
@@ -210,6 +221,7 @@ def measure(argv: list[str], env: dict, timeout_s: float, log: Path) -> dict:
                                 start_new_session=True)  # fmt: skip
         seen: dict[int, int] = {}
         tree_peak, timed_out = 0, False
+        series: list[float] = []  # MB resident at launch, then every RSS_EVERY_S
         while not (done := os.wait4(proc.pid, os.WNOHANG))[0]:
             elapsed = time.perf_counter() - start
             if elapsed > timeout_s:
@@ -220,6 +232,8 @@ def measure(argv: list[str], env: dict, timeout_s: float, log: Path) -> dict:
             tree = _tree(proc.pid)
             seen |= tree
             tree_peak = max(tree_peak, _pss_bytes(tree))
+            if elapsed >= len(series) * RSS_EVERY_S and (resident := _rss_mb(proc.pid)) is not None:
+                series.append(resident)
             time.sleep(POLL_FAST_S if elapsed < FAST_POLL_FOR_S else POLL_SLOW_S)
         else:
             wall = time.perf_counter() - start
@@ -230,6 +244,8 @@ def measure(argv: list[str], env: dict, timeout_s: float, log: Path) -> dict:
     result = {"wall_s": round(wall, 2), "timed_out": timed_out, "returncode": proc.returncode,
               "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "tree_pss_mb": round(tree_peak / 2**20, 1),
               "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "load_1m": round(load, 2)}  # fmt: skip
+    if len(series) > 1:
+        result["rss_mb_series"], result["rss_every_s"] = series, RSS_EVERY_S
     if stragglers:
         result["leftover_processes_ended"] = stragglers
     if proc.returncode and not timed_out:

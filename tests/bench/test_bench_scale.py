@@ -81,3 +81,14 @@ def test_a_tiny_run_records_both_steps_with_numbers(tmp_path):
     # The dry run plans resume from the output's committed parts: at least one listing.
     assert results["dry-run"]["list_calls"]["total"] >= 1
     assert "dry-run" in done.stdout and "validate" in done.stdout
+
+
+def test_a_step_records_its_resident_memory_over_time(tmp_path, monkeypatch):
+    bench = load_bench()
+    monkeypatch.setattr(bench, "RSS_EVERY_S", 0.2)
+    # Holds ~5 MB, then ~200 MB: the series shows the step's growth, not only its peak.
+    script = "import time; time.sleep(0.6); held = bytearray(b'x') * (200 * 2**20); time.sleep(0.8)"
+    result = bench.measure([sys.executable, "-c", script], {bench.COUNTS_ENV: str(tmp_path)}, 30, tmp_path / "log")
+    series = result["rss_mb_series"]
+    assert result["returncode"] == 0 and result["rss_every_s"] == 0.2 and len(series) >= 4
+    assert series[0] < 100 and max(series) > 200 and max(series) <= result["peak_rss_mb"] + 1
