@@ -54,7 +54,7 @@ def plan(prep, workers: int | None = None) -> dict:
 
 def _rows(prep) -> Iterator[list[Row]]:
     """The rows the run would plan, PLAN_BATCH_ROWS of the manifest at a time, as (text, language, cap)."""
-    cfg, info, skip = prep.config, prep.manifest, prep.skip
+    cfg, info, skip = prep.config, prep.manifest, set(prep.skip.to_pylist())
     optional = [c for c in ("language", "max_duration") if c in info.optional]
     dataset = pads.dataset(info.files, filesystem=info.fs, format="parquet", schema=info.schema)
     # With info.schema integer ids come as text, as the run reads them.

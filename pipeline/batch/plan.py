@@ -10,22 +10,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Set
 from dataclasses import dataclass, field
 from typing import Literal
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from pipeline.config import content_hash
 from pipeline.manifest.columns import ID, TEXT
 from pipeline.manifest.rows import RowValues, parse_row, table_rows
-from pipeline.output.read import Latest
+from pipeline.output.read import FLAGGED, OK, REVISION, ROW_HASH, Latest
 from pipeline.text.segment import DEFAULT_MAX_TEXT_CHARS
 
 REDO_FLAGGED: Literal["flagged"] = "flagged"  # `--redo flagged`: redo every ok row the quality gates flagged
 HASH_BATCH_ROWS = 65_536  # manifest rows hashed per batch read
 Redo = set[str] | Literal["flagged"] | None
+MANIFEST_HASHES = pa.schema([(ID, pa.string()), (ROW_HASH, pa.string())])
+
+
+def _no_ids() -> pa.Array:
+    return pa.array([], pa.string())
 
 
 def row_hash(values: RowValues, cfg) -> str:
@@ -64,8 +69,8 @@ def raw_row_hash(raw: dict, cfg, max_text_chars: int | None = None) -> str:
     return _sha256({"raw": sorted((str(k), repr(v)) for k, v in raw.items() if k != "id"), "settings": settings})
 
 
-def hash_manifest(info, cfg, batch_rows: int = HASH_BATCH_ROWS) -> dict[str, str]:
-    """id -> raw_row_hash for every row with a string id (read in batches; ids as read_ids gives them).
+def hash_manifest(info, cfg, batch_rows: int = HASH_BATCH_ROWS) -> pa.Table:
+    """(id, row_hash): raw_row_hash of every row with a string id (read in batches; ids as read_ids gives them).
 
     info is a manifest.ManifestInfo; only the id, text and optional setting columns are read.
     """
@@ -74,13 +79,13 @@ def hash_manifest(info, cfg, batch_rows: int = HASH_BATCH_ROWS) -> dict[str, str
     columns = [info.id_column, info.text_column, *info.optional]
     names = [ID, TEXT, *info.optional]  # the names parse_row reads
     dataset = pads.dataset(info.files, filesystem=info.fs, format="parquet", schema=info.schema)
-    out: dict[str, str] = {}
+    parts = [MANIFEST_HASHES.empty_table()]
     for batch in dataset.to_batches(columns=columns, batch_size=batch_rows):
         table = pa.Table.from_batches([batch]).rename_columns(names)
-        for raw in table_rows(table):
-            if isinstance(raw[ID], str):
-                out[raw[ID]] = raw_row_hash(raw, settings, limit)
-    return out
+        rows = [raw for raw in table_rows(table) if isinstance(raw[ID], str)]
+        hashes = [raw_row_hash(raw, settings, limit) for raw in rows]
+        parts.append(pa.table([[raw[ID] for raw in rows], hashes], schema=MANIFEST_HASHES))
+    return pa.concat_tables(parts)
 
 
 def _sha256(data: dict) -> str:
@@ -90,25 +95,27 @@ def _sha256(data: dict) -> str:
 
 @dataclass
 class ResumePlan:
-    """Which manifest ids a resumed run leaves alone and which it (re)does, and why."""
+    """Which manifest ids a resumed run leaves alone and which it (re)does, and why: disjoint id arrays,
+    Arrow rather than sets, since at a million rows skip or new holds every id."""
 
-    skip: set = field(default_factory=set)  # committed and left alone (ok, kept errors, unknown hash)
-    new: set = field(default_factory=set)  # never committed
-    redo_changed: set = field(default_factory=set)  # committed, but the row's content changed since
-    retry: set = field(default_factory=set)  # error rows retried (--retry-errors)
-    redo_chosen: set = field(default_factory=set)  # ok rows the user chose (--redo)
+    skip: pa.Array = field(default_factory=_no_ids)  # committed and left alone (ok, kept errors, unknown hash)
+    new: pa.Array = field(default_factory=_no_ids)  # never committed
+    redo_changed: pa.Array = field(default_factory=_no_ids)  # committed, but the row's content changed since
+    retry: pa.Array = field(default_factory=_no_ids)  # error rows retried (--retry-errors)
+    redo_chosen: pa.Array = field(default_factory=_no_ids)  # ok rows the user chose (--redo)
     done: int = 0  # ok rows kept
     kept_errors: int = 0  # error rows kept (no --retry-errors)
     unknown: int = 0  # kept rows written before row hashes existed (cannot tell if they changed)
 
     @property
-    def redo(self) -> set:
+    def redo(self) -> pa.Array:
         """Committed ids written again this run (they get revision latest + 1)."""
-        return self.redo_changed | self.retry | self.redo_chosen
+        return pa.concat_arrays([self.redo_changed, self.retry, self.redo_chosen])
 
     @property
-    def todo(self) -> set:
-        return self.new | self.redo
+    def todo(self) -> int:
+        """Rows this run writes."""
+        return len(self.new) + len(self.redo_changed) + len(self.retry) + len(self.redo_chosen)
 
     def describe(self) -> str:
         """One line for the run log."""
@@ -124,64 +131,60 @@ class ResumePlan:
         return "resuming: " + ", ".join(parts)
 
 
-def plan_resume(
-    manifest_hashes: dict,
-    committed_ok: dict,
-    committed_errors: dict,
-    *,
-    retry_errors: bool = False,
-    redo: Redo = None,
-    flagged_ids: Set[str] = frozenset(),
-    error_hashes: dict | None = None,
-) -> ResumePlan:
-    """Sort every manifest id into skip / new / redo_changed / retry / redo_chosen (disjoint).
+def plan_resume(manifest: pa.Table, committed: Latest, *, retry_errors: bool = False, redo: Redo = None) -> ResumePlan:
+    """Sort every manifest id into skip / new / redo_changed / retry / redo_chosen (disjoint), in Arrow.
 
-    committed_ok: id -> stored row_hash (None for older outputs); committed_errors: id -> stage;
-    error_hashes: id -> stored row_hash of the error rows (a changed error row is redone even without
-    --retry-errors: its input was probably fixed). redo: ids, "flagged" (= flagged_ids) or None.
-    An id both ok and errored must not be passed (read_committed_latest keeps one per id).
+    manifest: (id, row_hash) of the rows to plan, ids distinct (hash_manifest's, or null hashes for an
+    output with nothing committed). committed: the newest record per id; a stored row_hash that differs
+    from the manifest row's means its content changed: redone, an error row too (its input was probably
+    fixed), even without --retry-errors. redo: ids, "flagged" (the ok rows whose newest record is
+    flagged) or None.
     """
-    chosen = _chosen(redo, flagged_ids, manifest_hashes)
-    error_hashes = error_hashes or {}
-    plan = ResumePlan()
-    for row_id, current in manifest_hashes.items():
-        if row_id in committed_ok:
-            stored = committed_ok[row_id]
-            if stored is not None and stored != current:
-                plan.redo_changed.add(row_id)
-            elif row_id in chosen:
-                plan.redo_chosen.add(row_id)
-            else:
-                plan.skip.add(row_id)
-                plan.done += 1
-                plan.unknown += stored is None
-        elif row_id in committed_errors:
-            stored = error_hashes.get(row_id)
-            if stored is not None and stored != current:
-                plan.redo_changed.add(row_id)
-            elif retry_errors or row_id in chosen:
-                plan.retry.add(row_id)
-            else:
-                plan.skip.add(row_id)
-                plan.kept_errors += 1
-        else:
-            plan.new.add(row_id)
-    return plan
+    ids, current = manifest[ID].combine_chunks(), manifest[ROW_HASH].combine_chunks()
+    newest = committed.newest.table
+    at = pc.index_in(ids, value_set=newest[ID].combine_chunks())  # null: never committed
+    found = pc.is_valid(at)
+    stored = newest.select([OK, ROW_HASH]).take(at)
+    ok = pc.fill_null(stored[OK], False).combine_chunks()
+    failed = pc.and_(found, pc.invert(ok))
+    changed = pc.fill_null(pc.not_equal(stored[ROW_HASH], current), False).combine_chunks()
+    chosen = pc.is_in(ids, value_set=_chosen(redo, committed, ids))
+    left = pc.invert(changed)
+    keep_ok = pc.and_(pc.and_(ok, left), pc.invert(chosen))
+    again = pc.or_(chosen, pa.scalar(retry_errors))
+    keep_error = pc.and_(pc.and_(failed, left), pc.invert(again))
+    return ResumePlan(
+        skip=ids.filter(pc.or_(keep_ok, keep_error)),
+        new=ids.filter(pc.invert(found)),
+        redo_changed=ids.filter(pc.and_(found, changed)),
+        retry=ids.filter(pc.and_(pc.and_(failed, left), again)),
+        redo_chosen=ids.filter(pc.and_(pc.and_(ok, left), chosen)),
+        done=_count(keep_ok),
+        kept_errors=_count(keep_error),
+        unknown=_count(pc.and_(keep_ok, pc.is_null(stored[ROW_HASH]).combine_chunks())),
+    )
 
 
-def _chosen(redo: Redo, flagged_ids: Set[str], manifest_hashes: dict) -> set:
+def _count(mask: pa.Array) -> int:
+    return int(pc.sum(mask).as_py() or 0)
+
+
+def _chosen(redo: Redo, committed: Latest, ids: pa.Array) -> pa.Array:
+    """The ids --redo asks for; ids it names that the manifest lacks are one clear error."""
     if redo is None:
-        return set()
+        return _no_ids()
     if redo == REDO_FLAGGED:
-        return set(flagged_ids)
-    unknown = sorted(set(redo) - set(manifest_hashes))
+        ok = committed.ok_table()
+        return ok.filter(ok[FLAGGED])[ID].combine_chunks()
+    asked = pa.array(sorted(redo), pa.string())
+    unknown = asked.filter(pc.invert(pc.is_in(asked, value_set=ids))).to_pylist()
     if unknown:
         shown = ", ".join(repr(i) for i in unknown[:5]) + (" ..." if len(unknown) > 5 else "")
         raise ValueError(
             f"--redo names {len(unknown)} id(s) that are not in the manifest: {shown}; "
             "check the ids (comma-separated, or a file with one id per line)"
         )
-    return set(redo)
+    return asked
 
 
 def parse_redo(value: str | None) -> Redo:
@@ -203,6 +206,9 @@ def parse_redo(value: str | None) -> Redo:
     return ids
 
 
-def next_revisions(latest: Latest, ids: set) -> dict[str, int]:
+def next_revisions(latest: Latest, ids: pa.Array) -> dict[str, int]:
     """id -> the revision its next write gets (latest + 1); for the ids a run redoes."""
-    return {i: latest.revisions[i] + 1 for i in ids if i in latest.revisions}
+    newest = latest.newest.table
+    at = pc.index_in(ids, value_set=newest[ID].combine_chunks())
+    revisions = newest[REVISION].take(at).to_pylist()
+    return {i: r + 1 for i, r in zip(ids.to_pylist(), revisions, strict=True) if r is not None}

@@ -12,11 +12,12 @@ from functools import cached_property, partial
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as pads
 
 from pipeline.batch.guard import FrozenActorBreaker, ProgressLogger, data_context_settings, quiet_remote_args
 from pipeline.batch.monitor import run_monitor
-from pipeline.batch.plan import Redo, ResumePlan, hash_manifest, next_revisions, plan_resume
+from pipeline.batch.plan import MANIFEST_HASHES, Redo, ResumePlan, hash_manifest, next_revisions, plan_resume
 from pipeline.batch.session import ensure_ray, kill_actor, quiet_ray_console
 from pipeline.config import RunConfig, config_hash, config_secrets, content_hash, public_dict
 from pipeline.errors import failure
@@ -58,13 +59,14 @@ class Prepared:
     config_hash: str
 
     @property
-    def skip(self) -> set:
-        return self.excluded | self.resume.skip
+    def skip(self) -> pa.Array:
+        """Ids the read stage drops: refused by the manifest checks (repeated ids) or left alone by resume."""
+        refused = pa.array(sorted(i for i in self.excluded if isinstance(i, str)), pa.string())
+        return pa.concat_arrays([refused, self.resume.skip])
 
-    @cached_property
+    @property
     def todo(self) -> int:
-        skip = self.skip
-        return sum(1 for i in self.ids if isinstance(i, str) and i not in skip)  # null ids are manifest errors
+        return self.resume.todo
 
     @cached_property
     def revisions(self) -> dict[str, int]:
@@ -134,14 +136,14 @@ def prepare(cfg: RunConfig, *, retry_errors: bool = False, redo: Redo = None, st
         committed = Latest() if cfg.output.overwrite else read_committed_latest(store)
     except TypeError as exc:
         raise ValueError(f"output.storage_options are not accepted: {exc}") from None
-    valid = [i for i in ids if isinstance(i, str) and i not in excluded]
-    if committed.done_ids:
-        hashes = hash_manifest(info, cfg)
-        hashes = {i: hashes[i] for i in valid if i in hashes}
-    else:
-        hashes = dict.fromkeys(valid, "")
-    plan = plan_resume(hashes, committed.ok_hashes, committed.error_stages, retry_errors=retry_errors, redo=redo,
-                       flagged_ids=committed.flagged, error_hashes=committed.error_hashes)  # fmt: skip
+    if committed.done_count:
+        manifest = hash_manifest(info, cfg)
+        refused = pa.array([i for i in excluded if isinstance(i, str)], pa.string())
+        manifest = manifest.filter(pc.invert(pc.is_in(manifest[ID], value_set=refused)))
+    else:  # nothing to compare a row's hash with: every row is new
+        valid = pa.array([i for i in ids if isinstance(i, str) and i not in excluded], pa.string())
+        manifest = pa.table([valid, pa.nulls(len(valid), pa.string())], schema=MANIFEST_HASHES)
+    plan = plan_resume(manifest, committed, retry_errors=retry_errors, redo=redo)
     return Prepared(cfg, info, store, ids, excluded, manifest_errors, committed, plan, config_hash(cfg))
 
 
@@ -190,23 +192,25 @@ def _run_held(cfg: RunConfig, store: Store, run_id: str, lease, started: float, 
     """
     recovered = publish(store)
     prep = prepare(cfg, retry_errors=retry_errors, redo=redo, store=store)
-    if prep.committed.done_ids:
+    if prep.committed.done_count:
         log.info("%s", prep.resume.describe())
     # No writer of this output runs yet: what an earlier attempt left uncommitted goes now.
     orphans = {"start": remove_orphans(store, prep.ids, when="at the start").record()}
     for name in RESULT_DIRS:
         store.makedirs(name)
-    write_manifest_errors(store, manifest_error_view(prep.manifest_errors, prep.committed.done_ids))
+    recorded = prep.committed.recorded(e["id"] for e in prep.manifest_errors)
+    write_manifest_errors(store, manifest_error_view(prep.manifest_errors, recorded))
     totals = Progress()
     # Rows refused by the manifest are this run's failures too: name them first, as the engine's are named.
     totals.error_samples += [f"{e['id']}: [manifest] {e['error']}" for e in prep.manifest_errors[:5]]
     if prep.todo:
         execute_resuming(prep, totals, progress, verbose, engine_factory, lease, retry_errors, redo)
-        lease.check()
-        # Every commit is in: files of attempts that lost a worker mid-write go too.
-        orphans["end"] = remove_orphans(store, prep.ids, when="at the end").record()
     lease.check()
     published = publish(store)
+    if prep.todo:
+        # Every commit is in: files of attempts that lost a worker mid-write go too. After the publish,
+        # so the audio is matched against a few view files, not every part of the journal.
+        orphans["end"] = remove_orphans(store, prep.ids, when="at the end").record()
     wall_s = time.perf_counter() - started
     committed = with_duplicates(read_committed_latest(store), recovered, published)
     return finish_summary(prep, totals, wall_s, committed, run_id, orphans=orphans, view=published.rows)
@@ -396,7 +400,7 @@ def build_dataset(prep: Prepared, verbose: bool = False, engine_factory=None, wa
     files = ray.data.from_items([{"path": f} for f in info.files], override_num_blocks=len(info.files))
     renames = {k: v for k, v in ((info.id_column, ID), (info.text_column, TEXT)) if k != v}
     # One Arrow array for every read task: it pickles compactly, and each task hashes it once, not per block.
-    skip = pa.array(sorted(prep.skip), pa.string())
+    skip = prep.skip
     read = partial(read_rows, fs=info.fs, schema=info.schema, renames=renames, skip=skip, block_rows=READ_BLOCK_ROWS)
     ds = files.map_batches(read, batch_size=1, batch_format="pyarrow", num_cpus=READ_CPUS)
     plan = StagePlan.for_cluster(cfg.compute, ray.cluster_resources(), prep.window())

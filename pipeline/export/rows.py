@@ -168,7 +168,7 @@ def iter_rows(
     streamed `batch_rows` at a time in part order."""
     counts = counts if counts is not None else Counts()
     latest = read_committed_latest(store)
-    counts.finished, counts.error_rows = len(latest.ok), len(latest.errors)
+    counts.finished, counts.error_rows = latest.ok_count, latest.error_count
 
     def seen(rows: int) -> None:
         counts.batches += 1

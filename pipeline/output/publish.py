@@ -26,6 +26,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -35,13 +36,12 @@ from pipeline.output.read import (
     AUDIO_PATH,
     DUPLICATE_SAMPLES,
     ID,
-    Newest,
+    SAME_REVISION,
     ViewIndex,
     journal_parts,
     load_index,
     newest_records,
     read_batches,
-    read_schema,
 )
 from pipeline.output.schema import error_schema
 from pipeline.storage import Store
@@ -52,6 +52,7 @@ KINDS = (METADATA, ERRORS)
 # audio: a few kB each) are what a publish holds in memory at once.
 VIEW_FILE_ROWS = 25_000
 MOVE_THREADS = 8  # audio copies into history/ are one read and one create-only write each: overlap them
+NONE_KEPT = np.zeros(0, np.int64)  # the rows of a file none of whose records stays
 # Named between a publish's steps, for on_step (tests inject crashes there).
 STEP_FILES, STEP_INDEX, STEP_DELETED = "files written", "index written", "deleted"
 
@@ -87,12 +88,13 @@ def publish(store: Store, *, rows_per_file: int = VIEW_FILE_ROWS,
         return out
     sources = {kind: [store.path(p) for p in index.listed(kind)] + parts[kind] for kind in KINDS}
     newest = newest_records(store, sources[METADATA], sources[ERRORS])
-    chosen = _chosen(newest)
+    chosen = newest.kept_rows()
     new = ViewIndex(files={history(k): list(index.files.get(history(k), [])) for k in KINDS}, exists=True)
     new.absorbed = [_rel(store, p) for kind in KINDS for p in parts[kind]]
     first = 0
     for kind in KINDS:
-        _publish_kind(store, kind, sources[kind], first, chosen, index, new, rows_per_file)
+        schemas = newest.schemas[first : first + len(sources[kind])]
+        _publish_kind(store, kind, sources[kind], schemas, first, chosen, index, new, rows_per_file)
         first += len(sources[kind])
     # A rewrite may give a file the bytes, so the name, it had: it stays then.
     listed = {f["path"] for files in new.files.values() for f in files}
@@ -105,28 +107,20 @@ def publish(store: Store, *, rows_per_file: int = VIEW_FILE_ROWS,
     _sweep(store, new)
     out.absorbed, out.moved_audio = len(new.absorbed), len(new.moved)
     out.rows = {folder: sum(f["rows"] for f in files) for folder, files in new.files.items()}
-    doubled = [(i, r.same_revision - 1) for i, r in newest.records.items() if r.same_revision > 1]
-    out.duplicates = sum(n for _, n in doubled)
-    out.duplicate_ids = [i for i, _ in doubled[:DUPLICATE_SAMPLES]]
+    doubled = newest.duplicated()
+    out.duplicates = int(pc.sum(doubled[SAME_REVISION]).as_py() or 0) - doubled.num_rows
+    out.duplicate_ids = doubled[ID].to_pylist()[:DUPLICATE_SAMPLES]
     log.info("published the view: %d journal part(s) folded in, %d audio file(s) moved to %s",
              out.absorbed, out.moved_audio, history(""))  # fmt: skip
     return out
 
 
-def _chosen(newest: Newest) -> dict[int, set[int]]:
-    """file number -> row numbers that stay in the view: each id's newest record, and error rows without an id."""
-    chosen: dict[int, set[int]] = {}
-    for record in newest.records.values():
-        chosen.setdefault(record.file, set()).add(record.row)
-    for file, row, _ in newest.unkeyed:
-        chosen.setdefault(file, set()).add(row)
-    return chosen
+def _publish_kind(store: Store, kind: str, files: list[str], schemas: list[pa.Schema], first: int,
+                  chosen: dict[int, np.ndarray], old: ViewIndex, new: ViewIndex, rows_per_file: int,
+                  ) -> None:  # fmt: skip
+    """Write kind's view and history files from its sources (view files first, then journal parts).
 
-
-def _publish_kind(store: Store, kind: str, files: list[str], first: int, chosen: dict[int, set[int]],
-                  old: ViewIndex, new: ViewIndex, rows_per_file: int) -> None:  # fmt: skip
-    """Write kind's view and history files from its sources (view files first, then journal parts)."""
-    schemas = [read_schema(store, path) for path in files]
+    chosen: file number -> the sorted rows that stay in the view (Newest.kept_rows)."""
     schema = _unify(kind, schemas) if schemas else error_schema() if kind == ERRORS else pa.schema([(ID, pa.string())])
     listed = old.files.get(kind, [])
     current = _Sink(store, kind, schema, rows_per_file)
@@ -135,7 +129,7 @@ def _publish_kind(store: Store, kind: str, files: list[str], first: int, chosen:
     for number, path in enumerate(files, first):
         position = number - first
         entry = listed[position] if position < len(listed) else None
-        stays = chosen.get(number, set())
+        stays = chosen.get(number, NONE_KEPT)
         if entry is not None and _keeps(entry, stays, schemas[position], schema, rows_per_file):
             kept.append(entry)
             continue
@@ -143,7 +137,9 @@ def _publish_kind(store: Store, kind: str, files: list[str], first: int, chosen:
             new.retired.append(entry["path"])
         row = 0
         for batch in read_batches(store, path):
-            mask = pa.array([row + j in stays for j in range(batch.num_rows)], pa.bool_())
+            keep = np.zeros(batch.num_rows, bool)
+            keep[stays[slice(*np.searchsorted(stays, [row, row + batch.num_rows]))] - row] = True
+            mask = pa.array(keep)
             row += batch.num_rows
             current.add(_conform(batch.filter(mask), schema))
             superseded = _conform(batch.filter(pc.invert(mask)), schema)
@@ -156,7 +152,7 @@ def _publish_kind(store: Store, kind: str, files: list[str], first: int, chosen:
     new.files[history(kind)] += past.close()
 
 
-def _keeps(entry: dict, stays: set[int], schema: pa.Schema, unified: pa.Schema, rows_per_file: int) -> bool:
+def _keeps(entry: dict, stays: np.ndarray, schema: pa.Schema, unified: pa.Schema, rows_per_file: int) -> bool:
     """A view file stays as it is when every row of it stays, it is at least half full and of the view's schema."""
     rows = entry["rows"]
     return len(stays) == rows and rows >= rows_per_file // 2 and schema.equals(unified, check_metadata=False)

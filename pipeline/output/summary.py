@@ -11,13 +11,17 @@ from __future__ import annotations
 import json
 import logging
 import secrets
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timezone
+
+import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.config import content_hash, public_dict
 from pipeline.output.layout import SUMMARY
 from pipeline.output.orphans import remove_orphans
-from pipeline.output.read import Latest, read_committed_latest
+from pipeline.output.read import DURATION, ID, Latest, read_committed_latest
 from pipeline.storage import Store
 
 log = logging.getLogger(__name__)
@@ -84,7 +88,7 @@ def write_failed_summary(store: Store, run_id: str, exit_code: int, reason: str,
         "verdict": f"failed: {reason}",
     }
     if committed is not None:
-        summary["committed"] = {"ok": len(committed.ok), "errors": len(committed.errors)}
+        summary["committed"] = {"ok": committed.ok_count, "errors": committed.error_count}
     if orphans is not None:
         summary["orphans_removed"] = {"after_failure": orphans}
     store.write(SUMMARY, json.dumps(summary, indent=2).encode())
@@ -112,30 +116,27 @@ def verdict(total_input: int | Collection[str], latest: Latest, manifest_errors:
     ignored and missing ones are named). latest: read_committed_latest's view. manifest_errors: rows
     rejected before the run (null or repeated ids).
     """
-    ok_ids = set(latest.ok)
-    error_ids = {i for i, _ in latest.errors if i is not None} - ok_ids
-    duplicates = latest.duplicate_ok
-    missing: list = []
-    if isinstance(total_input, int):
-        expected = total_input
-        accounted = len(ok_ids) + len(error_ids) + manifest_errors
-    else:
-        valid = set(total_input)
-        expected = len(valid) + manifest_errors
-        ok_ids, error_ids = ok_ids & valid, error_ids & valid
-        missing = sorted(valid - ok_ids - error_ids)
-        accounted = len(ok_ids) + len(error_ids) + manifest_errors
-    counts = f"{len(ok_ids)} ok + {len(error_ids) + manifest_errors} errors of {expected} input rows"
+    got = Accounting.of(latest, None if isinstance(total_input, int) else total_input)
+    return judge(got, latest, total_input if isinstance(total_input, int) else None, manifest_errors)
+
+
+def judge(got: Accounting, latest: Latest, total_input: int | None, manifest_errors: int) -> tuple[int, str]:
+    """verdict's answer from counts already made (total_input None: got counted against the input's ids)."""
+    expected = total_input if total_input is not None else got.valid + manifest_errors
+    accounted = got.ok + got.errors + manifest_errors
+    counts = f"{got.ok} ok + {got.errors + manifest_errors} errors of {expected} input rows"
     problems = []
-    if duplicates:
+    if latest.duplicate_ok:
         sample = latest.duplicate_ids[:MISSING_SHOWN]
         named = f" (ids {', '.join(map(repr, sample))})" if sample else ""
         problems.append(
-            f"{duplicates} duplicate record(s){named}, written twice at one revision: did two runs share this output?"
+            f"{latest.duplicate_ok} duplicate record(s){named}, written twice at one revision: did two runs share "
+            "this output?"
         )
-    if missing:
-        shown = ", ".join(map(repr, missing[:MISSING_SHOWN])) + (" ..." if len(missing) > MISSING_SHOWN else "")
-        problems.append(f"{len(missing)} missing ({shown}): rerun to resume them")
+    if got.missing:
+        more = " ..." if got.missing_count > MISSING_SHOWN else ""
+        shown = ", ".join(map(repr, got.missing[:MISSING_SHOWN])) + more
+        problems.append(f"{got.missing_count} missing ({shown}): rerun to resume them")
     elif accounted < expected:
         problems.append(f"{expected - accounted} missing: rerun to resume them")
     elif accounted > expected:
@@ -143,6 +144,34 @@ def verdict(total_input: int | Collection[str], latest: Latest, manifest_errors:
     if problems:
         return ACCOUNTING_EXIT, f"NOT accounted: {counts}; {'; '.join(problems)}"
     return ACCOUNTED_EXIT, f"accounted: {counts}"
+
+
+@dataclass
+class Accounting:
+    """The committed ids counted against the input's, in Arrow (a million ids stay columns, not sets)."""
+
+    ok: int  # ids whose newest record is ok (of the input's, when its ids are given)
+    errors: int  # ids whose newest record is an error and that are not ok
+    audio_s: float  # duration_s summed over the ok ones
+    valid: int = 0  # distinct input ids
+    missing_count: int = 0
+    missing: list = field(default_factory=list)  # the first MISSING_LISTED missing ids, sorted
+
+    @classmethod
+    def of(cls, latest: Latest, ids: Iterable[str] | None) -> Accounting:
+        """ids: the input's ids (None: count every committed id)."""
+        ok = latest.ok_table()
+        errors = latest.error_ids()
+        errors = errors.filter(pc.invert(pc.is_in(errors, value_set=ok[ID].combine_chunks())))
+        if ids is None:
+            return cls(ok.num_rows, len(errors), pc.sum(ok[DURATION]).as_py() or 0.0)
+        valid = pc.unique(pa.array(list(ids), pa.string()))
+        ok = ok.filter(pc.is_in(ok[ID], value_set=valid))
+        errors = errors.filter(pc.is_in(errors, value_set=valid))
+        done = pa.chunked_array([ok[ID].combine_chunks(), errors], pa.string()).combine_chunks()
+        missing = valid.filter(pc.invert(pc.is_in(valid, value_set=done)))
+        listed = missing.take(pc.sort_indices(missing)[:MISSING_LISTED]).to_pylist()
+        return cls(ok.num_rows, len(errors), pc.sum(ok[DURATION]).as_py() or 0.0, len(valid), len(missing), listed)
 
 
 def finish_summary(prep, totals, wall_s: float, committed: Latest, run_id: str | None = None,
@@ -155,24 +184,21 @@ def finish_summary(prep, totals, wall_s: float, committed: Latest, run_id: str |
     removed ({"start": Sweep.record(), "end": ...}, see output/orphans.py). view: rows per folder of the
     published view and history (output/publish.py's Published.rows).
     """
-    valid = {i for i in prep.ids if isinstance(i, str) and i not in prep.excluded}
-    ok = valid & set(committed.ok)
-    row_errors = {i for i, _ in committed.errors if i in valid} - ok
-    missing = sorted(valid - ok - row_errors)
-    audio_total = sum(committed.ok[i] or 0.0 for i in ok)
+    valid = [i for i in prep.ids if isinstance(i, str) and i not in prep.excluded]
+    got = Accounting.of(committed, valid)
     actors = prep.config.compute.max_actors
-    code, line = verdict(valid, committed, len(prep.manifest_errors))
+    code, line = judge(got, committed, None, len(prep.manifest_errors))
     summary = {
         "state": FINAL,
         "run_id": run_id,
         "input_rows": len(prep.ids),
-        "ok": len(ok),
-        "errors": len(row_errors) + len(prep.manifest_errors),
+        "ok": got.ok,
+        "errors": got.errors + len(prep.manifest_errors),
         "manifest_errors": len(prep.manifest_errors),
         "accounted": code == 0,
         "exit_code": code,
         "verdict": line,
-        "missing_ids": missing[:MISSING_LISTED],
+        "missing_ids": got.missing,
         "duplicate_metadata_rows": committed.duplicate_ok,
         "orphans_removed": orphans or {},
         "view": dict(sorted((view or {}).items())),
@@ -188,7 +214,7 @@ def finish_summary(prep, totals, wall_s: float, committed: Latest, run_id: str |
             "ok": totals.ok,
             "flagged": totals.flagged,
             "errors": totals.errors,
-            "skipped_already_done": len(prep.resume.skip & valid),
+            "skipped_already_done": len(prep.resume.skip),
             "audio_s": round(totals.audio_s, 3),
             "wall_s": round(wall_s, 3),
             "rows_per_s": round((totals.ok + totals.errors) / wall_s, 4) if wall_s else 0.0,
@@ -198,7 +224,7 @@ def finish_summary(prep, totals, wall_s: float, committed: Latest, run_id: str |
             "overhead_s": round(wall_s - totals.engine_s / actors, 3),
             "error_samples": totals.error_samples,
         },
-        "audio_hours": round(audio_total / 3600, 6),
+        "audio_hours": round(got.audio_s / 3600, 6),
         "config_hash": prep.config_hash,
         "content_hash": content_hash(prep.config),
         "config": public_dict(prep.config),

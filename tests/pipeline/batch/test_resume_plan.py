@@ -12,6 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from pipeline.batch.plan import (
+    MANIFEST_HASHES,
     ResumePlan,
     hash_manifest,
     next_revisions,
@@ -23,7 +24,7 @@ from pipeline.batch.plan import (
 from pipeline.config import content_hash, validate_config
 from pipeline.manifest.rows import RowValues
 from pipeline.output.layout import ERRORS, METADATA, audio_name, part_keys
-from pipeline.output.read import newest_rows, read_committed_latest
+from pipeline.output.read import NEWEST_SCHEMA, Latest, Newest, newest_rows, read_committed_latest
 from pipeline.storage import Store
 
 MINIMAL = {"input": {"path": "m.parquet"}, "output": {"path": "out"}, "model": {"weights": "w"}}
@@ -119,7 +120,7 @@ def test_hash_manifest_reads_renamed_columns_in_batches(tmp_path):
     config = cfg(input={"path": str(tmp_path), "id_column": "key", "text_column": "body"})
     hashes = hash_manifest(info, config, batch_rows=1)
     settings = content_hash(config)
-    assert hashes == {
+    assert dict(zip(hashes["id"].to_pylist(), hashes["row_hash"].to_pylist(), strict=True)) == {
         "a": raw_row_hash({"id": "a", "text": "Hello there.", "seed": 7.0}, settings),
         "b": raw_row_hash({"id": "b", "text": "Two.", "seed": None}, settings),
     }
@@ -128,20 +129,36 @@ def test_hash_manifest_reads_renamed_columns_in_batches(tmp_path):
 # ---- plan_resume ------------------------------------------------------------------------------
 
 
-def plan(**kw):
+def manifest_of(hashes: dict) -> pa.Table:
+    return pa.table({"id": list(hashes), "row_hash": list(hashes.values())}, schema=MANIFEST_HASHES)
+
+
+def committed_of(ok: dict, errors: dict, flagged=()) -> Latest:
+    """ok: id -> stored row_hash; errors: id -> (stage, stored row_hash)."""
+    rows = [{"id": i, "revision": 0, "ok": True, "row_hash": h, "flagged": i in flagged} for i, h in ok.items()]
+    rows += [{"id": i, "revision": 0, "ok": False, "stage": stage, "row_hash": h} for i, (stage, h) in errors.items()]
+    table = pa.Table.from_pylist([r | {"same_revision": 1} for r in rows], schema=NEWEST_SCHEMA)
+    return Latest(Newest([], table))
+
+
+def ids(array) -> set:
+    return set(array.to_pylist())
+
+
+def plan(flagged=(), **kw):
     manifest = {"ok": "h1", "changed": "h2-new", "old": "h3", "err": "h4", "fixed": "h5-new", "new": "h6", "flag": "h7"}
     ok = {"ok": "h1", "changed": "h2", "old": None, "flag": "h7", "gone": "hx"}
-    errors = {"err": "generate", "fixed": "validate"}
-    return plan_resume(manifest, ok, errors, error_hashes={"err": "h4", "fixed": "h5"}, **kw)
+    errors = {"err": ("generate", "h4"), "fixed": ("validate", "h5")}
+    return plan_resume(manifest_of(manifest), committed_of(ok, errors, flagged), **kw)
 
 
 def test_plan_sorts_every_id_once():
     p = plan()
-    assert p.skip == {"ok", "old", "err", "flag"} and p.new == {"new"}
-    assert p.redo_changed == {"changed", "fixed"}  # a fixed error row's input changed: redone unasked
-    assert p.retry == set() and p.redo_chosen == set()
+    assert ids(p.skip) == {"ok", "old", "err", "flag"} and ids(p.new) == {"new"}
+    assert ids(p.redo_changed) == {"changed", "fixed"}  # a fixed error row's input changed: redone unasked
+    assert ids(p.retry) == set() and ids(p.redo_chosen) == set()
     assert (p.done, p.kept_errors, p.unknown) == (3, 1, 1)
-    assert p.todo == {"new", "changed", "fixed"}
+    assert p.todo == 3
     assert p.describe() == (
         "resuming: 3 done, 1 errors kept (--retry-errors retries them), 2 changed since "
         "(redone), 0 errors retried, 0 chosen, 1 new, 1 written before row hashes "
@@ -151,13 +168,13 @@ def test_plan_sorts_every_id_once():
 
 def test_retry_errors_and_redo_choices():
     p = plan(retry_errors=True, redo={"ok", "changed"})
-    assert p.retry == {"err"} and p.redo_chosen == {"ok"} and p.redo_changed == {"changed", "fixed"}
-    assert p.skip == {"old", "flag"} and p.redo == {"err", "ok", "changed", "fixed"}
+    assert ids(p.retry) == {"err"} and ids(p.redo_chosen) == {"ok"} and ids(p.redo_changed) == {"changed", "fixed"}
+    assert ids(p.skip) == {"old", "flag"} and ids(p.redo) == {"err", "ok", "changed", "fixed"}
     assert "2 changed since (redone), 1 errors retried, 1 chosen" in p.describe()
     assert "errors kept" not in p.describe()
-    flagged = plan(redo="flagged", flagged_ids={"flag"})
-    assert flagged.redo_chosen == {"flag"} and "flag" not in flagged.skip
-    assert plan(redo={"err"}).retry == {"err"}  # choosing an error row retries it
+    flagged = plan(redo="flagged", flagged={"flag"})
+    assert ids(flagged.redo_chosen) == {"flag"} and "flag" not in ids(flagged.skip)
+    assert ids(plan(redo={"err"}).retry) == {"err"}  # choosing an error row retries it
 
 
 def test_redo_of_an_unknown_id_is_one_clear_error():
@@ -166,8 +183,8 @@ def test_redo_of_an_unknown_id_is_one_clear_error():
 
 
 def test_a_fresh_output_is_all_new():
-    p = plan_resume({"a": "1", "b": "2"}, {}, {})
-    assert p.new == {"a", "b"} and p.skip == set() and isinstance(p, ResumePlan)
+    p = plan_resume(manifest_of({"a": "1", "b": "2"}), Latest())
+    assert ids(p.new) == {"a", "b"} and ids(p.skip) == set() and isinstance(p, ResumePlan)
     assert p.describe().startswith("resuming: 0 done, 0 changed since")
 
 
@@ -240,7 +257,7 @@ def check_latest(latest):
     assert latest.flagged == {"b"} and latest.done_ids == {"a", "b", "c", "e1", "e2"}
     assert latest.ok_hashes == {"a": None, "b": "hb1", "e1": "he1"}
     assert latest.error_stages == {"c": "finish", "e2": "generate"}
-    assert next_revisions(latest, {"a", "b", "zz"}) == {"a": 1, "b": 2}
+    assert next_revisions(latest, pa.array(["a", "b", "zz"])) == {"a": 1, "b": 2}
 
 
 def test_latest_record_wins_on_local_disk(tmp_path):
@@ -264,17 +281,10 @@ def test_plan_from_latest_view(tmp_path):
     write_history(store)
     latest = read_committed_latest(store)
     manifest = {"a": "ha", "b": "hb1", "c": "hc-fixed", "e1": "he1", "e2": "he2", "n": "hn"}
-    p = plan_resume(
-        manifest,
-        latest.ok_hashes,
-        latest.error_stages,
-        error_hashes=latest.error_hashes,
-        retry_errors=True,
-        redo="flagged",
-        flagged_ids=latest.flagged,
-    )
-    assert p.skip == {"a", "e1"} and p.unknown == 1  # "a" predates hashes: kept, counted as unchecked
-    assert p.redo_changed == {"c"} and p.retry == {"e2"} and p.redo_chosen == {"b"} and p.new == {"n"}
+    p = plan_resume(manifest_of(manifest), latest, retry_errors=True, redo="flagged")
+    assert ids(p.skip) == {"a", "e1"} and p.unknown == 1  # "a" predates hashes: kept, counted as unchecked
+    assert ids(p.redo_changed) == {"c"} and ids(p.retry) == {"e2"} and ids(p.redo_chosen) == {"b"}
+    assert ids(p.new) == {"n"}
     assert next_revisions(latest, p.redo) == {"b": 2, "c": 2, "e2": 1}
 
 

@@ -47,7 +47,7 @@ def test_run_ids_sort_by_time_and_differ():
 
 
 def latest(ok=(), errors=(), duplicates=0, duplicate_ids=()):
-    return Latest(
+    return Latest.of(
         ok={i: 1.0 for i in ok}, errors=list(errors), duplicate_ok=duplicates, duplicate_ids=list(duplicate_ids)
     )
 
@@ -88,7 +88,7 @@ def test_a_failed_run_makes_its_running_marker_final_and_keeps_what_was_committe
 
     store = Store.open(str(tmp_path / "out"))
     write_running_summary(store, "run-1", {"output": {}}, content_hash="sha256:abc")
-    latest = Latest(ok={"a": 1.0, "b": 2.0}, errors=[("c", "voice")])
+    latest = Latest.of(ok={"a": 1.0, "b": 2.0}, errors=[("c", "voice")])
     written = write_failed_summary(store, "run-1", 2, "output.path x: no space left on device (ENOSPC)", latest,
                                    {"temp_files": 1, "unreferenced_audio": 0})  # fmt: skip
     on_disk = json.loads((tmp_path / "out" / "summary.json").read_text())
