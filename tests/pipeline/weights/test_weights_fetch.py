@@ -330,7 +330,8 @@ def test_a_complete_cache_serves_when_the_endpoint_is_gone(tmp_path):
         logging.getLogger("pipeline.weights.fetch").removeHandler(seen)
     assert any("using the copy cached" in line for line in seen.lines)
     (folder / "text.pt").unlink()  # not complete any more: the error comes through
-    with pytest.raises(WeightsError, match="cannot connect"):
+    # A refused connection, or, on a loaded machine, botocore's retries outlasting the listing's budget.
+    with pytest.raises(WeightsError, match="cannot connect|no answer within"):
         fetch_weights(f"s3://{bucket}/w", endpoint.storage_options, cache_dir=tmp_path)
 
 
