@@ -375,10 +375,6 @@ class Latest:
         return set(self._ok_table.filter(self._ok_table[FLAGGED])[ID].to_pylist())
 
     @property
-    def done_ids(self) -> set:
-        return set(self.newest.table[ID].to_pylist())
-
-    @property
     def done_count(self) -> int:
         """Ids with a committed record."""
         return self.newest.table.num_rows
@@ -387,19 +383,6 @@ class Latest:
         """Those of ids (strings; others are ignored) that have a committed record."""
         asked = pa.array([i for i in ids if isinstance(i, str)], pa.string())
         return set(asked.filter(pc.is_in(asked, value_set=self.newest.table[ID].combine_chunks())).to_pylist())
-
-    @property
-    def ok_hashes(self) -> dict:
-        """id -> stored row_hash of its newest record, an ok one (None: not recorded)."""
-        return dict(zip(self._ok_table[ID].to_pylist(), self._ok_table[ROW_HASH].to_pylist(), strict=True))
-
-    @property
-    def error_stages(self) -> dict:
-        return dict(zip(self._error_table[ID].to_pylist(), self._error_table[STAGE].to_pylist(), strict=True))
-
-    @property
-    def error_hashes(self) -> dict:
-        return dict(zip(self._error_table[ID].to_pylist(), self._error_table[ROW_HASH].to_pylist(), strict=True))
 
 
 def read_committed_latest(store: Store, index: ViewIndex | None = None) -> Latest:

@@ -254,9 +254,9 @@ def check_latest(latest):
     assert latest.duplicate_ok == 0 and latest.superseded == 3
     assert latest.revisions == {"a": 0, "b": 1, "c": 1, "e1": 1, "e2": 0}
     assert latest.hashes == {"a": None, "b": "hb1", "c": "hc1", "e1": "he1", "e2": None}
-    assert latest.flagged == {"b"} and latest.done_ids == {"a", "b", "c", "e1", "e2"}
-    assert latest.ok_hashes == {"a": None, "b": "hb1", "e1": "he1"}
-    assert latest.error_stages == {"c": "finish", "e2": "generate"}
+    assert latest.flagged == {"b"} and latest.recorded(["a", "b", "c", "e1", "e2", "zz", None]) == {"a", "b", "c", "e1", "e2"}
+    assert {i: latest.hashes[i] for i in latest.ok} == {"a": None, "b": "hb1", "e1": "he1"}
+    assert dict(latest.errors) == {"c": "finish", "e2": "generate"}
     assert next_revisions(latest, pa.array(["a", "b", "zz"])) == {"a": 1, "b": 2}
 
 
