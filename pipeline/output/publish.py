@@ -34,9 +34,7 @@ from pipeline.output.commit import to_parquet
 from pipeline.output.layout import ERRORS, METADATA, VIEW_INDEX, VIEW_PREFIX, history, part_glob, view_name
 from pipeline.output.read import (
     AUDIO_PATH,
-    DUPLICATE_SAMPLES,
     ID,
-    SAME_REVISION,
     ViewIndex,
     journal_parts,
     load_index,
@@ -107,9 +105,7 @@ def publish(store: Store, *, rows_per_file: int = VIEW_FILE_ROWS,
     _sweep(store, new)
     out.absorbed, out.moved_audio = len(new.absorbed), len(new.moved)
     out.rows = {folder: sum(f["rows"] for f in files) for folder, files in new.files.items()}
-    doubled = newest.duplicated()
-    out.duplicates = int(pc.sum(doubled[SAME_REVISION]).as_py() or 0) - doubled.num_rows
-    out.duplicate_ids = doubled[ID].to_pylist()[:DUPLICATE_SAMPLES]
+    out.duplicates, out.duplicate_ids = newest.duplicates()
     log.info("published the view: %d journal part(s) folded in, %d audio file(s) moved to %s",
              out.absorbed, out.moved_audio, history(""))  # fmt: skip
     return out

@@ -216,9 +216,11 @@ class Newest:
         bounds = np.flatnonzero(np.diff(files)) + 1
         return {int(f[0]): r for f, r in zip(np.split(files, bounds), np.split(rows, bounds), strict=True) if len(f)}
 
-    def duplicated(self) -> pa.Table:
-        """The ids with more than one record at their newest revision (id, same_revision), in id order."""
-        return self.table.select([ID, SAME_REVISION]).filter(pc.greater(self.table[SAME_REVISION], 1))
+    def duplicates(self) -> tuple[int, list[str]]:
+        """(extra records at ids' newest revisions, the first DUPLICATE_SAMPLES of those ids in id order)."""
+        doubled = self.table.filter(pc.greater(self.table[SAME_REVISION], 1))
+        extra = int(pc.sum(doubled[SAME_REVISION]).as_py() or 0) - doubled.num_rows
+        return extra, doubled[ID].slice(0, DUPLICATE_SAMPLES).to_pylist()
 
 
 def newest_records(store: Store, metadata_files: list[str], error_files: list[str]) -> Newest:
@@ -389,9 +391,7 @@ def read_committed_latest(store: Store, index: ViewIndex | None = None) -> Lates
     """Every committed record (view and journal), reduced to the newest record per id (the module's rule)."""
     index = index if index is not None else load_index(store)
     newest = newest_records(store, committed_files(store, METADATA, index), committed_files(store, ERRORS, index))
-    doubled = newest.duplicated()
-    extra = int(pc.sum(doubled[SAME_REVISION]).as_py() or 0) - doubled.num_rows
-    return Latest(newest, extra, doubled[ID].to_pylist()[:DUPLICATE_SAMPLES], newest.superseded)
+    return Latest(newest, *newest.duplicates(), newest.superseded)
 
 
 def newest_rows(store: Store, kind: str, columns: Sequence[str] | None = None, *, latest: Latest | None = None,
