@@ -156,7 +156,7 @@ class ProgressLogger:
     The driver calls update() as results stream in; a daemon thread writes the line, so a run
     whose actors have all stalled still says so.
         with ProgressLogger(cfg.compute.progress_log_s, total=prep.todo) as progress:
-            for batch in ds.iter_batches(...):
+            for batch in result_tables(ds):
                 totals.add(batch)
                 progress.update(totals.ok + totals.errors, totals.audio_s)
     """
