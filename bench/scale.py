@@ -243,7 +243,8 @@ def measure(argv: list[str], env: dict, timeout_s: float, log: Path) -> dict:
     stragglers = _end({p: s for p, s in seen.items() if p != proc.pid}, grace_s=KILL_GRACE_S)
     result = {"wall_s": round(wall, 2), "timed_out": timed_out, "returncode": proc.returncode,
               "peak_rss_mb": round(usage.ru_maxrss / 1024, 1), "tree_pss_mb": round(tree_peak / 2**20, 1),
-              "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "load_1m": round(load, 2)}  # fmt: skip
+              "cpu_s": round(usage.ru_utime + usage.ru_stime, 1), "sys_s": round(usage.ru_stime, 1),
+              "load_1m": round(load, 2)}  # fmt: skip
     if len(series) > 1:
         result["rss_mb_series"], result["rss_every_s"] = series, RSS_EVERY_S
     if stragglers:
