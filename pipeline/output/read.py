@@ -408,17 +408,31 @@ def newest_rows(store: Store, kind: str, columns: Sequence[str] | None = None, *
     numbers = range(newest.metadata_count) if kind == METADATA else range(newest.metadata_count, len(newest.files))
     wanted = None if columns is None else list(dict.fromkeys((ID, REVISION, *columns)))
     for number in numbers:
-        rows = kept.get(number)
-        if rows is None:
-            continue
-        start = 0
-        for batch in read_batches(store, newest.files[number], wanted, batch_rows):
-            if on_batch is not None:
-                on_batch(batch.num_rows)
-            lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
-            if hi > lo:
-                yield from batch.take(pa.array(rows[lo:hi] - start)).to_pylist(maps_as_pydicts="lossy")
-            start += batch.num_rows
+        if number in kept:
+            for batch in picked_batches(store, newest.files[number], kept[number], wanted, batch_rows, on_batch):
+                yield from batch.to_pylist(maps_as_pydicts="lossy")
+
+
+def picked_batches(store: Store, path: str, rows: np.ndarray, columns: Sequence[str] | None = None,
+                   batch_rows: int = BATCH_ROWS, on_batch: Callable[[int], None] | None = None,
+                   ) -> Iterator[pa.RecordBatch]:  # fmt: skip
+    """The rows at these sorted positions of one file (positions as Newest counts them), in order, batch by
+    batch; a batch whose rows are all wanted (a published view) goes out as it was read. Reading stops after
+    the last wanted row. columns: as read_batches; on_batch(rows): called per batch read (progress, tests).
+    """
+    start = 0
+    for batch in read_batches(store, path, columns, batch_rows):
+        if on_batch is not None:
+            on_batch(batch.num_rows)
+        end = start + batch.num_rows
+        lo, hi = np.searchsorted(rows, [start, end])
+        if hi - lo == batch.num_rows:
+            yield batch
+        elif hi > lo:
+            yield batch.take(pa.array(rows[lo:hi] - start))
+        start = end
+        if hi == len(rows):
+            return
 
 
 def manifest_error_rows(store: Store) -> list[dict]:

@@ -13,8 +13,11 @@ from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import numpy as np
+
+from pipeline.output.read import picked_batches
 from pipeline.review import MAX_ROWS
-from pipeline.review.survey import Survey, picked_batches
+from pipeline.review.survey import Survey
 from pipeline.storage import Store
 
 FLAGGED, ERRORS, OK = 0, 1, 2  # the listing's sections, in page order
@@ -153,9 +156,9 @@ def _read(store: Store, found: Survey, places: list[tuple[int, int]]) -> dict:
         by_file[file].append(row)
     out = {(MANIFEST_FILE, k): found.manifest_errors[k] for k in by_file.pop(MANIFEST_FILE, [])}
     for file, rows in by_file.items():
-        wanted = sorted(set(rows))
+        wanted = np.unique(rows)
         got = (r for b in picked_batches(store, found.newest.files[file], wanted) for r in _pylist(b))
-        out.update(((file, row), record) for row, record in zip(wanted, got, strict=True))
+        out.update(((file, row), record) for row, record in zip(wanted.tolist(), got, strict=True))
     return out
 
 

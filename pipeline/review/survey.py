@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -16,7 +15,7 @@ from pipeline.output.read import (
     load_index,
     manifest_error_rows,
     newest_records,
-    read_batches,
+    picked_batches,
 )
 from pipeline.review.dataset import DatasetStats
 from pipeline.storage import Store
@@ -54,26 +53,8 @@ def survey(store: Store) -> Survey:
     for row in out.manifest_errors:
         out.stats.add_error(row.get("stage"))
     for number, rows in sorted(kept.items()):
-        for batch in picked_batches(store, newest.files[number], sorted(rows), CHUNK_COLUMNS):
+        for batch in picked_batches(store, newest.files[number], np.sort(rows), CHUNK_COLUMNS, BATCH_ROWS):
             flagged, failed = out.stats.add_chunks(batch)
             ids = batch.column("id").filter(pa.array(flagged)).to_pylist()
             out.failed.update(zip(ids, failed[flagged].tolist(), strict=True))
     return out
-
-
-def picked_batches(store: Store, path: str, rows: Sequence[int], columns: Sequence[str] | None = None,
-                   ) -> Iterator[pa.RecordBatch]:  # fmt: skip
-    """The rows at these sorted positions of one file (positions as output.read counts them), batch by
-    batch; a batch whose rows are all wanted (a published view) goes out as it was read."""
-    wanted = np.asarray(rows, dtype=np.int64)
-    start = 0
-    for batch in read_batches(store, path, columns, BATCH_ROWS):
-        end = start + batch.num_rows
-        lo, hi = np.searchsorted(wanted, [start, end])
-        if hi - lo == batch.num_rows:
-            yield batch
-        elif hi > lo:
-            yield batch.take(pa.array(wanted[lo:hi] - start))
-        start = end
-        if hi == len(wanted):
-            return
