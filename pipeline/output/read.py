@@ -157,21 +157,6 @@ def scan(store: Store, kind: str, columns: Sequence[str] | None = None, batch_ro
             yield batch.to_pylist(maps_as_pydicts="lossy")
 
 
-@dataclass(slots=True)
-class Record:
-    """One id's newest record, where it is (file, row: positions in the files read), and how many
-    records share its revision."""
-
-    revision: int
-    ok: bool
-    value: object  # duration_s (ok) or stage (error)
-    row_hash: str | None
-    flagged: bool
-    file: int = 0
-    row: int = 0
-    same_revision: int = 1
-
-
 # What the rule reads of each record, one Arrow row per record: the driver holds these columns for a
 # whole output (a million ids: about 124 MB, row hashes most of it), never a Python object per record.
 OK, FILE, ROW, SAME_REVISION = "ok", "file", "row", "same_revision"
@@ -195,32 +180,26 @@ class Newest:
     schemas: list = field(default_factory=list)  # each file's schema, from the footer the same pass read
     metadata_count: int = 0  # files[:metadata_count] are metadata files
 
-    @cached_property
-    def records(self) -> dict[str, Record]:
-        """id -> Record, as Python objects: for a reader that walks a page's worth of ids (the review page)."""
-        t = self.table
-        columns = (t[c].to_pylist() for c in (ID, REVISION, OK, DURATION, STAGE, ROW_HASH, FLAGGED, FILE, ROW,
-                                              SAME_REVISION))  # fmt: skip
-        return {
-            i: Record(revision, ok, duration if ok else stage, row_hash, flagged, file, row, same)
-            for i, revision, ok, duration, stage, row_hash, flagged, file, row, same in zip(*columns, strict=True)
-        }
-
     def kept_rows(self) -> dict[int, np.ndarray]:
         """file number -> sorted row numbers that stay in the view: each id's newest record, and error rows
         without an id."""
         files = np.concatenate([self.table[FILE].to_numpy(), np.array([f for f, _, _ in self.unkeyed], np.int32)])
         rows = np.concatenate([self.table[ROW].to_numpy(), np.array([r for _, r, _ in self.unkeyed], np.int64)])
-        order = np.lexsort((rows, files))
-        files, rows = files[order], rows[order]
-        bounds = np.flatnonzero(np.diff(files)) + 1
-        return {int(f[0]): r for f, r in zip(np.split(files, bounds), np.split(rows, bounds), strict=True) if len(f)}
+        return rows_by_file(files, rows)
 
     def duplicates(self) -> tuple[int, list[str]]:
         """(extra records at ids' newest revisions, the first DUPLICATE_SAMPLES of those ids in id order)."""
         doubled = self.table.filter(pc.greater(self.table[SAME_REVISION], 1))
         extra = int(pc.sum(doubled[SAME_REVISION]).as_py() or 0) - doubled.num_rows
         return extra, doubled[ID].slice(0, DUPLICATE_SAMPLES).to_pylist()
+
+
+def rows_by_file(files: np.ndarray, rows: np.ndarray) -> dict[int, np.ndarray]:
+    """file number -> its sorted row numbers, of these places (files [n] and rows [n]: FILE and ROW values)."""
+    order = np.lexsort((rows, files))
+    files, rows = files[order], rows[order]
+    bounds = np.flatnonzero(np.diff(files)) + 1
+    return {int(f[0]): r for f, r in zip(np.split(files, bounds), np.split(rows, bounds), strict=True) if len(f)}
 
 
 def newest_records(store: Store, metadata_files: list[str], error_files: list[str]) -> Newest:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import html
-from bisect import bisect_right
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -83,17 +82,25 @@ class DatasetStats:
     def rows(self) -> int:
         return self.finished + self.errors
 
-    def add_finished(self, duration_s: object, revision: int) -> None:
-        """One finished row's newest record (the flat columns: no chunk is read here)."""
-        seconds = float(duration_s) if isinstance(duration_s, (int, float)) else 0.0
-        self.finished += 1
-        self.redone += revision > 0
-        self.audio_s += seconds
-        self.durations[max(bisect_right(DURATION_EDGES_S, seconds) - 1, 0)] += 1
+    def add_finished(self, durations: np.ndarray, revisions: np.ndarray) -> None:
+        """Finished rows' newest records, from their flat columns (no chunk is read here): durations [rows] in
+        seconds (a missing one as 0), revisions [rows]."""
+        self.finished += len(durations)
+        self.redone += int(np.count_nonzero(revisions > 0))
+        self.audio_s += float(durations.sum())
+        # A bin holds its left edge (side="right"); a negative duration counts in the first bin.
+        bins = np.maximum(np.searchsorted(DURATION_EDGES_S, durations, side="right") - 1, 0)
+        counts = np.bincount(bins, minlength=len(DURATION_EDGES_S))
+        self.durations = [n + int(more) for n, more in zip(self.durations, counts, strict=True)]
 
-    def add_error(self, stage: object) -> None:
-        self.errors += 1
-        self.error_stages[str(stage or "?")] += 1
+    def add_errors(self, stages: pa.Array) -> None:
+        """Error rows, by their stage column: counted in Arrow, a Python object per distinct stage only."""
+        for entry in pc.value_counts(stages).to_pylist():
+            self.add_error(entry["values"], entry["counts"])
+
+    def add_error(self, stage: object, rows: int = 1) -> None:
+        self.errors += rows
+        self.error_stages[str(stage or "?")] += rows
 
     def add_chunks(self, batch: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray]:
         """Chunk figures of a batch of newest finished records (columns flagged, config_hash, chunks), in

@@ -1,8 +1,8 @@
 """Which rows a review page lists: flagged first, then errors, then ok rows if asked; capped per page.
 
-Only the rows of the page asked for are kept while the candidates stream past (a heap of page x
-max_rows keys), and only their records are read in full: a page costs its own rows, whatever the
-output's size.
+Each section is ordered in Arrow over the survey's columns (a million ids stay a million table rows,
+never a million Python objects), and only the page's slice of it is read in full: a page costs its
+own rows, whatever the output's size.
 """
 
 from __future__ import annotations
@@ -14,10 +14,13 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 
-from pipeline.output.read import picked_batches
+from pipeline.output.read import FILE, ID, ROW, picked_batches
+from pipeline.output.read import OK as OK_COLUMN  # OK here is the section
 from pipeline.review import MAX_ROWS
-from pipeline.review.survey import Survey
+from pipeline.review.survey import FAILED, Survey
 from pipeline.storage import Store
 
 FLAGGED, ERRORS, OK = 0, 1, 2  # the listing's sections, in page order
@@ -27,6 +30,8 @@ SECTIONS = {FLAGGED: "Flagged rows", ERRORS: "Error rows", OK: "Other rows"}
 LISTED = {FLAGGED: "flagged", ERRORS: "errors", OK: "ok"}  # the sections as the page's header names them
 SAMPLE_DIGEST_CHARS = 16  # a stable pseudo-random order of ok rows, for --sample-ok
 MANIFEST_FILE = -1  # the "file" of a manifest's rejected row: it is read from Survey.manifest_errors
+SORT_KEY = "key"  # what error rows sort by: the id, "" for a row without one
+DIGEST_BATCH = 10_000  # ids turned into Python strings at once, to draw --sample-ok's rows
 
 
 @dataclass(frozen=True)
@@ -96,7 +101,7 @@ class Listing:
 
 
 def list_rows(store: Store, found: Survey, choice: Choice) -> Listing:
-    """The page's rows: the candidates' keys stream through a bounded heap, then only the winners are read."""
+    """The page's rows: each section's slice on the page is picked in Arrow, then only those rows are read."""
     totals = _totals(found, choice)
     listing = Listing(choice, totals, [])
     if choice.page > listing.pages:
@@ -104,45 +109,82 @@ def list_rows(store: Store, found: Survey, choice: Choice) -> Listing:
             f"--page {choice.page} is past the last page: {listing.total} row(s) listed, "
             f"{choice.max_rows} a page, {listing.pages} page(s)"
         )
-    top = heapq.nsmallest(choice.page * choice.max_rows, _keys(found, choice))
-    keys = top[listing.first :]
-    records = _read(store, found, [(file, row) for _, _, file, row, _ in keys])
-    for section, order, file, row, row_id in keys:
-        failed = -order[0] if section == FLAGGED else 0
+    places = _places(found, choice, totals, listing.first)
+    records = _read(store, found, [(file, row) for _, file, row, _, _ in places])
+    for section, file, row, row_id, failed in places:
         record = records[(file, row)]
         listing.rows.append(Shown(section, str(record.get("id") if row_id is None else row_id), record, failed))
     return listing
 
 
 def _totals(found: Survey, choice: Choice) -> dict:
-    ok = found.stats.finished - len(found.failed)
-    counts = {FLAGGED: len(found.failed), ERRORS: found.stats.errors, OK: ok}
+    ok = found.stats.finished - found.flagged.num_rows
+    counts = {FLAGGED: found.flagged.num_rows, ERRORS: found.stats.errors, OK: ok}
     if choice.only is None and choice.sample_ok:
         counts[OK] = min(ok, choice.sample_ok)
     return {s: counts[s] for s in choice.sections}
 
 
-def _keys(found: Survey, choice: Choice) -> Iterator[tuple]:
-    """(section, order, file, row, id) of every listed row, unsorted: order sorts within a section, and
-    (file, row) is unique, so ids (None for a row without one) are never compared."""
-    records = found.newest.records
-    if FLAGGED in choice.sections:  # most failed chunks first
-        for row_id, failed in found.failed.items():
-            yield FLAGGED, (-failed, row_id), records[row_id].file, records[row_id].row, row_id
-    if ERRORS in choice.sections:
-        for row_id, record in records.items():
-            if not record.ok:
-                yield ERRORS, (row_id,), record.file, record.row, row_id
-        for file, row, _ in found.newest.unkeyed:
-            yield ERRORS, ("",), file, row, None
-        for k, rejected in enumerate(found.manifest_errors):
-            yield ERRORS, (str(rejected.get("id") or ""),), MANIFEST_FILE, k, None
-    if OK in choice.sections:
-        ok = ((r, rec) for r, rec in records.items() if rec.ok and r not in found.failed)
-        if choice.only == "all":
-            yield from ((OK, (r,), rec.file, rec.row, r) for r, rec in ok)
-        else:  # a stable sample: the same rows every time, spread over the whole output
-            yield from heapq.nsmallest(choice.sample_ok, ((OK, (_digest(r), r), rec.file, rec.row, r) for r, rec in ok))
+def _places(found: Survey, choice: Choice, totals: dict, first: int) -> list[tuple]:
+    """(section, file, row, id, failed chunks) of the page's rows in page order: the part of each section's
+    sorted rows that falls on the page. id: None for a row without one (its record names it)."""
+    out: list[tuple] = []
+    start = 0  # the section's first row's place in the listing
+    for section, total in totals.items():
+        lo, hi = max(first - start, 0), min(first + choice.max_rows - start, total)
+        if hi > lo:
+            out += [(section, *place) for place in _section_rows(found, choice, section, lo, hi)]
+        start += total
+    return out
+
+
+def _section_rows(found: Survey, choice: Choice, section: int, lo: int, hi: int) -> list[tuple]:
+    """(file, row, id, failed chunks) of a section's rows lo..hi-1, in its order."""
+    if section == FLAGGED:  # most failed chunks first
+        order = pc.sort_indices(found.flagged, sort_keys=[(FAILED, "descending"), (ID, "ascending")])
+        return _rows(found.flagged.take(order[lo:hi]))
+    if section == ERRORS:
+        places = _error_places(found)
+        order = pc.sort_indices(places, sort_keys=[(SORT_KEY, "ascending"), (FILE, "ascending"), (ROW, "ascending")])
+        return _rows(places.take(order[lo:hi]))
+    table = found.newest.table
+    ok = pc.and_(table[OK_COLUMN], pc.invert(pc.is_in(table[ID], value_set=found.flagged[ID].combine_chunks())))
+    picked = np.flatnonzero(ok.to_numpy(zero_copy_only=False))  # by id: newest.table is sorted by id
+    if choice.only != "all":  # a stable sample: the same rows every time, spread over the whole output
+        picked = np.array([p for *_, p in heapq.nsmallest(choice.sample_ok, _digests(table[ID], picked))], np.int64)
+    return _rows(table.take(picked[lo:hi]))
+
+
+def _error_places(found: Survey) -> pa.Table:
+    """(id, file, row, SORT_KEY) of every error row: the newest error records (their id the key), error rows
+    without an id (key ""), and the manifest's rejected rows (file MANIFEST_FILE, key the id they gave)."""
+    table = found.newest.table
+    keyed = table.select([ID, FILE, ROW]).filter(pc.invert(table[OK_COLUMN]))
+    loose = [("", file, row) for file, row, _ in found.newest.unkeyed]
+    loose += [(str(r.get("id") or ""), MANIFEST_FILE, k) for k, r in enumerate(found.manifest_errors)]
+    keys, files, rows = zip(*loose, strict=True) if loose else ((), (), ())
+    others = [
+        pa.nulls(len(loose), pa.string()),
+        pa.array(files, pa.int32()),
+        pa.array(rows, pa.int64()),
+        pa.array(keys, pa.string()),
+    ]
+    keyed = keyed.append_column(SORT_KEY, keyed[ID])
+    return pa.concat_tables([keyed, pa.Table.from_arrays(others, schema=keyed.schema)])
+
+
+def _digests(ids: pa.ChunkedArray, picked: np.ndarray) -> Iterator[tuple[str, str, int]]:
+    """(digest, id, position) of the ids at these positions, DIGEST_BATCH Python strings at a time."""
+    for start in range(0, len(picked), DIGEST_BATCH):
+        positions = picked[start : start + DIGEST_BATCH]
+        for position, row_id in zip(positions.tolist(), ids.take(positions).to_pylist(), strict=True):
+            yield _digest(row_id), row_id, position
+
+
+def _rows(places: pa.Table) -> list[tuple]:
+    """(file, row, id, failed chunks) of these few rows (failed: 0 where places has no FAILED column)."""
+    failed = places[FAILED].to_pylist() if FAILED in places.column_names else [0] * places.num_rows
+    return list(zip(places[FILE].to_pylist(), places[ROW].to_pylist(), places[ID].to_pylist(), failed, strict=True))
 
 
 def _digest(row_id: str) -> str:

@@ -2,20 +2,28 @@
 
 from __future__ import annotations
 
-from collections import defaultdict
 from dataclasses import dataclass, field
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from pipeline.output.layout import ERRORS, METADATA
 from pipeline.output.read import (
+    DURATION,
+    FILE,
+    ID,
+    OK,
+    REVISION,
+    ROW,
+    STAGE,
     Newest,
     committed_files,
     load_index,
     manifest_error_rows,
     newest_records,
     picked_batches,
+    rows_by_file,
 )
 from pipeline.review.dataset import DatasetStats
 from pipeline.storage import Store
@@ -23,38 +31,54 @@ from pipeline.storage import Store
 # What the summary reads of every finished row beyond the newest-record rule's own columns.
 CHUNK_COLUMNS = ("id", "flagged", "config_hash", "chunks")
 BATCH_ROWS = 10_000  # rows per Arrow batch: the pass never turns them into Python rows
+FAILED = "failed"  # a flagged row's failed chunks (0: flagged by its own column)
+# Survey.flagged: where each flagged finished row is (FILE indexes Newest.files, ROW counts rows in it).
+FLAGGED_SCHEMA = pa.schema([(ID, pa.string()), (FILE, pa.int32()), (ROW, pa.int64()), (FAILED, pa.int64())])
 
 
 @dataclass
 class Survey:
-    """An output in one pass: the summary, where each id's newest record is, and which rows are flagged."""
+    """An output in one pass: the summary, where each id's newest record is, and which rows are flagged.
+
+    All of it stays in Arrow (a row per id in newest.table, a row per flagged row in flagged): a page
+    turns only its own rows into Python objects (review/listing.py).
+    """
 
     stats: DatasetStats
-    newest: Newest  # id -> Record (revision, ok, file, row); newest.files the files they index
-    failed: dict = field(default_factory=dict)  # id -> failed chunks, for every flagged finished row
+    newest: Newest  # one row per id, sorted by id; newest.files the files its FILE column indexes
+    flagged: pa.Table = field(default_factory=FLAGGED_SCHEMA.empty_table)  # FLAGGED_SCHEMA, in file order
     manifest_errors: list = field(default_factory=list)  # rows the current manifest rejected
 
 
 def survey(store: Store) -> Survey:
     """Read the output once: the newest-record rule's columns of every record, then only the chunks of the
-    newest finished records, in Arrow batches (no row is built in Python but the flagged ones)."""
+    newest finished records, in Arrow batches (no row is built in Python)."""
     index = load_index(store)
     newest = newest_records(store, committed_files(store, METADATA, index), committed_files(store, ERRORS, index))
     out = Survey(DatasetStats(superseded=newest.superseded), newest, manifest_errors=manifest_error_rows(store))
-    kept: dict[int, list[int]] = defaultdict(list)  # file -> rows holding a newest finished record
-    for record in newest.records.values():
-        if record.ok:
-            out.stats.add_finished(record.value, record.revision)
-            kept[record.file].append(record.row)
-        else:
-            out.stats.add_error(record.value)
+    ok = newest.table[OK]
+    finished = newest.table.select([DURATION, REVISION, FILE, ROW]).filter(ok)
+    out.stats.add_finished(pc.fill_null(finished[DURATION], 0.0).to_numpy(), finished[REVISION].to_numpy())
+    out.stats.add_errors(newest.table[STAGE].filter(pc.invert(ok)))
     for *_, stage in newest.unkeyed:
         out.stats.add_error(stage)
     for row in out.manifest_errors:
         out.stats.add_error(row.get("stage"))
-    for number, rows in sorted(kept.items()):
-        for batch in picked_batches(store, newest.files[number], np.sort(rows), CHUNK_COLUMNS, BATCH_ROWS):
-            flagged, failed = out.stats.add_chunks(batch)
-            ids = batch.column("id").filter(pa.array(flagged)).to_pylist()
-            out.failed.update(zip(ids, failed[flagged].tolist(), strict=True))
+    places = rows_by_file(finished[FILE].to_numpy(), finished[ROW].to_numpy())
+    flagged = [_add_chunks(store, out.stats, newest.files[number], number, rows) for number, rows in places.items()]
+    out.flagged = pa.concat_tables([out.flagged, *flagged])
     return out
+
+
+def _add_chunks(store: Store, stats: DatasetStats, path: str, number: int, rows: np.ndarray) -> pa.Table:
+    """Add the chunks of the finished records at these sorted rows of file `number` to stats; returns where
+    the flagged ones are (FLAGGED_SCHEMA)."""
+    found, done = [], 0
+    for batch in picked_batches(store, path, rows, CHUNK_COLUMNS, BATCH_ROWS):
+        flagged, failed = stats.add_chunks(batch)
+        at = rows[done : done + batch.num_rows]  # the batch holds the next of the wanted rows, in order
+        done += batch.num_rows
+        ids = batch.column("id").filter(pa.array(flagged)).cast(pa.string())
+        places = [ids, pa.array(np.full(len(ids), number, np.int32)), pa.array(at[flagged]), pa.array(failed[flagged])]
+        found.append(pa.Table.from_arrays(places, schema=FLAGGED_SCHEMA))
+    return pa.concat_tables(found) if found else FLAGGED_SCHEMA.empty_table()

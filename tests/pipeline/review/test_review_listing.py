@@ -8,11 +8,13 @@ import pyarrow.parquet as pq
 import pytest
 from test_review_page import chunk, write_rows
 
+from pipeline.output.commit import write_manifest_errors
 from pipeline.output.publish import publish
 from pipeline.output.schema import error_schema
-from pipeline.review.dataset import Spread
-from pipeline.review.listing import Choice
+from pipeline.review.dataset import DURATION_EDGES_S, DatasetStats, Spread
+from pipeline.review.listing import Choice, list_rows
 from pipeline.review.page import build_report
+from pipeline.review.survey import survey
 from pipeline.storage import Store
 
 # Flagged rows and how many of their chunks failed: listed most failed first, then by id.
@@ -122,6 +124,31 @@ def test_a_published_view_with_a_redo_lists_each_rows_newest_take(tmp_path):
     page = build_report(store, Choice(only="all"))
     assert listed(page) == [i for i in FLAGGED_ORDER if i != "f3"] + ERROR_IDS + sorted([*OK_IDS, "f3"])
     assert "redone rows</th><td>1 (1 older record(s) superseded)" in page and "Flagged rows (4)" in page
+
+
+def test_error_rows_without_an_id_and_the_manifests_rejected_rows_sort_among_the_errors(tmp_path):
+    """By id ("" for none), then by where the row is: a manifest's rejected row before a committed one."""
+    many(tmp_path)
+    unkeyed = [{"id": None, "stage": "engine", "error": "no id", "revision": 0}]
+    pq.write_table(pa.Table.from_pylist(unkeyed, schema=error_schema()), tmp_path / "errors" / "part-d.parquet")
+    store = Store.open(str(tmp_path))
+    write_manifest_errors(store, [{"id": "e1", "stage": "manifest", "error": "e1 twice"},
+                                  {"id": None, "stage": "manifest", "error": "no id given"}])  # fmt: skip
+    found = survey(store)
+    pages = [list_rows(store, found, Choice(only="errors", max_rows=4, page=n)) for n in (1, 2)]
+    shown = [(r.id, r.record["error"]) for listing in pages for r in listing.rows]
+    assert shown == [("None", "no id given"), ("None", "no id"), ("e0", "e0 broke"), ("e1", "e1 twice"),
+                     ("e1", "e1 broke"), ("e2", "e2 broke")]  # fmt: skip
+    assert pages[0].totals == {1: 6} and found.stats.error_stages == {"engine": 4, "manifest": 2}
+
+
+def test_durations_fall_in_the_bin_whose_left_edge_they_reach():
+    stats = DatasetStats()
+    seconds = np.array([-1.0, 0.0, 0.999, 1.0, 59.9, 60.0, 3600.0, 9000.0])
+    stats.add_finished(seconds, np.array([0, 0, 1, 0, 2, 0, 0, 0]))
+    bins = dict(zip(DURATION_EDGES_S, stats.durations, strict=True))
+    assert {edge: n for edge, n in bins.items() if n} == {0: 3, 1: 1, 30: 1, 60: 1, 3600: 2}
+    assert stats.finished == 8 and stats.redone == 2 and stats.audio_s == seconds.sum()
 
 
 def test_spread_is_exact_while_it_fits_then_a_bounded_sample():
