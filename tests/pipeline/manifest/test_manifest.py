@@ -282,7 +282,7 @@ def test_an_http_manifest_password_never_reaches_the_file_list(tmp_path):
 def test_integer_ids_run_through_read_prepare_engine_finish_and_resume(tmp_path, tiny_weights):
     """int64 ids (pandas' default) as the run sees them: read, synthesized, named and matched by their text."""
     from pipeline.batch.plan import hash_manifest
-    from pipeline.batch.run import read_rows
+    from pipeline.batch.stages.read import read_rows
     from tests.support.stages import config, run_stages
 
     path = write(tmp_path / "m.parquet", id=pa.array([7, 12], pa.int64()), text=["Hello there.", "Second row."])
